@@ -1,0 +1,165 @@
+"""Input validation: a user's DataFrame -> :class:`ScalingData` (float64 arrays).
+
+Everything is checked here, before JAX compiles anything, and every error names the
+column, the first offending row labels and what was expected. Nothing is dropped,
+clipped or coerced: a bad row is the user's decision to fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+class DataError(ValueError):
+    """The data cannot be fitted or predicted as given; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class ScalingData:
+    """Validated observations: law inputs and target as float64 arrays, with row labels.
+
+    Attributes
+    ----------
+    inputs : dict of str to ndarray
+        Raw (not centred) values keyed by the law's input names.
+    target : ndarray
+        The observed target (loss, error, ...), strictly positive.
+    noise : ndarray or None
+        Known per-row standard deviation of the target, if the model uses one.
+    index : pandas.Index
+        Row labels of the source DataFrame, used in messages and results.
+    """
+
+    inputs: dict[str, np.ndarray]
+    target: np.ndarray
+    noise: np.ndarray | None
+    index: pd.Index
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.target)
+
+    def log_geometric_means(self) -> dict[str, float]:
+        """Log of the geometric mean of every input: the default reference scales."""
+        return {name: float(np.mean(np.log(x))) for name, x in self.inputs.items()}
+
+
+def rows_phrase(index: pd.Index, mask: np.ndarray, limit: int = 5) -> str:
+    """``"rows 3, 17 (and 4 more)"`` for the labels of ``index`` where ``mask`` is true."""
+    labels = list(index[np.asarray(mask)])
+    shown = ", ".join(repr(label) if isinstance(label, str) else str(label) for label in labels[:limit])
+    more = f" (and {len(labels) - limit} more)" if len(labels) > limit else ""
+    return f"row{'s' if len(labels) > 1 else ''} {shown}{more}"
+
+
+def numeric_column(frame: pd.DataFrame, column: str, role: str) -> np.ndarray:
+    """Column ``column`` as float64, or a :class:`DataError` naming what is wrong.
+
+    Checks presence, a numeric dtype, finiteness and strict positivity.
+    """
+    if column not in frame.columns:
+        raise DataError(
+            f"column {column!r} ({role}) is not in the data; available columns: {list(map(str, frame.columns))}"
+        )
+    series = frame[column]
+    if isinstance(series, pd.DataFrame):
+        raise DataError(f"column name {column!r} ({role}) appears more than once in the data; rename the duplicates")
+    if pd.api.types.is_bool_dtype(series.dtype) or not pd.api.types.is_numeric_dtype(series.dtype):
+        coerced = pd.to_numeric(series, errors="coerce")
+        bad = coerced.isna() & series.notna()
+        where = f"; non-numeric values at {rows_phrase(frame.index, bad.to_numpy())}" if bad.any() else ""
+        raise DataError(
+            f"column {column!r} ({role}) must have a numeric dtype, got {series.dtype}{where}. "
+            f"Convert it explicitly, e.g. df[{column!r}] = df[{column!r}].astype(float)"
+        )
+    missing = series.isna().to_numpy()
+    values = series.to_numpy(dtype=float, na_value=np.nan)
+    bad = missing | ~np.isfinite(values)
+    if bad.any():
+        raise DataError(
+            f"column {column!r} ({role}) has missing or infinite values at {rows_phrase(frame.index, bad)}; "
+            "expected finite numbers. Drop or repair those rows explicitly before fitting"
+        )
+    nonpositive = values <= 0
+    if nonpositive.any():
+        raise DataError(
+            f"column {column!r} ({role}) has values <= 0 at {rows_phrase(frame.index, nonpositive)}; "
+            "expected strictly positive numbers (scaling laws are fitted on the log scale)"
+        )
+    return values
+
+
+def validate(
+    frame: pd.DataFrame,
+    *,
+    inputs: Mapping[str, str],
+    target: str,
+    noise: str | None = None,
+    n_parameters: int,
+    varying: Iterable[str] = (),
+) -> ScalingData:
+    """Check a DataFrame of training runs and return its :class:`ScalingData`.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        One row per observation.
+    inputs : mapping
+        Law input name -> column name, e.g. ``{"N": "params", "D": "tokens"}``.
+    target : str
+        Column holding the target (loss, error, ...).
+    noise : str, optional
+        Column holding the known standard deviation of the target per row.
+    n_parameters : int
+        Number of free parameters of the model; fewer rows is an error.
+    varying : iterable of str
+        Law inputs that must take at least two distinct values.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from bayescale.data import validate
+    >>> df = pd.DataFrame({"C": [1e18, 1e19, 1e20, 1e21], "loss": [3.1, 2.8, 2.6, 2.5]})
+    >>> validate(df, inputs={"C": "C"}, target="loss", n_parameters=3).n_rows
+    4
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"data must be a pandas DataFrame, got {type(frame).__name__}")
+    if len(frame) == 0:
+        raise DataError("the data has no rows")
+    values = {
+        law_input: numeric_column(frame, column, f"law input {law_input}") for law_input, column in inputs.items()
+    }
+    y = numeric_column(frame, target, "target")
+    sd = None
+    if noise is not None:
+        sd = numeric_column(frame, noise, "known noise standard deviation")
+    if len(frame) < n_parameters:
+        raise DataError(
+            f"the data has {len(frame)} rows but the model has {n_parameters} parameters; "
+            f"at least {n_parameters} rows are needed (more than that for useful intervals)"
+        )
+    for law_input in varying:
+        x = values[law_input]
+        if np.all(x == x[0]):
+            raise DataError(
+                f"column {inputs[law_input]!r} (law input {law_input}) has the single value {x[0]:g} in every row; "
+                f"the law needs it to vary to estimate how the target scales with {law_input}"
+            )
+    return ScalingData(inputs=values, target=y, noise=sd, index=frame.index.copy())
+
+
+def prediction_inputs(
+    frame: pd.DataFrame, names: Iterable[str], columns: Mapping[str, str] | None = None
+) -> dict[str, np.ndarray]:
+    """Validate the inputs at which to predict; ``columns`` maps law inputs to frame columns."""
+    columns = dict(columns or {})
+    out = {}
+    for name in names:
+        column = name if name in frame.columns else columns.get(name, name)
+        out[name] = numeric_column(frame, column, f"law input {name}")
+    return out

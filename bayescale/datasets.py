@@ -1,0 +1,172 @@
+"""Public scaling datasets: read from a data directory, downloaded from their source when missing.
+
+The data directory is ``$BAYESCALE_DATA_DIR`` when set, else a per-user cache
+(``$XDG_CACHE_HOME/bayescale`` or ``~/.cache/bayescale``; ``%LOCALAPPDATA%\\bayescale``
+on Windows). Files keep their original names under one folder per dataset, so a folder
+of original files is a ready cache. A missing file is downloaded from its public source
+at a pinned commit and checked against its SHA-256 before it is used.
+
+Examples
+--------
+>>> import bayescale as bs
+>>> sorted(bs.datasets.DATASETS)
+['chinchilla']
+>>> df = bs.datasets.load("chinchilla")          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ENV_VAR = "BAYESCALE_DATA_DIR"
+
+
+class DatasetNotAvailable(FileNotFoundError):
+    """A dataset is neither in the data directory nor downloadable right now."""
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file of a public repository at a pinned commit, with its SHA-256."""
+
+    name: str
+    url: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A registered dataset: its folder, source files and the reader that tidies them."""
+
+    folder: str
+    files: tuple[RemoteFile, ...]
+    reader: Callable[[dict[str, Path]], pd.DataFrame]
+    description: str
+
+
+def _read_chinchilla(paths: dict[str, Path]) -> pd.DataFrame:
+    raw = pd.read_csv(paths["svg_extracted_data.csv"])
+    n = raw["Model Size"].to_numpy(dtype=float)
+    c = raw["Training FLOP"].to_numpy(dtype=float)
+    loss = raw["loss"].to_numpy(dtype=float)
+    d = c / (6.0 * n)
+    excluded = np.zeros(len(raw), dtype=bool)
+    excluded[np.argsort(-loss, kind="stable")[:5]] = True
+    return pd.DataFrame(
+        {"N": n, "D": d, "C": c, "loss": loss, "tokens_per_param": d / n, "besiroglu_excluded": excluded}
+    )
+
+
+_EPOCH = "https://raw.githubusercontent.com/epoch-research/analyzing-chinchilla"
+DATASETS: dict[str, Dataset] = {
+    "chinchilla": Dataset(
+        folder="chinchilla_epoch",
+        files=(
+            RemoteFile(
+                "svg_extracted_data.csv",
+                f"{_EPOCH}/92258837425e1b5f2851d624287f0120583a3d0e/data/svg_extracted_data.csv",
+                "193478df4e90f040016431996c45682659306840ecdadf83cfb9cd5ca0aa1b30",
+            ),
+        ),
+        reader=_read_chinchilla,
+        description=(
+            "Hoffmann et al. (2022) Figure 4, as extracted from the SVG by Epoch AI "
+            "(github.com/epoch-research/analyzing-chinchilla, commit 92258837, no licence stated). "
+            "245 rows: N (parameters), D = C / (6 N) (tokens, derived), C (FLOPs), loss (nats/token), "
+            "tokens_per_param, and besiroglu_excluded: True for the 5 highest-loss rows that "
+            "Besiroglu et al. (2024) drop, leaving their 240-row fit."
+        ),
+    ),
+}
+
+
+def data_dir() -> Path:
+    """The directory datasets are read from and downloaded to."""
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR]).expanduser()
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "bayescale"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bayescale"
+
+
+def describe(name: str) -> str:
+    """Provenance and columns of dataset ``name``."""
+    return _dataset(name).description
+
+
+def load(name: str, *, download: bool = True) -> pd.DataFrame:
+    """Load a public scaling dataset as a tidy DataFrame.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`DATASETS`, e.g. ``"chinchilla"``.
+    download : bool
+        Fetch missing files from their source (pinned commit, checked SHA-256).
+
+    Raises
+    ------
+    DatasetNotAvailable
+        If a file is missing and cannot be downloaded; the message says where it was
+        looked for and where it comes from.
+
+    Examples
+    --------
+    >>> df = bs.datasets.load("chinchilla")                    # doctest: +SKIP
+    >>> len(df), int(df.besiroglu_excluded.sum())             # doctest: +SKIP
+    (245, 5)
+    """
+    dataset = _dataset(name)
+    folder = data_dir() / dataset.folder
+    paths = {f.name: _ensure(f, folder, download) for f in dataset.files}
+    frame = dataset.reader(paths)
+    frame.attrs["source"] = dataset.description
+    return frame
+
+
+def _dataset(name: str) -> Dataset:
+    if name not in DATASETS:
+        raise KeyError(f"unknown dataset {name!r}; available datasets: {sorted(DATASETS)}")
+    return DATASETS[name]
+
+
+def _ensure(remote: RemoteFile, folder: Path, download: bool) -> Path:
+    path = folder / remote.name
+    if path.exists():
+        return path
+    where = f"{path} (data directory from ${ENV_VAR})" if os.environ.get(ENV_VAR) else str(path)
+    if not download:
+        raise DatasetNotAvailable(f"{where} does not exist and download=False; it comes from {remote.url}")
+    try:
+        with urllib.request.urlopen(remote.url, timeout=30) as response:
+            content = response.read()
+    except (urllib.error.URLError, OSError) as err:
+        raise DatasetNotAvailable(
+            f"{where} does not exist and downloading it from {remote.url} failed ({err}). "
+            f"Download that file by hand into {folder}, or set ${ENV_VAR} to a folder that has "
+            f"'{folder.name}/{remote.name}'"
+        ) from None
+    digest = hashlib.sha256(content).hexdigest()
+    if digest != remote.sha256:
+        raise DatasetNotAvailable(
+            f"the file downloaded from {remote.url} has SHA-256 {digest}, expected {remote.sha256}; not using it"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, delete=False) as tmp:
+            tmp.write(content)
+        os.replace(tmp.name, path)
+    except OSError as err:
+        raise DatasetNotAvailable(f"downloaded {remote.url} but cannot write it to {path}: {err}") from None
+    return path

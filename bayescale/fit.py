@@ -1,0 +1,232 @@
+"""``ScalingFit``: the posterior of a fitted scaling model, its diagnostics, predictions and file I/O."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from bayescale import __version__, diagnostics
+from bayescale._arviz import az
+from bayescale.data import DataError, ScalingData, prediction_inputs
+from bayescale.inference import NUTSOptions, Samples
+from bayescale.predict import Prediction, as_frame, predictor
+from bayescale.scaling_model import ScalingModel
+
+FILE_FORMAT = 1  # bump when saved fits change incompatibly
+
+
+class ScalingFit:
+    """A fitted :class:`~bayescale.ScalingModel`.
+
+    Attributes
+    ----------
+    idata : arviz.InferenceData
+        ``posterior`` (law parameters in the user's units, plus ``sigma`` and ``nu``),
+        ``sample_stats``, ``log_likelihood`` (pointwise, of ``log(target)``),
+        ``observed_data`` and ``constant_data``; dims ``chain``, ``draw``, ``obs``.
+    model : ScalingModel
+        The specification that was fitted.
+    health : Health
+        Sampler diagnostics; ``fit.healthy`` is ``health.healthy``.
+
+    Examples
+    --------
+    >>> import bayescale as bs
+    >>> df = bs.datasets.load("chinchilla")                                     # doctest: +SKIP
+    >>> fit = bs.ScalingModel(bs.laws.Chinchilla()).fit(df, seed=0)             # doctest: +SKIP
+    >>> fit.summary()                                                           # doctest: +SKIP
+    >>> fit.predict(N=70e9, D=1.4e12).interval(0.9)                             # doctest: +SKIP
+    """
+
+    def __init__(self, model: ScalingModel, idata, log_references: dict[str, float], *, warn: bool = True) -> None:
+        self.model = model
+        self.idata = idata
+        self.log_references = dict(log_references)
+        attrs = idata.posterior.attrs
+        self.seed = int(attrs["seed"])
+        self.options = NUTSOptions(**json.loads(attrs["bayescale_nuts_options"]))
+        self.health = diagnostics.assess(idata, list(model.parameter_names), self.options.max_tree_depth)
+        if warn:
+            diagnostics.warn(self.health, stacklevel=5)
+
+    # -- construction ------------------------------------------------------------------
+    @classmethod
+    def from_samples(
+        cls,
+        model: ScalingModel,
+        data: ScalingData,
+        log_refs: dict[str, float],
+        samples: Samples,
+        *,
+        seed: int,
+        options: NUTSOptions,
+    ) -> ScalingFit:
+        posterior = {name: samples.posterior[name] for name in model.parameter_names}
+        stats = dict(samples.stats)
+        stats["tree_depth"] = np.ceil(np.log2(stats["n_steps"] + 1)).astype(np.int64)
+        obs = _obs_coordinate(data.index)
+        constant = {column: data.inputs[x] for x, column in model.inputs.items()}
+        if data.noise is not None:
+            constant[model.noise] = data.noise
+        attrs = {
+            "bayescale_version": __version__,
+            "bayescale_format": FILE_FORMAT,
+            "bayescale_model": json.dumps(model.config(), sort_keys=True),
+            "bayescale_log_references": json.dumps(log_refs, sort_keys=True),
+            "bayescale_nuts_options": json.dumps(options.__dict__, sort_keys=True),
+            "seed": seed,
+            "chain_method": samples.chain_method,
+            "inference_library": "numpyro",
+        }
+        idata = az.from_dict(
+            posterior=posterior,
+            sample_stats=stats,
+            log_likelihood={model.target: samples.log_likelihood},
+            observed_data={model.target: data.target},
+            constant_data=constant,
+            coords={"obs": obs},
+            dims={name: ["obs"] for name in [model.target, *constant]},
+        )
+        idata.posterior.attrs.update(attrs)
+        return cls(model, idata, log_refs)
+
+    # -- results -----------------------------------------------------------------------
+    @property
+    def healthy(self) -> bool:
+        """True when there were no divergences, R-hat <= 1.01 and enough effective draws."""
+        return self.health.healthy
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        return self.model.parameter_names
+
+    @property
+    def references(self) -> dict[str, float]:
+        """Reference scales of the inputs and the target (the data's geometric means by default)."""
+        return {k: math.exp(v) for k, v in self.log_references.items()}
+
+    def summary(self, level: float = 0.9) -> pd.DataFrame:
+        """One row per parameter: mean, sd, median, equal-tailed interval, R-hat, bulk and tail ESS.
+
+        Examples
+        --------
+        >>> fit.summary(0.95).loc["alpha", ["median", "lower", "upper"]]      # doctest: +SKIP
+        """
+        if not 0 < level < 1:
+            raise ValueError(f"level must be in (0, 1), got {level!r}")
+        post = self.idata.posterior
+        rows = {}
+        for name in self.parameter_names:
+            draws = post[name].values.reshape(-1)
+            lower, median, upper = np.quantile(draws, [(1 - level) / 2, 0.5, (1 + level) / 2])
+            rows[name] = {
+                "mean": draws.mean(),
+                "sd": draws.std(ddof=1),
+                "median": median,
+                "lower": lower,
+                "upper": upper,
+            }
+        table = pd.DataFrame(rows).T
+        table.attrs["level"] = level
+        return table.join(self.health.table)
+
+    def draws(self, name: str) -> np.ndarray:
+        """All posterior draws of parameter ``name``, chains pooled."""
+        if name not in self.parameter_names:
+            raise KeyError(f"no parameter {name!r}; parameters: {list(self.parameter_names)}")
+        return self.idata.posterior[name].values.reshape(-1)
+
+    # -- prediction --------------------------------------------------------------------
+    def predict(self, data: pd.DataFrame | None = None, /, *, seed: int | None = None, **inputs) -> Prediction:
+        """Posterior of the law (and of a new observation) at new inputs.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame, optional
+            Rows at which to predict, with a column per law input (named like the law's
+            inputs or like the columns the model was fitted on).
+        seed : int, optional
+            Seed of the observation-noise draws; defaults to the fit's seed.
+        **inputs
+            Alternatively the law inputs as keywords, scalars or 1-D sequences,
+            e.g. ``N=[7e10], D=[1.4e12]`` or ``C=1e24``.
+
+        Examples
+        --------
+        >>> fit.predict(N=[7e10], D=[1.4e12]).interval(0.9)            # doctest: +SKIP
+        >>> fit.predict(N=7e10, D=1.4e12).draws(kind="mean").shape      # doctest: +SKIP
+        (4000, 1)
+        """
+        law = self.model.law
+        frame = as_frame(data, inputs, law.inputs)
+        values = prediction_inputs(frame, law.inputs, self.model.inputs)
+        log_x = {x: jnp.asarray(np.log(values[x]) - self.log_references[x]) for x in law.inputs}
+        log_ref = {x: jnp.asarray(self.log_references[x]) for x in law.inputs}
+        params = {name: jnp.asarray(self.draws(name)) for name in self.parameter_names}
+        seed = self.seed if seed is None else seed
+        log_mean, log_obs = predictor(law, self.model.likelihood)(params, log_ref, log_x, jax.random.key(seed))
+        table = pd.DataFrame(values, index=frame.index)
+        return Prediction(table, np.asarray(log_mean), np.asarray(log_obs))
+
+    def plot(self, target: dict | None = None, **kwargs):
+        """Data, posterior median and 50%/90% bands extended to ``target``; see :func:`bayescale.plot.fit`."""
+        from bayescale import plot
+
+        return plot.fit(self, target=target, **kwargs)
+
+    # -- persistence -------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> str:
+        """Write the fit to a netCDF file (ArviZ's format, with the model spec and seed in its attributes)."""
+        return self.idata.to_netcdf(str(path))
+
+    def __repr__(self) -> str:
+        post = self.idata.posterior
+        return (
+            f"ScalingFit({self.model.law!r}, {post.sizes['chain']} chains x {post.sizes['draw']} draws, "
+            f"{self.idata.observed_data.sizes['obs']} rows, {'healthy' if self.healthy else 'UNHEALTHY'})"
+        )
+
+
+def load_fit(path: str | os.PathLike, law=None) -> ScalingFit:
+    """Load a fit written by :meth:`ScalingFit.save`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The netCDF file.
+    law : Law, optional
+        Needed only for a custom law that is not registered with :func:`bayescale.laws.register`.
+
+    Examples
+    --------
+    >>> fit.save("fit.nc"); again = bs.load_fit("fit.nc")      # doctest: +SKIP
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no saved fit at {os.fspath(path)!r}")
+    idata = az.from_netcdf(str(path))
+    attrs = idata.posterior.attrs if "posterior" in idata.groups() else {}
+    if "bayescale_format" not in attrs:
+        raise DataError(f"{os.fspath(path)!r} is an ArviZ file but not a bayescale fit (no bayescale attributes)")
+    fmt = int(attrs["bayescale_format"])
+    if fmt != FILE_FORMAT:
+        raise DataError(
+            f"{os.fspath(path)!r} was saved by bayescale {attrs.get('bayescale_version')} in file format {fmt}; "
+            f"this bayescale ({__version__}) reads format {FILE_FORMAT}. Use a matching bayescale version to load it"
+        )
+    model = ScalingModel.from_config(json.loads(attrs["bayescale_model"]), law=law)
+    return ScalingFit(model, idata, json.loads(attrs["bayescale_log_references"]), warn=False)
+
+
+def _obs_coordinate(index: pd.Index) -> np.ndarray:
+    """Row labels usable as a netCDF coordinate: the index itself if integer or string, else positions."""
+    if pd.api.types.is_integer_dtype(index.dtype):
+        return np.asarray(index, dtype=np.int64)
+    if pd.api.types.is_string_dtype(index.dtype) and index.map(type).isin([str]).all():
+        return np.asarray(index, dtype=str)
+    return np.arange(len(index))

@@ -1,0 +1,172 @@
+"""The :class:`Law` interface: named inputs, named parameters with priors, a log-space mean.
+
+A law knows nothing about NumPyro. It is a pure ``jax.numpy`` function of parameters
+and centred log inputs ``log(x / x_ref)``, where ``x_ref`` is a reference scale (by
+default the geometric mean of the data). Prefactors are sampled as the value of their
+term *at the reference scale*, which keeps them nearly uncorrelated with the exponents;
+:meth:`Law.to_user` turns them back into the user's units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+import jax.numpy as jnp
+
+from bayescale.priors import Prior
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One named parameter of a law.
+
+    Parameters
+    ----------
+    name : str
+        Name used in the posterior (``fit.idata.posterior[name]``) and in ``priors=``.
+    prior : LogNormal or Normal
+        Default prior. A :class:`~bayescale.priors.LogNormal` makes the parameter
+        positive and samples it on the log scale.
+    in_target_units : bool
+        If True the default prior's median is a multiple of the target's scale (the
+        geometric mean of the target column), so defaults work for losses in nats,
+        perplexities and error rates alike. Priors passed by the user are absolute.
+    prefactor_of : tuple of (input, exponent), optional
+        Declares that the law contains the term ``name * input ** (-exponent)``. The
+        parameter is then sampled (and its prior stated) as the value of that term at
+        the input's reference scale, ``name * input_ref ** (-exponent)``, and reported
+        in the user's units in the posterior.
+    description : str
+        One line for summaries and docs.
+    """
+
+    name: str
+    prior: Prior
+    in_target_units: bool = False
+    prefactor_of: tuple[str, str] | None = None
+    description: str = ""
+
+    @property
+    def transform(self) -> str:
+        return self.prior.transform
+
+
+class Law:
+    """Base class of scaling laws.
+
+    Subclasses set ``name``, ``inputs`` and ``parameters`` and implement
+    :meth:`log_mean`. A law is immutable: the same instance may be fitted to many
+    data sets.
+
+    Examples
+    --------
+    A new law in a few lines, ``L = E + A x^-alpha`` written on the log scale:
+
+    >>> import jax.numpy as jnp
+    >>> import bayescale as bs
+    >>> from bayescale.laws import Law, Parameter
+    >>> from bayescale.priors import LogNormal
+    >>> class Saturating(Law):
+    ...     name = "my_saturating"
+    ...     inputs = ("steps",)
+    ...     parameters = (
+    ...         Parameter("E", LogNormal(0.5, 1.5), in_target_units=True),
+    ...         Parameter("A", LogNormal(0.5, 1.5), in_target_units=True,
+    ...                   prefactor_of=("steps", "alpha")),
+    ...         Parameter("alpha", LogNormal(0.3, 1.0)),
+    ...     )
+    ...     def log_mean(self, p, log_x):
+    ...         return jnp.logaddexp(p["log_E"], p["log_A"] - p["alpha"] * log_x["steps"])
+    >>> law = Saturating()
+    >>> float(law.mean({"E": 1.0, "A": 10.0, "alpha": 0.5}, steps=100.0))
+    2.0
+    """
+
+    name: ClassVar[str] = ""
+    inputs: tuple[str, ...] = ()
+    parameters: tuple[Parameter, ...] = ()
+
+    def log_mean(self, p: Mapping[str, jnp.ndarray], log_x: Mapping[str, jnp.ndarray]) -> jnp.ndarray:
+        """Log of the law's mean at ``log_x``.
+
+        Parameters
+        ----------
+        p : mapping
+            Parameter values keyed by name; positive parameters are also given as
+            ``"log_<name>"``, which is what a log-sum-exp formulation should use.
+        log_x : mapping
+            ``log(x / x_ref)`` for every input, as arrays of one shape.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement log_mean(p, log_x)")
+
+    # -- names -------------------------------------------------------------------------
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        return tuple(par.name for par in self.parameters)
+
+    def parameter(self, name: str) -> Parameter:
+        for par in self.parameters:
+            if par.name == name:
+                return par
+        raise KeyError(f"law {self.name!r} has no parameter {name!r}; its parameters are {list(self.parameter_names)}")
+
+    # -- user units <-> reference units ------------------------------------------------
+    def to_user(self, p_ref: Mapping, log_ref: Mapping[str, float]) -> dict:
+        """Parameters at reference scale -> parameters in the user's units (jnp-traceable)."""
+        return self._shift_prefactors(p_ref, log_ref, sign=+1.0)
+
+    def to_reference(self, p_user: Mapping, log_ref: Mapping[str, float]) -> dict:
+        """Parameters in the user's units -> parameters at reference scale (inverse of :meth:`to_user`)."""
+        return self._shift_prefactors(p_user, log_ref, sign=-1.0)
+
+    def _shift_prefactors(self, p: Mapping, log_ref: Mapping[str, float], sign: float) -> dict:
+        out = with_logs(self, p)
+        for par in self.parameters:
+            if par.prefactor_of is None:
+                continue
+            x, exponent = par.prefactor_of
+            log_value = out[f"log_{par.name}"] + sign * out[exponent] * log_ref[x]
+            out[f"log_{par.name}"] = log_value
+            out[par.name] = jnp.exp(log_value)
+        return out
+
+    def mean(self, params: Mapping[str, float], **inputs) -> jnp.ndarray:
+        """The law's mean in the user's units at raw (not centred) inputs.
+
+        Examples
+        --------
+        >>> import bayescale as bs
+        >>> law = bs.laws.PowerLaw("C")
+        >>> round(float(law.mean({"A": 10.0, "alpha": 0.5}, C=1e4)), 12)
+        0.1
+        """
+        missing = [x for x in self.inputs if x not in inputs]
+        if missing:
+            raise TypeError(f"law {self.name!r} needs inputs {list(self.inputs)}; missing {missing}")
+        log_x = {x: jnp.log(jnp.asarray(inputs[x], dtype=float)) for x in self.inputs}
+        return jnp.exp(self.log_mean(with_logs(self, params), log_x))
+
+    # -- persistence -------------------------------------------------------------------
+    def config(self) -> dict:
+        """What :func:`bayescale.laws.get` needs to rebuild this law (name and arguments)."""
+        return {"name": self.name, "args": {}}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config()["args"].items())
+        return f"{type(self).__name__}({args})"
+
+
+def with_logs(law: Law, p: Mapping) -> dict:
+    """Complete ``p`` so that positive parameters are present both as value and as log."""
+    out = dict(p)
+    for par in law.parameters:
+        if par.transform != "log":
+            continue
+        log_key = f"log_{par.name}"
+        if log_key not in out:
+            out[log_key] = jnp.log(jnp.asarray(out[par.name], dtype=float))
+        if par.name not in out:
+            out[par.name] = jnp.exp(out[log_key])
+    return out

@@ -1,0 +1,67 @@
+"""Hoffmann et al.'s parametric law in model size and data: ``L = E + A N^-alpha + B D^-beta``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+from jax.scipy.special import logsumexp
+
+from bayescale.laws.base import Law, Parameter
+from bayescale.priors import LogNormal
+
+
+@dataclass(frozen=True, repr=False)
+class Chinchilla(Law):
+    """``L(N, D) = E + A N^-alpha + B D^-beta`` (Hoffmann et al. 2022, Approach 3).
+
+    ``N`` is the number of parameters and ``D`` the number of training tokens.
+    Evaluated as a log-sum-exp of the three terms on centred log inputs.
+
+    Examples
+    --------
+    >>> import bayescale as bs
+    >>> law = bs.laws.Chinchilla()
+    >>> truth = {"E": 1.82, "A": 482.0, "alpha": 0.348, "B": 2085.0, "beta": 0.366}
+    >>> round(float(law.mean(truth, N=70e9, D=1.4e12)), 3)
+    1.976
+    """
+
+    name = "chinchilla"
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return ("N", "D")
+
+    @property
+    def parameters(self) -> tuple[Parameter, ...]:
+        return (
+            Parameter("E", LogNormal(0.5, 1.5), in_target_units=True, description="irreducible loss"),
+            Parameter(
+                "A",
+                LogNormal(0.25, 1.5),
+                in_target_units=True,
+                prefactor_of=("N", "alpha"),
+                description="model-size prefactor: A N^-alpha",
+            ),
+            Parameter("alpha", LogNormal(0.3, 1.0), description="model-size exponent"),
+            Parameter(
+                "B",
+                LogNormal(0.25, 1.5),
+                in_target_units=True,
+                prefactor_of=("D", "beta"),
+                description="data prefactor: B D^-beta",
+            ),
+            Parameter("beta", LogNormal(0.3, 1.0), description="data exponent"),
+        )
+
+    def log_mean(self, p, log_x):
+        terms = jnp.stack(
+            jnp.broadcast_arrays(
+                p["log_E"],
+                p["log_A"] - p["alpha"] * log_x["N"],
+                p["log_B"] - p["beta"] * log_x["D"],
+            ),
+            axis=0,
+        )
+        return logsumexp(terms, axis=0)

@@ -1,0 +1,113 @@
+"""Power laws in one input: ``L = A x^-alpha`` and ``L = E + A x^-alpha``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+
+from bayescale.laws.base import Law, Parameter
+from bayescale.priors import LogNormal
+
+
+def _check_input_name(x: str) -> str:
+    if not isinstance(x, str) or not x.isidentifier():
+        raise ValueError(f"the input name must be a Python identifier such as 'C' or 'N', got {x!r}")
+    return x
+
+
+@dataclass(frozen=True, repr=False)
+class PowerLaw(Law):
+    """Pure power law ``L = A x^-alpha`` in one input ``x`` (N, D, C, samples, steps, ...).
+
+    Parameters
+    ----------
+    x : str
+        Name of the input, e.g. ``"C"``.
+
+    Examples
+    --------
+    >>> import bayescale as bs
+    >>> law = bs.laws.PowerLaw("C")
+    >>> law.parameter_names
+    ('A', 'alpha')
+    """
+
+    x: str = "C"
+    name = "power"
+
+    def __post_init__(self) -> None:
+        _check_input_name(self.x)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.x,)
+
+    @property
+    def parameters(self) -> tuple[Parameter, ...]:
+        return (
+            Parameter(
+                "A",
+                LogNormal(1.0, 1.0),
+                in_target_units=True,
+                prefactor_of=(self.x, "alpha"),
+                description=f"prefactor: A {self.x}^-alpha",
+            ),
+            Parameter("alpha", LogNormal(0.3, 1.0), description=f"exponent of {self.x}"),
+        )
+
+    def log_mean(self, p, log_x):
+        return p["log_A"] - p["alpha"] * log_x[self.x]
+
+    def config(self) -> dict:
+        return {"name": self.name, "args": {"x": self.x}}
+
+
+@dataclass(frozen=True, repr=False)
+class SaturatingPowerLaw(Law):
+    """Saturating power law ``L = E + A x^-alpha``: a power law that levels off at ``E``.
+
+    Evaluated as ``logaddexp(log E, log A - alpha log x)`` so no input overflows.
+
+    Parameters
+    ----------
+    x : str
+        Name of the input, e.g. ``"C"``, ``"N"``, ``"steps"``.
+
+    Examples
+    --------
+    >>> import bayescale as bs
+    >>> law = bs.laws.SaturatingPowerLaw("N")
+    >>> float(law.mean({"E": 1.7, "A": 400.0, "alpha": 0.34}, N=1e25)) > 1.7
+    True
+    """
+
+    x: str = "C"
+    name = "saturating_power"
+
+    def __post_init__(self) -> None:
+        _check_input_name(self.x)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.x,)
+
+    @property
+    def parameters(self) -> tuple[Parameter, ...]:
+        return (
+            Parameter("E", LogNormal(0.5, 1.5), in_target_units=True, description="irreducible term"),
+            Parameter(
+                "A",
+                LogNormal(0.5, 1.5),
+                in_target_units=True,
+                prefactor_of=(self.x, "alpha"),
+                description=f"prefactor: A {self.x}^-alpha",
+            ),
+            Parameter("alpha", LogNormal(0.3, 1.0), description=f"exponent of {self.x}"),
+        )
+
+    def log_mean(self, p, log_x):
+        return jnp.logaddexp(p["log_E"], p["log_A"] - p["alpha"] * log_x[self.x])
+
+    def config(self) -> dict:
+        return {"name": self.name, "args": {"x": self.x}}

@@ -1,0 +1,290 @@
+"""``ScalingModel``: a law, a likelihood, priors and a column mapping; data arrives at ``fit``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from bayescale import data as data_mod
+from bayescale import inference, laws, likelihoods, priors
+from bayescale.laws import Law
+from bayescale.model import ModelArgs, build, z_site
+
+
+class ScalingModel:
+    """A scaling-law model specification, fitted to data with :meth:`fit`.
+
+    Parameters
+    ----------
+    law : Law or str
+        The law, e.g. ``bs.laws.Chinchilla()`` or a registered name such as ``"chinchilla"``.
+    target : str
+        Column of the data holding the target (loss, error, perplexity, ...). Must be > 0.
+    inputs : mapping, optional
+        Law input -> data column, e.g. ``{"N": "params", "D": "tokens"}``. Defaults to
+        columns named like the law's inputs.
+    likelihood : StudentT or Normal, optional
+        Observation model on ``log(target)``; default ``bs.likelihoods.StudentT()``.
+    priors : mapping, optional
+        Parameter name -> :class:`~bayescale.priors.LogNormal` (positive parameters) or
+        :class:`~bayescale.priors.Normal`, replacing the law's defaults. A prefactor's
+        prior is on its term's value at the reference scale (see ``reference``).
+    noise : str, optional
+        Column with the known standard deviation of the target per row (e.g. from seeds);
+        it is added in quadrature to the learned residual scale.
+    reference : mapping, optional
+        Reference scales for inputs and the target, e.g. ``{"N": 1e9, "loss": 3.0}``.
+        Defaults: geometric means of the data. Inputs are centred as ``log(x / x_ref)``;
+        default priors of terms in target units are relative to the target's reference.
+
+    Examples
+    --------
+    >>> import bayescale as bs
+    >>> model = bs.ScalingModel(bs.laws.Chinchilla(), target="loss", inputs={"N": "N", "D": "D"})
+    >>> model.parameter_names
+    ('E', 'A', 'alpha', 'B', 'beta', 'sigma')
+    """
+
+    def __init__(
+        self,
+        law: Law | str,
+        target: str = "loss",
+        inputs: Mapping[str, str] | None = None,
+        *,
+        likelihood: likelihoods.StudentT | likelihoods.Normal | None = None,
+        priors: Mapping[str, priors.Prior] | None = None,
+        noise: str | None = None,
+        reference: Mapping[str, float] | None = None,
+    ) -> None:
+        self.law = laws.get(law) if isinstance(law, str) else law
+        if not isinstance(self.law, Law):
+            raise TypeError(f"law must be a bayescale Law or a registered law name, got {law!r}")
+        if not isinstance(target, str):
+            raise TypeError(f"target must be a column name (str), got {target!r}")
+        self.target = target
+        self.inputs = self._check_inputs(inputs)
+        self.likelihood = likelihood if likelihood is not None else likelihoods.StudentT()
+        if not isinstance(self.likelihood, tuple(likelihoods.LIKELIHOODS.values())):
+            raise TypeError(
+                f"likelihood must be one of bs.likelihoods.{sorted(likelihoods.LIKELIHOODS)}, got {likelihood!r}"
+            )
+        self.priors = self._check_priors(priors or {})
+        self.noise = noise
+        self.reference = self._check_reference(reference or {})
+        self._model = build(self.law, self.likelihood)
+
+    # -- checks ----------------------------------------------------------------------
+    def _check_inputs(self, inputs):
+        if inputs is None:
+            return {x: x for x in self.law.inputs}
+        inputs = dict(inputs)
+        if set(inputs) != set(self.law.inputs):
+            raise ValueError(
+                f"inputs must map exactly the law's inputs {list(self.law.inputs)} to data columns, "
+                f"got keys {list(inputs)}"
+            )
+        for law_input, column in inputs.items():
+            if not isinstance(column, str):
+                raise TypeError(f"inputs[{law_input!r}] must be a column name (str), got {column!r}")
+        return {x: inputs[x] for x in self.law.inputs}
+
+    def _check_priors(self, given):
+        out = {}
+        for name, prior in given.items():
+            par = self.law.parameter(name) if name in self.law.parameter_names else None
+            if par is None:
+                raise KeyError(
+                    f"priors: law {self.law.name!r} has no parameter {name!r}; "
+                    f"its parameters are {list(self.law.parameter_names)}"
+                )
+            if not isinstance(prior, tuple(priors.PRIORS.values())):
+                raise TypeError(f"priors[{name!r}] must be bs.priors.LogNormal or bs.priors.Normal, got {prior!r}")
+            if prior.transform != par.transform:
+                kind = "LogNormal (the parameter is positive)" if par.transform == "log" else "Normal"
+                raise TypeError(f"priors[{name!r}] must be a {kind}, got {prior!r}")
+            out[name] = prior
+        return out
+
+    def _check_reference(self, reference):
+        allowed = set(self.law.inputs) | {self.target}
+        out = {}
+        for name, value in reference.items():
+            if name not in allowed:
+                raise KeyError(
+                    f"reference: {name!r} is neither a law input {list(self.law.inputs)} nor the target {self.target!r}"
+                )
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"reference[{name!r}] must be a finite number > 0, got {value!r}")
+            out[name] = float(value)
+        return out
+
+    # -- structure -------------------------------------------------------------------
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        """Law parameters followed by likelihood parameters, as named in the posterior."""
+        return self.law.parameter_names + self.likelihood.parameter_names
+
+    @property
+    def varying_inputs(self) -> tuple[str, ...]:
+        """Inputs that must take at least two values (every input of the built-in laws)."""
+        return self.law.inputs
+
+    def latent_sites(self) -> dict[str, tuple[int, ...]]:
+        sites = {z_site(name): () for name in self.law.parameter_names}
+        sites.update({name: () for name in self.likelihood.parameter_names})
+        return sites
+
+    def prior(self, name: str) -> priors.Prior:
+        """The prior in force for law parameter ``name`` (the user's, else the law's default)."""
+        return self.priors.get(name, self.law.parameter(name).prior)
+
+    # -- data ------------------------------------------------------------------------
+    def validate(self, frame: pd.DataFrame) -> data_mod.ScalingData:
+        """Check ``frame`` against this model (columns, dtypes, values, row count)."""
+        return data_mod.validate(
+            frame,
+            inputs=self.inputs,
+            target=self.target,
+            noise=self.noise,
+            n_parameters=len(self.parameter_names),
+            varying=self.varying_inputs,
+        )
+
+    def log_references(self, scaling_data: data_mod.ScalingData) -> dict[str, float]:
+        """Log reference scale of every input and of the target (user's value or geometric mean)."""
+        refs = scaling_data.log_geometric_means()
+        refs[self.target] = float(np.mean(np.log(scaling_data.target)))
+        refs.update({k: math.log(v) for k, v in self.reference.items()})
+        return refs
+
+    def model_args(
+        self,
+        scaling_data: data_mod.ScalingData | None,
+        log_refs: Mapping[str, float],
+        inputs: Mapping[str, np.ndarray] | None = None,
+    ) -> ModelArgs:
+        """Numeric arguments of the NumPyro model for these data and reference scales."""
+        raw = inputs if inputs is not None else scaling_data.inputs
+        log_x = {x: jnp.asarray(np.log(raw[x]) - log_refs[x]) for x in self.law.inputs}
+        target_unit = math.exp(log_refs[self.target])
+        loc, scale = {}, {}
+        for par in self.law.parameters:
+            prior = self.prior(par.name)
+            unit = target_unit if par.in_target_units and par.name not in self.priors else 1.0
+            loc[par.name], scale[par.name] = (jnp.asarray(v) for v in prior.loc_scale(unit))
+        log_y = noise = None
+        if scaling_data is not None and inputs is None:
+            log_y = jnp.asarray(np.log(scaling_data.target))
+            if scaling_data.noise is not None:
+                noise = jnp.asarray(scaling_data.noise / scaling_data.target)
+        log_ref = {x: jnp.asarray(log_refs[x]) for x in self.law.inputs}
+        return ModelArgs(log_x, log_y, noise, loc, scale, log_ref)
+
+    # -- fitting ---------------------------------------------------------------------
+    def fit(
+        self,
+        data: pd.DataFrame,
+        *,
+        seed: int = 0,
+        chains: int = 4,
+        warmup: int = 1000,
+        draws: int = 1000,
+        chain_method: str | None = None,
+        progress_bar: bool = False,
+        **nuts_options,
+    ):
+        """Fit the model to ``data`` with NUTS and return a :class:`~bayescale.ScalingFit`.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame
+            One row per training run (or checkpoint), with the mapped columns.
+        seed : int
+            Seed of all randomness; the same seed gives the same draws.
+        chains, warmup, draws : int
+            Number of chains, warmup iterations and kept draws per chain.
+        chain_method : {"parallel", "vectorized"}, optional
+            How chains run. Default: split across local devices when there are several
+            (CPU cores are exposed as devices, see the README), else vectorised.
+        progress_bar : bool
+            Show a tqdm progress bar.
+        **nuts_options
+            Passed to NumPyro's NUTS: ``dense_mass`` (default True),
+            ``target_accept_prob`` (0.9), ``max_tree_depth`` (10), ``adapt_step_size``,
+            ``adapt_mass_matrix``, ``regularize_mass_matrix``.
+
+        Examples
+        --------
+        >>> import bayescale as bs
+        >>> df = bs.datasets.load("chinchilla")                      # doctest: +SKIP
+        >>> fit = bs.ScalingModel("chinchilla").fit(df, seed=0)      # doctest: +SKIP
+        """
+        from bayescale.fit import ScalingFit
+
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        unknown = set(nuts_options) - set(inference.NUTSOptions.__dataclass_fields__)
+        if unknown:
+            raise TypeError(
+                f"unknown NUTS options {sorted(unknown)}; valid: {sorted(inference.NUTSOptions.__dataclass_fields__)}"
+            )
+        options = inference.NUTSOptions(**nuts_options)
+        inference.check_counts(chains, warmup, draws)
+        scaling_data = self.validate(data)
+        log_refs = self.log_references(scaling_data)
+        args = self.model_args(scaling_data, log_refs)
+        samples = inference.sample(
+            self._model,
+            args,
+            self.latent_sites(),
+            seed=int(seed),
+            chains=chains,
+            warmup=warmup,
+            draws=draws,
+            options=options,
+            chain_method=chain_method,
+            progress_bar=progress_bar,
+            cache_key=(self.law, self.likelihood, self.noise is not None),
+        )
+        return ScalingFit.from_samples(self, scaling_data, log_refs, samples, seed=int(seed), options=options)
+
+    # -- persistence -----------------------------------------------------------------
+    def config(self) -> dict:
+        """JSON-serialisable description of this model (stored in saved fits)."""
+        return {
+            "law": self.law.config(),
+            "target": self.target,
+            "inputs": self.inputs,
+            "likelihood": self.likelihood.config(),
+            "priors": {k: v.to_config() for k, v in self.priors.items()},
+            "noise": self.noise,
+            "reference": self.reference,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, law: Law | None = None) -> ScalingModel:
+        """Rebuild a model from :meth:`config`; pass ``law`` for an unregistered custom law."""
+        if law is None:
+            name = config["law"]["name"]
+            if name not in laws.LAWS:
+                raise KeyError(
+                    f"the saved fit uses law {name!r}, which is not registered here; "
+                    "pass it as load_fit(path, law=YourLaw()) or register it with bs.laws.register"
+                )
+            law = laws.get(name, **config["law"]["args"])
+        return cls(
+            law,
+            target=config["target"],
+            inputs=config["inputs"],
+            likelihood=likelihoods.from_config(config["likelihood"]),
+            priors={k: priors.from_config(v) for k, v in config["priors"].items()},
+            noise=config["noise"],
+            reference=config["reference"],
+        )
+
+    def __repr__(self) -> str:
+        return f"ScalingModel({self.law!r}, target={self.target!r}, inputs={self.inputs}, likelihood={self.likelihood})"

@@ -1,0 +1,67 @@
+"""Shared fixtures. Real datasets come from ``../shared/datasets`` through bayescale's loader."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "datasets"
+if not os.environ.get("BAYESCALE_DATA_DIR") and SHARED_DATA.is_dir():
+    os.environ["BAYESCALE_DATA_DIR"] = str(SHARED_DATA)
+
+import bayescale as bs  # noqa: E402
+from bayescale.datasets import DatasetNotAvailable  # noqa: E402
+
+# Besiroglu et al. (2024), 95% bootstrap intervals on the 240 Chinchilla rows they keep.
+BESIROGLU_95 = {"alpha": (0.317, 0.373), "beta": (0.331, 0.415), "E": (1.769, 1.871)}
+
+
+def load_or_skip(name: str) -> pd.DataFrame:
+    """Load a public dataset, skipping the test when neither the cache nor the network has it."""
+    try:
+        return bs.datasets.load(name)
+    except DatasetNotAvailable as err:
+        pytest.skip(f"dataset {name!r} not available: {err}")
+
+
+@pytest.fixture(scope="session")
+def chinchilla() -> pd.DataFrame:
+    """The 240 Chinchilla rows Besiroglu et al. keep."""
+    df = load_or_skip("chinchilla")
+    return df[~df["besiroglu_excluded"]]
+
+
+@pytest.fixture(scope="session")
+def chinchilla_fit(chinchilla):
+    """One full-length fit shared by the tests that only read it."""
+    model = bs.ScalingModel(bs.laws.Chinchilla(), target="loss", inputs={"N": "N", "D": "D"})
+    return model.fit(chinchilla, seed=0, chains=4, warmup=1000, draws=1000)
+
+
+@pytest.fixture(scope="session")
+def quickstart_runs() -> pd.DataFrame:
+    """The simulated runs bundled in data/ (the README's quickstart)."""
+    return pd.read_csv(REPO / "data" / "simulated_runs.csv")
+
+
+@pytest.fixture(scope="session")
+def small_fit(quickstart_runs):
+    """A default-length fit of the bundled data (about 0.5 s once compiled), for results plumbing."""
+    return bs.ScalingModel("chinchilla").fit(quickstart_runs, seed=1)
+
+
+def simulate(law: bs.Law, params: dict, inputs: dict, sigma: float, seed: int, nu: float | None = None) -> pd.DataFrame:
+    """Observations ``law.mean * exp(noise)`` with Normal (or Student-t) noise on the log scale."""
+    rng = np.random.default_rng(seed)
+    mean = np.asarray(law.mean(params, **inputs))
+    noise = rng.standard_t(nu, mean.shape) if nu else rng.standard_normal(mean.shape)
+    return pd.DataFrame({**inputs, "y": mean * np.exp(sigma * noise)})

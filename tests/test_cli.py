@@ -1,0 +1,80 @@
+"""The command line: a real fit on the bundled data, and one-line errors with exit status 2."""
+
+import subprocess
+import sys
+
+import pytest
+
+from bayescale import cli
+from tests.conftest import REPO
+
+RUNS = str(REPO / "data" / "simulated_runs.csv")
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "bayescale.cli", *args], capture_output=True, text=True, cwd=REPO)
+
+
+def test_fit_prints_summary_prediction_and_writes_plot(tmp_path):
+    png = tmp_path / "fit.png"
+    nc = tmp_path / "fit.nc"
+    result = run(
+        "fit", RUNS, "--law", "chinchilla", "--target", "N=70e9,D=1.4e12", "--plot", str(png), "--save", str(nc)
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "posterior (90% equal-tailed intervals)" in out and "alpha" in out and "r_hat" in out
+    assert "prediction at N=7e+10, D=1.4e+12" in out and "loss of a new run" in out
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+    assert nc.exists()
+
+
+def test_help_explains_the_laws_and_the_columns():
+    result = run("fit", "--help")
+    assert result.returncode == 0
+    for text in ("E + A N^-alpha + B D^-beta", "--column", "--target", "N=70e9,D=1.4e12", "--metric"):
+        assert text in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["fit", "missing.csv"], "bayescale: error: no such file: missing.csv"),
+        (["fit", RUNS, "--metric", "val_loss"], "column 'val_loss' (target) is not in the data"),
+        (["fit", RUNS, "--column", "N=params"], "column 'params' (law input N) is not in the data"),
+        (["fit", RUNS, "--law", "chinchila"], "unknown law 'chinchila'; valid laws"),
+        (["fit", RUNS, "--target", "N=7e10"], "target must give exactly the law's inputs ['N', 'D']; missing ['D']"),
+        (["fit", RUNS, "--law", "power", "--x", "N", "--column", "D=D"], "--column names ['D'], which are not inputs"),
+    ],
+)
+def test_errors_are_one_line_with_status_2(args, message, capsys):
+    status = cli.main(args)
+    err = capsys.readouterr().err
+    assert status == 2
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_malformed_csv(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text('N,D,loss\n1e9,2e10,3.1\n2e9,"4e10,2.9\n')
+    assert cli.main(["fit", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"bayescale: error: cannot read {bad} as CSV") and err.count("\n") == 1
+
+
+def test_non_numeric_cell_in_csv(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "N,D,loss\n1e8,2e9,3.9\n2e8,4e9,oops\n4e8,8e9,3.3\n8e8,1.6e10,3.1\n1.6e9,3.2e10,2.9\n"
+        "3.2e9,6.4e10,2.8\n6.4e9,1.3e11,2.6\n"
+    )
+    assert cli.main(["fit", str(bad)]) == 2
+    assert (
+        "column 'loss' (target) must have a numeric dtype, got str; non-numeric values at row 1"
+        in capsys.readouterr().err
+    )
+
+
+def test_bad_arguments_exit_2_through_argparse():
+    result = run("fit", RUNS, "--level", "1.5")
+    assert result.returncode == 2 and "--level must be in (0, 1)" in result.stderr

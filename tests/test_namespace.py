@@ -1,0 +1,32 @@
+"""The public namespace is small and deliberate; changing it should be a conscious decision."""
+
+import bayescale as bs
+
+
+def test_top_level_names():
+    assert sorted(bs.__all__) == sorted(
+        [
+            "DataError",
+            "Law",
+            "Parameter",
+            "Prediction",
+            "SamplerWarning",
+            "ScalingFit",
+            "ScalingModel",
+            "__version__",
+            "datasets",
+            "laws",
+            "likelihoods",
+            "load_fit",
+            "plot",
+            "priors",
+        ]
+    )
+    for name in bs.__all__:
+        assert hasattr(bs, name)
+
+
+def test_float64_is_enabled():
+    import jax.numpy as jnp
+
+    assert jnp.asarray(1.0).dtype == jnp.float64
