@@ -71,9 +71,8 @@ def check_counts(chains: int, warmup: int, draws: int) -> None:
 
 
 def default_chain_method(chains: int) -> str:
-    """``"parallel"`` when the chains divide evenly over several local devices, else ``"vectorized"``."""
-    n = jax.local_device_count()
-    return "parallel" if n > 1 and chains % math.gcd(chains, n) == 0 and math.gcd(chains, n) > 1 else "vectorized"
+    """``"parallel"`` when the chains can be spread over several local devices, else ``"vectorized"``."""
+    return "parallel" if math.gcd(chains, jax.local_device_count()) > 1 else "vectorized"
 
 
 def sample(

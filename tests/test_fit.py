@@ -154,3 +154,23 @@ def test_known_noise_column_is_used(quickstart_runs):
     assert "sd" in fit.idata.constant_data
     # known noise of 2% explains more than the data's ~1% scatter: the learned extra noise shrinks to ~0
     assert np.median(fit.draws("sigma")) < 0.01
+
+
+def test_progress_bar_reports_iterations(quickstart_runs, capsys):
+    fit = bs.ScalingModel("chinchilla").fit(quickstart_runs, seed=1, progress_bar=True)
+    err = capsys.readouterr().err
+    assert "NUTS (4 chains)" in err and "2000/2000" in err
+    # chunked for the bar, the same draws as without it
+    np.testing.assert_array_equal(
+        fit.draws("alpha")[:10], bs.ScalingModel("chinchilla").fit(quickstart_runs, seed=1).draws("alpha")[:10]
+    )
+
+
+def test_one_input_law_predicts_at_any_compute_budget():
+    c = np.geomspace(1e18, 1e21, 12)
+    noise = np.exp(0.01 * np.random.default_rng(0).standard_normal(c.size))
+    df = pd.DataFrame({"C": c, "loss": (1.9 + 4.0 * (c / 1e18) ** -0.3) * noise})
+    fit = bs.ScalingModel(bs.laws.SaturatingPowerLaw("C")).fit(df, seed=0)
+    table = fit.predict(C=[1e24, 1e30]).interval(0.9, kind="mean")
+    assert np.all(np.isfinite(table[["median", "lower", "upper"]].to_numpy()))
+    assert table["median"][1] < table["median"][0]

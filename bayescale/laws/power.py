@@ -10,14 +10,26 @@ from bayescale.laws.base import Law, Parameter
 from bayescale.priors import LogNormal
 
 
-def _check_input_name(x: str) -> str:
-    if not isinstance(x, str) or not x.isidentifier():
-        raise ValueError(f"the input name must be a Python identifier such as 'C' or 'N', got {x!r}")
-    return x
+@dataclass(frozen=True, repr=False)
+class OneInputLaw(Law):
+    """Base of laws in a single input whose name the user chooses (``x``)."""
+
+    x: str = "C"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.x, str) or not self.x.isidentifier():
+            raise ValueError(f"the input name must be a Python identifier such as 'C' or 'N', got {self.x!r}")
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.x,)
+
+    def config(self) -> dict:
+        return {"name": self.name, "args": {"x": self.x}}
 
 
 @dataclass(frozen=True, repr=False)
-class PowerLaw(Law):
+class PowerLaw(OneInputLaw):
     """Pure power law ``L = A x^-alpha`` in one input ``x`` (N, D, C, samples, steps, ...).
 
     Parameters
@@ -33,15 +45,7 @@ class PowerLaw(Law):
     ('A', 'alpha')
     """
 
-    x: str = "C"
     name = "power"
-
-    def __post_init__(self) -> None:
-        _check_input_name(self.x)
-
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        return (self.x,)
 
     @property
     def parameters(self) -> tuple[Parameter, ...]:
@@ -59,12 +63,9 @@ class PowerLaw(Law):
     def log_mean(self, p, log_x):
         return p["log_A"] - p["alpha"] * log_x[self.x]
 
-    def config(self) -> dict:
-        return {"name": self.name, "args": {"x": self.x}}
-
 
 @dataclass(frozen=True, repr=False)
-class SaturatingPowerLaw(Law):
+class SaturatingPowerLaw(OneInputLaw):
     """Saturating power law ``L = E + A x^-alpha``: a power law that levels off at ``E``.
 
     Evaluated as ``logaddexp(log E, log A - alpha log x)`` so no input overflows.
@@ -82,15 +83,7 @@ class SaturatingPowerLaw(Law):
     True
     """
 
-    x: str = "C"
     name = "saturating_power"
-
-    def __post_init__(self) -> None:
-        _check_input_name(self.x)
-
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        return (self.x,)
 
     @property
     def parameters(self) -> tuple[Parameter, ...]:
@@ -108,6 +101,3 @@ class SaturatingPowerLaw(Law):
 
     def log_mean(self, p, log_x):
         return jnp.logaddexp(p["log_E"], p["log_A"] - p["alpha"] * log_x[self.x])
-
-    def config(self) -> dict:
-        return {"name": self.name, "args": {"x": self.x}}
