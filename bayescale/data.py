@@ -7,7 +7,7 @@ clipped or coerced: a bad row is the user's decision to fix.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,12 +32,18 @@ class ScalingData:
         Known per-row standard deviation of the target, if the model uses one.
     index : pandas.Index
         Row labels of the source DataFrame, used in messages and results.
+    groups : ndarray or None
+        Group code of every row (index into ``group_labels``), for hierarchical models.
+    group_labels : tuple of str
+        The groups, sorted.
     """
 
     inputs: dict[str, np.ndarray]
     target: np.ndarray
     noise: np.ndarray | None
     index: pd.Index
+    groups: np.ndarray | None = None
+    group_labels: tuple[str, ...] = ()
 
     @property
     def n_rows(self) -> int:
@@ -93,13 +99,30 @@ def numeric_column(frame: pd.DataFrame, column: str, role: str) -> np.ndarray:
     return values
 
 
+def group_labels(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """The group column as strings, or a :class:`DataError` for a missing column or missing labels."""
+    if column not in frame.columns:
+        raise DataError(
+            f"column {column!r} (group) is not in the data; available columns: {list(map(str, frame.columns))}"
+        )
+    series = frame[column]
+    missing = series.isna().to_numpy()
+    if missing.any():
+        raise DataError(
+            f"column {column!r} (group) has missing labels at {rows_phrase(frame.index, missing)}; "
+            "every row needs a group"
+        )
+    return series.astype(str).to_numpy()
+
+
 def validate(
     frame: pd.DataFrame,
     *,
     inputs: Mapping[str, str],
     target: str,
     noise: str | None = None,
-    n_parameters: int,
+    group: str | None = None,
+    n_parameters: int | Callable[[int], int],
     varying: Iterable[str] = (),
 ) -> ScalingData:
     """Check a DataFrame of training runs and return its :class:`ScalingData`.
@@ -114,8 +137,11 @@ def validate(
         Column holding the target (loss, error, ...).
     noise : str, optional
         Column holding the known standard deviation of the target per row.
-    n_parameters : int
-        Number of free parameters of the model; fewer rows is an error.
+    group : str, optional
+        Column holding the group of every row (for hierarchical models).
+    n_parameters : int or callable
+        Number of free parameters of the model (a function of the number of groups
+        for a hierarchical model); fewer rows is an error.
     varying : iterable of str
         Law inputs that must take at least two distinct values.
 
@@ -138,6 +164,12 @@ def validate(
     sd = None
     if noise is not None:
         sd = numeric_column(frame, noise, "known noise standard deviation")
+    codes, labels = None, ()
+    if group is not None:
+        codes, uniques = pd.factorize(group_labels(frame, group), sort=True)
+        labels = tuple(uniques)
+    if callable(n_parameters):
+        n_parameters = n_parameters(len(labels))
     if len(frame) < n_parameters:
         raise DataError(
             f"the data has {len(frame)} rows but the model has {n_parameters} parameters; "
@@ -150,7 +182,7 @@ def validate(
                 f"column {inputs[law_input]!r} (law input {law_input}) has the single value {x[0]:g} in every row; "
                 f"the law needs it to vary to estimate how the target scales with {law_input}"
             )
-    return ScalingData(inputs=values, target=y, noise=sd, index=frame.index.copy())
+    return ScalingData(inputs=values, target=y, noise=sd, index=frame.index.copy(), groups=codes, group_labels=labels)
 
 
 def prediction_inputs(

@@ -10,7 +10,7 @@ Examples
 --------
 >>> import bayescale as bs
 >>> sorted(bs.datasets.DATASETS)
-['chinchilla']
+['chinchilla', 'colpret', 'colpret_final', 'olmo_ladder']
 >>> df = bs.datasets.load("chinchilla")          # doctest: +SKIP
 """
 
@@ -46,11 +46,19 @@ class RemoteFile:
 
 
 @dataclass(frozen=True)
+class DerivedFile:
+    """A table derived from public sources that has no downloadable original; ``origin`` says how it was made."""
+
+    name: str
+    origin: str
+
+
+@dataclass(frozen=True)
 class Dataset:
     """A registered dataset: its folder, source files and the reader that tidies them."""
 
     folder: str
-    files: tuple[RemoteFile, ...]
+    files: tuple[RemoteFile | DerivedFile, ...]
     reader: Callable[[dict[str, Path]], pd.DataFrame]
     description: str
 
@@ -68,6 +76,38 @@ def _read_chinchilla(paths: dict[str, Path]) -> pd.DataFrame:
     )
 
 
+def _read_colpret(paths: dict[str, Path]) -> pd.DataFrame:
+    (path,) = paths.values()
+    raw = pd.read_csv(path, low_memory=False)
+    tidy = pd.DataFrame(
+        {
+            "family": raw["family"].astype(str),
+            "model": raw["model_name"].astype(str),
+            "N": raw["N_params"].astype(float),
+            "D": raw["tokens_seen"].astype(float),
+            "C": raw["flops"].astype(float),
+            "metric": raw["metric_name"].astype(str),
+            "value": raw["metric_value"].astype(float),
+            "loss_nats": raw["loss_nats"].astype(float),
+        }
+    )
+    rest = raw.drop(
+        columns=["family", "model_name", "N_params", "tokens_seen", "flops", "metric_name", "metric_value", "loss_nats"]
+    )
+    return pd.concat([tidy, rest], axis=1)
+
+
+def _read_olmo_ladder(paths: dict[str, Path]) -> pd.DataFrame:
+    (path,) = paths.values()
+    raw = pd.read_csv(path)
+    return raw.rename(columns={"N_params": "N", "D_tokens": "D", "flops_6ND": "C", "size_label": "size"})
+
+
+_COLPRET_ORIGIN = (
+    "rebuilt from IBM/ColPret (github.com/IBM/ColPret, commit 16f23bbe, MIT) by the bayescale team: the "
+    "harmonised table of Choshen et al. (2025) is not public in full, so the families whose sources are present "
+    "were converted following ColPret's util/read_data.py (see the dataset README beside the file)"
+)
 _EPOCH = "https://raw.githubusercontent.com/epoch-research/analyzing-chinchilla"
 DATASETS: dict[str, Dataset] = {
     "chinchilla": Dataset(
@@ -86,6 +126,42 @@ DATASETS: dict[str, Dataset] = {
             "245 rows: N (parameters), D = C / (6 N) (tokens, derived), C (FLOPs), loss (nats/token), "
             "tokens_per_param, and besiroglu_excluded: True for the 5 highest-loss rows that "
             "Besiroglu et al. (2024) drop, leaving their 240-row fit."
+        ),
+    ),
+    "colpret": Dataset(
+        folder="hitchhiker_colpret",
+        files=(DerivedFile("colpret_multifamily_primary.csv", _COLPRET_ORIGIN),),
+        reader=_read_colpret,
+        description=(
+            "Multi-family subset of Choshen et al.'s ColPret collection (A Hitchhiker's Guide to Scaling Law "
+            "Estimation): 11 families, every checkpoint, one primary metric per family; 73,920 rows. Columns: family, "
+            "model, N (parameters; effective for MoE), D (tokens seen at the checkpoint), C (FLOPs), metric, value "
+            "(the metric as logged), loss_nats (cross-entropy in nats where the metric is one or a perplexity; NaN "
+            "for T5-Pile, whose val_perplexity is kept as logged), and ColPret's other columns. Units differ "
+            "between families: model `value` per family, or loss_nats where present."
+        ),
+    ),
+    "colpret_final": Dataset(
+        folder="hitchhiker_colpret",
+        files=(DerivedFile("colpret_final_checkpoints.csv", _COLPRET_ORIGIN),),
+        reader=_read_colpret,
+        description="The last checkpoint of every model in 'colpret' (313 rows, same columns).",
+    ),
+    "olmo_ladder": Dataset(
+        folder="olmo_ladder",
+        files=(
+            DerivedFile(
+                "olmo_ladder_tidy.csv",
+                "tidied by the bayescale team from allenai/OLMo-ladder (commit 67a3f440, Apache-2.0), "
+                "src/scripts/paper/data/ladder-runs/*.csv, with N from the repository's MODEL_PARAMS",
+            ),
+        ),
+        reader=_read_olmo_ladder,
+        description=(
+            "OLMo model ladder (Bhagia et al. 2024): 190M-3B models x 0.5-10 x Chinchilla tokens, every checkpoint, "
+            "plus the OLMo-2 7B-4T and 13B-5T targets; 3,862 rows. Columns: run, kind (ladder / target_7B_4T / "
+            "target_13B_5T), size, N (non-embedding parameters), D (tokens), C = 6 N D, xC, rerun, step, lr, "
+            "and loss_<set>: 11 validation cross-entropies in nats (e.g. loss_c4_en)."
         ),
     ),
 }
@@ -141,11 +217,16 @@ def _dataset(name: str) -> Dataset:
     return DATASETS[name]
 
 
-def _ensure(remote: RemoteFile, folder: Path, download: bool) -> Path:
+def _ensure(remote: RemoteFile | DerivedFile, folder: Path, download: bool) -> Path:
     path = folder / remote.name
     if path.exists():
         return path
     where = f"{path} (data directory from ${ENV_VAR})" if os.environ.get(ENV_VAR) else str(path)
+    if isinstance(remote, DerivedFile):
+        raise DatasetNotAvailable(
+            f"{where} does not exist. It is a derived table with no downloadable original: {remote.origin}. "
+            f"Set ${ENV_VAR} to a folder holding '{folder.name}/{remote.name}'"
+        )
     if not download:
         raise DatasetNotAvailable(f"{where} does not exist and download=False; it comes from {remote.url}")
     try:

@@ -104,4 +104,12 @@ def warn(health: Health, stacklevel: int = 3) -> None:
 
 
 def _per_param(ds) -> pd.Series:
-    return pd.Series({name: float(np.max(ds[name].values)) for name in ds.data_vars})
+    """One value per scalar parameter, labelled ``name`` or ``name[group]`` for group-level ones."""
+    out = {}
+    for name, values in ds.data_vars.items():
+        if values.ndim == 0:
+            out[name] = float(values)
+            continue
+        labels = values[values.dims[0]].values
+        out.update({f"{name}[{label}]": float(v) for label, v in zip(labels, values.values.ravel(), strict=True)})
+    return pd.Series(out)

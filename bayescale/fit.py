@@ -7,18 +7,18 @@ import math
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
 from bayescale import __version__, diagnostics
 from bayescale._arviz import az
-from bayescale.data import DataError, ScalingData, prediction_inputs
+from bayescale.data import DataError, ScalingData, group_labels, prediction_inputs
 from bayescale.inference import NUTSOptions, Samples
-from bayescale.predict import Prediction, as_frame, predictor
+from bayescale.predict import Prediction, as_frame, posterior_draws
 from bayescale.scaling_model import ScalingModel
 
 FILE_FORMAT = 1  # bump when saved fits change incompatibly
+ROW_GROUP = "group_of_obs"  # constant_data variable with each row's group label
 
 
 class ScalingFit:
@@ -51,7 +51,7 @@ class ScalingFit:
         attrs = idata.posterior.attrs
         self.seed = int(attrs["seed"])
         self.options = NUTSOptions(**json.loads(attrs["bayescale_nuts_options"]))
-        self.health = diagnostics.assess(idata, list(model.parameter_names), self.options.max_tree_depth)
+        self.health = diagnostics.assess(idata, list(model.posterior_names), self.options.max_tree_depth)
         if warn:
             diagnostics.warn(self.health, stacklevel=5)
 
@@ -65,21 +65,26 @@ class ScalingFit:
         samples: Samples,
         *,
         seed: int,
-        options: NUTSOptions,
     ) -> ScalingFit:
-        posterior = {name: samples.posterior[name] for name in model.parameter_names}
+        posterior = {name: samples.posterior[name] for name in model.posterior_names}
         stats = dict(samples.stats)
         stats["tree_depth"] = np.ceil(np.log2(stats["n_steps"] + 1)).astype(np.int64)
-        obs = _obs_coordinate(data.index)
         constant = {column: data.inputs[x] for x, column in model.inputs.items()}
         if data.noise is not None:
             constant[model.noise] = data.noise
+        coords = {"obs": _obs_coordinate(data.index)}
+        if model.group is not None:
+            labels = np.asarray(data.group_labels, dtype=str)
+            coords[model.group] = labels
+            constant[ROW_GROUP] = labels[data.groups]
+        dims = {name: ["obs"] for name in [model.target, *constant]}
+        dims.update({name: [model.group] for name in posterior if posterior[name].ndim == 3})
         attrs = {
             "bayescale_version": __version__,
             "bayescale_format": FILE_FORMAT,
             "bayescale_model": json.dumps(model.config(), sort_keys=True),
             "bayescale_log_references": json.dumps(log_refs, sort_keys=True),
-            "bayescale_nuts_options": json.dumps(options.__dict__, sort_keys=True),
+            "bayescale_nuts_options": json.dumps(samples.options.__dict__, sort_keys=True),
             "seed": seed,
             "chain_method": samples.chain_method,
             "inference_library": "numpyro",
@@ -90,8 +95,8 @@ class ScalingFit:
             log_likelihood={model.target: samples.log_likelihood},
             observed_data={model.target: data.target},
             constant_data=constant,
-            coords={"obs": obs},
-            dims={name: ["obs"] for name in [model.target, *constant]},
+            coords=coords,
+            dims=dims,
         )
         idata.posterior.attrs.update(attrs)
         return cls(model, idata, log_refs)
@@ -104,7 +109,15 @@ class ScalingFit:
 
     @property
     def parameter_names(self) -> tuple[str, ...]:
-        return self.model.parameter_names
+        """Every variable in the posterior (law, population and likelihood parameters)."""
+        return self.model.posterior_names
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """The groups of a hierarchical fit, in the order of the posterior's group dimension."""
+        if self.model.group is None:
+            return ()
+        return tuple(str(g) for g in self.idata.posterior[self.model.group].values)
 
     @property
     def references(self) -> dict[str, float]:
@@ -120,27 +133,48 @@ class ScalingFit:
         """
         if not 0 < level < 1:
             raise ValueError(f"level must be in (0, 1), got {level!r}")
-        post = self.idata.posterior
         rows = {}
         for name in self.parameter_names:
-            draws = post[name].values.reshape(-1)
-            lower, median, upper = np.quantile(draws, [(1 - level) / 2, 0.5, (1 + level) / 2])
-            rows[name] = {
-                "mean": draws.mean(),
-                "sd": draws.std(ddof=1),
-                "median": median,
-                "lower": lower,
-                "upper": upper,
-            }
-        table = pd.DataFrame(rows).T
+            for label, draws in self._flat(name):
+                lower, median, upper = np.quantile(draws, [(1 - level) / 2, 0.5, (1 + level) / 2])
+                rows[label] = {
+                    "mean": draws.mean(),
+                    "sd": draws.std(ddof=1),
+                    "median": median,
+                    "lower": lower,
+                    "upper": upper,
+                }
+        table = pd.DataFrame(rows).T.join(self.health.table)
         table.attrs["level"] = level
-        return table.join(self.health.table)
+        return table
+
+    def _flat(self, name: str) -> list[tuple[str, np.ndarray]]:
+        """(label, draws) for a variable: one pair, or one per group for group-level variables."""
+        draws = self.draws(name)
+        if draws.ndim == 1:
+            return [(name, draws)]
+        return [(f"{name}[{g}]", draws[:, i]) for i, g in enumerate(self.groups)]
+
+    def population(self, level: float = 0.9) -> pd.DataFrame:
+        """Population summaries of a hierarchical fit.
+
+        For every pooled parameter: ``<name>_pop``, the population median in the user's
+        units, and ``<name>_spread``, the between-group standard deviation of its log.
+
+        Examples
+        --------
+        >>> fit.population(0.9).loc["alpha_pop", ["median", "lower", "upper"]]   # doctest: +SKIP
+        """
+        if not self.model.population_names:
+            raise ValueError("population() needs a hierarchical fit with pooled parameters (group=..., pooled=[...])")
+        return self.summary(level).loc[list(self.model.population_names)]
 
     def draws(self, name: str) -> np.ndarray:
-        """All posterior draws of parameter ``name``, chains pooled."""
+        """Posterior draws of ``name``, chains pooled: shape (draws,), or (draws, groups) per group."""
         if name not in self.parameter_names:
             raise KeyError(f"no parameter {name!r}; parameters: {list(self.parameter_names)}")
-        return self.idata.posterior[name].values.reshape(-1)
+        values = self.idata.posterior[name].values
+        return values.reshape((-1,) + values.shape[2:])
 
     # -- prediction --------------------------------------------------------------------
     def predict(self, data: pd.DataFrame | None = None, /, *, seed: int | None = None, **inputs) -> Prediction:
@@ -163,16 +197,32 @@ class ScalingFit:
         >>> fit.predict(N=7e10, D=1.4e12).draws(kind="mean").shape      # doctest: +SKIP
         (4000, 1)
         """
-        law = self.model.law
-        frame = as_frame(data, inputs, law.inputs)
-        values = prediction_inputs(frame, law.inputs, self.model.inputs)
-        log_x = {x: jnp.asarray(np.log(values[x]) - self.log_references[x]) for x in law.inputs}
-        log_ref = {x: jnp.asarray(self.log_references[x]) for x in law.inputs}
-        params = {name: jnp.asarray(self.draws(name)) for name in self.parameter_names}
+        model = self.model
+        law = model.law
+        frame = as_frame(data, inputs, law.inputs, model.group)
+        values = prediction_inputs(frame, law.inputs, model.inputs)
+        log_x = {x: np.log(values[x]) - self.log_references[x] for x in law.inputs}
+        log_ref = {x: self.log_references[x] for x in law.inputs}
+        row_groups = None
+        if model.group is not None:
+            row_groups = group_labels(frame, model.group)
+        posterior = {name: self.draws(name) for name in self.parameter_names}
         seed = self.seed if seed is None else seed
-        log_mean, log_obs = predictor(law, self.model.likelihood)(params, log_ref, log_x, jax.random.key(seed))
+        log_mean, log_obs = posterior_draws(
+            law,
+            model.likelihood,
+            model.treatments,
+            posterior,
+            log_ref,
+            log_x,
+            jax.random.key(seed),
+            fitted_groups=self.groups,
+            row_groups=row_groups,
+        )
         table = pd.DataFrame(values, index=frame.index)
-        return Prediction(table, np.asarray(log_mean), np.asarray(log_obs))
+        if row_groups is not None:
+            table.insert(0, model.group, row_groups)
+        return Prediction(table, log_mean, log_obs)
 
     def plot(self, target: dict | None = None, **kwargs):
         """Data, posterior median and 50%/90% bands extended to ``target``; see :func:`bayescale.plot.fit`."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import jax
@@ -24,6 +24,7 @@ from numpyro.infer.util import constrain_fn, log_likelihood, potential_energy
 from bayescale.model import ModelArgs
 
 CHAIN_METHODS = ("parallel", "vectorized")
+DENSE_MAX_DIM = 64  # largest model given a dense mass matrix by default (see NUTSOptions)
 
 
 @dataclass(frozen=True)
@@ -32,19 +33,26 @@ class NUTSOptions:
 
     The defaults suit scaling-law posteriors: after centring the inputs the remaining
     correlations (irreducible term against prefactors, prefactor against exponent) are
-    close to linear, so a dense mass matrix removes them. ``regularize_mass_matrix`` is
-    off by default: NumPyro shrinks the adapted covariance towards ``1e-3 * I``, which is
-    larger than the posterior variance of well-determined scaling-law parameters in our
-    prior-standardised coordinates and so spoils the preconditioner (on the Chinchilla
-    data: 26 leapfrog steps per draw with it, 7 without).
+    close to linear, so a dense mass matrix removes them (Chinchilla data: 7 leapfrog
+    steps per draw, against 113 with a diagonal one). ``dense_mass=None`` (default) picks
+    a dense matrix up to :data:`DENSE_MAX_DIM` unconstrained dimensions and a diagonal one
+    above, where a few hundred warmup draws cannot estimate the covariance.
+    ``regularize_mass_matrix=None`` (default) turns NumPyro's shrinkage of the adapted
+    matrix towards ``1e-3 * I`` off for dense matrices of fewer than 25 dimensions (the
+    first adaptation window has 25 draws, so their covariance is invertible) and on above,
+    where it keeps the matrix invertible. The model's coordinates are scaled
+    (``bayescale.model.Z_SCALE``) so that the shrinkage is small; unscaled, it spoiled the
+    preconditioner (26 instead of 7 steps per draw on the Chinchilla data), and on weakly
+    identified single fits it still cost effective draws (OLMo ladder, 16 runs: min ESS
+    160 with it, 780 without), hence off where it is not needed.
     """
 
-    dense_mass: bool = True
+    dense_mass: bool | None = None
     target_accept_prob: float = 0.9
     max_tree_depth: int = 10
     adapt_step_size: bool = True
     adapt_mass_matrix: bool = True
-    regularize_mass_matrix: bool = False
+    regularize_mass_matrix: bool | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.target_accept_prob < 1:
@@ -61,6 +69,7 @@ class Samples:
     log_likelihood: np.ndarray
     stats: dict[str, np.ndarray]
     chain_method: str
+    options: NUTSOptions
 
 
 def check_counts(chains: int, warmup: int, draws: int) -> None:
@@ -70,9 +79,15 @@ def check_counts(chains: int, warmup: int, draws: int) -> None:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
-def default_chain_method(chains: int) -> str:
-    """``"parallel"`` when the chains can be spread over several local devices, else ``"vectorized"``."""
-    return "parallel" if math.gcd(chains, jax.local_device_count()) > 1 else "vectorized"
+def default_chain_method() -> str:
+    """``"vectorized"``: all chains in one compiled program on the default device.
+
+    ``"parallel"`` (chains split over local devices with ``jax.shard_map``) is opt-in: on
+    CPU devices made with ``--xla_force_host_platform_device_count`` it halved the wall
+    time of small fits on 2 cores, but a 61-dimensional model with a dense mass matrix
+    hung there (every thread idle), so it is not the default.
+    """
+    return "vectorized"
 
 
 def sample(
@@ -89,13 +104,18 @@ def sample(
     progress_bar: bool = False,
     cache_key: object = None,
 ) -> Samples:
-    """Run NUTS on ``model(args)``; ``sites`` maps latent sites to their (unconstrained) shapes.
+    """Run NUTS on ``model(args)``; ``sites`` maps latent sites to (unconstrained shape, init half-width).
 
     ``cache_key`` identifies the model structure (law, likelihood, options); runs with
     the same key and data shapes reuse the compiled sampler.
     """
     check_counts(chains, warmup, draws)
-    chain_method = chain_method or default_chain_method(chains)
+    dims = sum(math.prod(shape) for shape, _ in sites.values())
+    if options.dense_mass is None:
+        options = replace(options, dense_mass=dims <= DENSE_MAX_DIM)
+    if options.regularize_mass_matrix is None:
+        options = replace(options, regularize_mass_matrix=not (options.dense_mass and dims < 25))
+    chain_method = chain_method or default_chain_method()
     if chain_method not in CHAIN_METHODS:
         raise ValueError(f"chain_method must be one of {CHAIN_METHODS}, got {chain_method!r}")
     n_devices = math.gcd(chains, jax.local_device_count()) if chain_method == "parallel" else 1
@@ -149,8 +169,8 @@ class _Runner:
         init_key, kernel_key = jax.random.split(rng_key)
         keys = jax.random.split(init_key, len(self.sites))
         z0 = {
-            name: jax.random.uniform(k, shape, minval=-2.0, maxval=2.0)
-            for k, (name, shape) in zip(keys, sorted(self.sites.items()), strict=False)
+            name: jax.random.uniform(k, shape, minval=-radius, maxval=radius)
+            for k, (name, (shape, radius)) in zip(keys, sorted(self.sites.items()), strict=True)
         }
         o = self.options
         return self._init_kernel(
@@ -224,7 +244,7 @@ class _Runner:
         values, loglik = jax.device_get(self._post(flat, args))
         posterior = {k: np.asarray(v).reshape((chains, draws) + np.shape(v)[1:]) for k, v in values.items()}
         loglik = np.asarray(loglik).reshape((chains, draws) + np.shape(loglik)[1:])
-        return Samples(posterior=posterior, log_likelihood=loglik, stats=stats, chain_method=chain_method)
+        return Samples(posterior, loglik, stats, chain_method, self.options)
 
 
 class _progress:

@@ -1,14 +1,34 @@
 """Builds the NumPyro model of a scaling-law fit. The only module that calls ``numpyro.sample``.
 
-Every law parameter is sampled non-centred, ``value = loc + scale * z`` with
-``z ~ Normal(0, 1)`` (on the log scale for positive parameters), at the reference
-scale of its inputs. ``loc`` and ``scale`` come in through :class:`ModelArgs`, not
-through the closure, so one compiled sampler serves every data set of the same shape.
+Every law parameter is sampled on its transformed scale (the log for positive
+parameters), at the reference scale of its inputs, standardised by its prior:
+
+- ``shared``:      ``t = loc + scale * z``, one value for all rows;
+- ``independent``: ``t_g = loc + scale * z_g``, one value per group, each with the prior;
+- ``pooled``:      per-group values from a population ``Normal(mu, tau)`` whose location
+  ``mu = loc + scale * z_mu`` and spread ``tau = scale * s`` are learned, with a
+  zero-avoiding ``s ~ Gamma(2, 10)`` (mean 0.2 prior scales: groups similar, not equal).
+
+Pooled exponents are non-centred (``t_g = mu + tau * z_g``): families' exponents differ
+by less than one family's data can tell apart, the regime where a centred model has a
+funnel at small ``tau``. Pooled level terms (the irreducible term and prefactors, which
+carry each family's units and data) are centred (``t_g ~ Normal(mu, tau)``): they are
+well measured within a family relative to their spread, where a non-centred model
+forces NUTS through long curved trajectories. On 6 simulated Chinchilla families this
+cut leapfrog steps per draw from ~850 (all non-centred) to ~70 with no divergences
+(all centred: ~35 steps but divergences at small exponent spreads).
+
+The standardised coordinates are multiplied by :data:`Z_SCALE` before NUTS sees them, so
+that NumPyro's mass-matrix shrinkage towards ``1e-3 * I`` is negligible against the
+posterior variance of well-measured parameters.
+
+``loc`` and ``scale`` come in through :class:`ModelArgs`, not through the closure, so one
+compiled sampler serves every data set of the same shape.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 import jax.numpy as jnp
@@ -16,6 +36,11 @@ import numpyro
 import numpyro.distributions as dist
 
 from bayescale.laws import Law
+
+TREATMENTS = ("shared", "pooled", "independent")
+SPREAD_PRIOR = (2.0, 10.0)  # Gamma(shape, rate) of the between-group sd, in units of the parameter's prior scale
+GROUP_PLATE = "group"
+Z_SCALE = 100.0  # sampling coordinates are Z_SCALE * (standardised value); see the module docstring
 
 
 class ModelArgs(NamedTuple):
@@ -27,6 +52,8 @@ class ModelArgs(NamedTuple):
     prior_loc: dict  # parameter -> location on the sampling scale
     prior_scale: dict  # parameter -> scale on the sampling scale
     log_ref: dict  # law input -> log(x_ref)
+    group: jnp.ndarray | None = None  # group code of every row
+    group_ids: jnp.ndarray | None = None  # arange(number of groups); its length sets the plate size
 
 
 def z_site(name: str) -> str:
@@ -34,37 +61,111 @@ def z_site(name: str) -> str:
     return f"{name}_z"
 
 
-def build(law: Law, likelihood) -> Callable[[ModelArgs], None]:
-    """Return the NumPyro model function ``model(args)`` for ``law`` and ``likelihood``.
+def from_transformed(law: Law, t: Mapping) -> dict:
+    """Values on the sampling scale -> values (and logs, for positive parameters) for the law."""
+    out = {}
+    for par in law.parameters:
+        if par.name not in t:
+            continue
+        if par.transform == "log":
+            out[f"log_{par.name}"] = t[par.name]
+            out[par.name] = jnp.exp(t[par.name])
+        else:
+            out[par.name] = t[par.name]
+    return out
+
+
+def to_transformed(law: Law, p: Mapping) -> dict:
+    """Inverse of :func:`from_transformed`: the sampling-scale value of every parameter in ``p``."""
+    return {
+        par.name: p[f"log_{par.name}"] if par.transform == "log" else p[par.name]
+        for par in law.parameters
+        if par.name in p
+    }
+
+
+def build(law: Law, likelihood, treatments: Mapping[str, str] | None = None) -> Callable[[ModelArgs], None]:
+    """Return the NumPyro model function ``model(args)``.
+
+    Parameters
+    ----------
+    law, likelihood
+        The law and the observation model.
+    treatments : mapping, optional
+        Law parameter -> ``"shared"``, ``"pooled"`` or ``"independent"`` across groups
+        (default all shared, the only choice without a group column).
 
     Examples
     --------
     >>> import bayescale as bs
     >>> from bayescale.model import build
-    >>> model = build(bs.laws.PowerLaw("C"), bs.likelihoods.Normal())
+    >>> model = build(bs.laws.PowerLaw("C"), bs.likelihoods.Normal(), {"A": "pooled"})
     >>> callable(model)
     True
     """
+    treatments = dict(treatments or {})
 
     def model(args: ModelArgs) -> None:
-        p = {}
+        n_groups = 0 if args.group_ids is None else args.group_ids.shape[0]
+        groups, population = {}, {}
         for par in law.parameters:
-            z = numpyro.sample(z_site(par.name), dist.Normal(0.0, 1.0))
-            value = args.prior_loc[par.name] + args.prior_scale[par.name] * z
-            if par.transform == "log":
-                p[f"log_{par.name}"] = value
-                p[par.name] = jnp.exp(value)
-            else:
-                p[par.name] = value
-        user = law.to_user(p, args.log_ref)
+            how = treatments.get(par.name, "shared")
+            loc, scale = args.prior_loc[par.name], args.prior_scale[par.name]
+            if how == "shared":
+                groups[par.name] = population[par.name] = loc + scale * _standard(z_site(par.name))
+                continue
+            if how == "independent":
+                with numpyro.plate(GROUP_PLATE, n_groups):
+                    groups[par.name] = loc + scale * _standard(z_site(par.name))
+                continue
+            mu = _standard(f"{par.name}_pop_z")
+            s = numpyro.sample(f"{par.name}_tau", dist.Gamma(*SPREAD_PRIOR))
+            numpyro.deterministic(f"{par.name}_spread", scale * s)
+            with numpyro.plate(GROUP_PLATE, n_groups):
+                if centred(par):
+                    w = numpyro.sample(z_site(par.name), dist.Normal(mu * Z_SCALE, s * Z_SCALE)) / Z_SCALE
+                else:
+                    w = mu + s * numpyro.sample(z_site(par.name), dist.Normal())
+            groups[par.name] = loc + scale * w
+            population[par.name] = loc + scale * mu
+        user = law.to_user(from_transformed(law, groups), args.log_ref)
         for name in law.parameter_names:
             numpyro.deterministic(name, user[name])
+        if n_groups:
+            _population_sites(law, treatments, population, args.log_ref)
 
         noise = {name: numpyro.sample(name, prior) for name, prior in likelihood.priors().items()}
         scale = noise["sigma"]
         if args.noise_log_sd is not None:
             scale = jnp.sqrt(scale**2 + args.noise_log_sd**2)
-        log_mean = law.log_mean(p, args.log_x)
+        rows = {k: v[args.group] if jnp.ndim(v) == 1 else v for k, v in groups.items()}
+        log_mean = law.log_mean(from_transformed(law, rows), args.log_x)
         numpyro.sample("obs", likelihood.distribution(log_mean, scale, noise), obs=args.log_y)
 
     return model
+
+
+def centred(par) -> bool:
+    """Whether a pooled parameter is sampled centred: level terms yes, exponents no (module docstring)."""
+    return par.in_target_units
+
+
+def _standard(name: str):
+    """A ``Normal(0, 1)`` variable, sampled as ``Z_SCALE`` times itself."""
+    return numpyro.sample(name, dist.Normal(0.0, Z_SCALE)) / Z_SCALE
+
+
+def _population_sites(law: Law, treatments: Mapping[str, str], population: dict, log_ref) -> None:
+    """``<name>_pop``: the population median of every pooled parameter, in the user's units."""
+    if len(population) < len(law.parameters):  # some independent parameter: convert only what needs none
+        convertible = {
+            par.name
+            for par in law.parameters
+            if par.name in population and (par.prefactor_of is None or par.prefactor_of[1] in population)
+        }
+    else:
+        convertible = set(population)
+    pop_user = law.to_user(from_transformed(law, {k: population[k] for k in convertible}), log_ref)
+    for name in law.parameter_names:
+        if treatments.get(name) == "pooled" and name in convertible:
+            numpyro.deterministic(f"{name}_pop", pop_user[name])

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
 from bayescale._arviz import az
 from bayescale.laws import Law
+from bayescale.model import from_transformed, to_transformed
 
 KINDS = ("observation", "mean")
 METHODS = ("eti", "hdi")
@@ -90,48 +92,95 @@ def _check_kind(kind: str) -> str:
     return kind
 
 
-_PREDICTORS: dict = {}
+def posterior_draws(
+    law: Law,
+    likelihood,
+    treatments: Mapping[str, str],
+    posterior: Mapping[str, np.ndarray],
+    log_ref: Mapping[str, float],
+    log_x: Mapping[str, np.ndarray],
+    rng_key,
+    fitted_groups: tuple[str, ...] = (),
+    row_groups: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Log of the law and of a new observation at ``log_x``, per posterior draw and row.
+
+    ``posterior`` holds draws in the user's units, shape (draws,) or (draws, groups).
+    Rows of a group seen in the fit use that group's parameters; rows of an unseen group
+    draw its parameters from the population (one draw per group and posterior draw, so
+    all rows of one new group share them), which needs every non-shared parameter pooled.
+    """
+    group_key, noise_key = jax.random.split(rng_key)
+    names = law.parameter_names
+    t_fit = to_transformed(law, law.to_reference({k: jnp.asarray(posterior[k]) for k in names}, log_ref))
+    rows = {}
+    if row_groups is None:
+        rows = {k: v[:, None] if v.ndim == 1 else v for k, v in t_fit.items()}
+    else:
+        codes, new_codes, new_labels = _row_codes(row_groups, fitted_groups)
+        t_new = {}
+        if new_labels:
+            not_pooled = [k for k in names if treatments[k] == "independent"]
+            if not_pooled:
+                raise ValueError(
+                    f"groups {new_labels} were not in the fitted data, and parameters {not_pooled} are independent "
+                    "per group, so there is no population to draw them from; refit with them pooled or shared"
+                )
+            pop_user = {k: posterior[f"{k}_pop"] if treatments[k] == "pooled" else posterior[k] for k in names}
+            t_pop = to_transformed(law, law.to_reference({k: jnp.asarray(v) for k, v in pop_user.items()}, log_ref))
+            z = jax.random.normal(group_key, (len(names), t_pop[names[0]].shape[0], len(new_labels)))
+            for i, k in enumerate(names):
+                spread = posterior.get(f"{k}_spread")
+                t_new[k] = t_pop[k][:, None] + (0.0 if spread is None else jnp.asarray(spread)[:, None] * z[i])
+        for k, v in t_fit.items():
+            if v.ndim == 1:
+                rows[k] = v[:, None]
+                continue
+            known = v[:, np.where(codes >= 0, codes, 0)]
+            rows[k] = known if not new_labels else jnp.where(codes >= 0, known, t_new[k][:, np.maximum(new_codes, 0)])
+    log_mean = law.log_mean(from_transformed(law, rows), {x: jnp.asarray(v) for x, v in log_x.items()})
+    log_mean = jnp.broadcast_to(log_mean, (log_mean.shape[0], len(next(iter(log_x.values())))))
+    noise = {k: jnp.asarray(posterior[k])[:, None] for k in likelihood.parameter_names}
+    log_obs = likelihood.distribution(log_mean, noise["sigma"], noise).sample(noise_key)
+    return np.asarray(log_mean), np.asarray(log_obs)
 
 
-def predictor(law: Law, likelihood):
-    """Compiled ``(params, log_ref, log_x, key) -> (log_mean, log_observation)`` for a law (cached)."""
-    cache_key = (law, likelihood)
-    if cache_key not in _PREDICTORS:
-
-        def one_draw(p_user, log_ref, log_x):
-            return law.log_mean(law.to_reference(p_user, log_ref), log_x)
-
-        def run(params, log_ref, log_x, rng_key):
-            log_mean = jax.vmap(one_draw, in_axes=(0, None, None))(params, log_ref, log_x)
-            noise = {k: params[k][:, None] for k in likelihood.parameter_names}
-            d = likelihood.distribution(log_mean, noise["sigma"], noise)
-            return log_mean, d.sample(rng_key)
-
-        _PREDICTORS[cache_key] = jax.jit(run)
-    return _PREDICTORS[cache_key]
+def _row_codes(row_groups: np.ndarray, fitted_groups: tuple[str, ...]):
+    """Code of each row's group in the fit (-1 if unseen) and code among the unseen groups (-1 if seen)."""
+    lookup = {label: i for i, label in enumerate(fitted_groups)}
+    codes = np.array([lookup.get(label, -1) for label in row_groups], dtype=int)
+    new_labels = sorted({label for label in row_groups if label not in lookup})
+    new_lookup = {label: i for i, label in enumerate(new_labels)}
+    new_codes = np.array([new_lookup.get(label, -1) for label in row_groups], dtype=int)
+    return codes, new_codes, new_labels
 
 
-def as_frame(data, inputs: Mapping, law_inputs: tuple[str, ...]) -> pd.DataFrame:
-    """Turn ``predict``'s arguments (a DataFrame or keywords) into a DataFrame of law inputs."""
+def as_frame(data, inputs: Mapping, law_inputs: tuple[str, ...], group: str | None = None) -> pd.DataFrame:
+    """Turn ``predict``'s arguments (a DataFrame or keywords) into a DataFrame of law inputs (and group)."""
     if data is not None and inputs:
         raise TypeError("give the new inputs either as a DataFrame or as keywords, not both")
     if data is None:
         if not inputs:
             raise TypeError(f"predict needs the law inputs {list(law_inputs)}, as keywords or a DataFrame")
-        unknown = set(inputs) - set(law_inputs)
+        names = tuple(law_inputs) + ((group,) if group is not None else ())
+        unknown = set(inputs) - set(names)
         if unknown:
             raise TypeError(f"unknown inputs {sorted(unknown)}; the law's inputs are {list(law_inputs)}")
-        missing = [x for x in law_inputs if x not in inputs]
+        missing = [x for x in names if x not in inputs]
         if missing:
-            raise TypeError(f"predict needs every law input {list(law_inputs)}; missing {missing}")
+            raise TypeError(f"predict needs every law input {list(names)}; missing {missing}")
         try:
-            arrays = np.broadcast_arrays(*(np.atleast_1d(np.asarray(inputs[x], dtype=float)) for x in law_inputs))
+            arrays = np.broadcast_arrays(*(np.atleast_1d(np.asarray(inputs[x])) for x in names))
         except ValueError:
-            shapes = {x: np.shape(inputs[x]) for x in law_inputs}
+            shapes = {x: np.shape(inputs[x]) for x in names}
             raise ValueError(f"the inputs have shapes {shapes} that do not broadcast together") from None
         if arrays[0].ndim != 1:
             raise ValueError(f"inputs must be scalars or 1-D sequences, got shape {arrays[0].shape}")
-        return pd.DataFrame(dict(zip(law_inputs, arrays, strict=False)))
+        frame = pd.DataFrame(dict(zip(names, arrays, strict=True)))
+        for x in law_inputs:
+            if not pd.api.types.is_numeric_dtype(frame[x].dtype):
+                raise TypeError(f"input {x} must be numbers, got {inputs[x]!r}")
+        return frame
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"predict takes a pandas DataFrame or keywords, got {type(data).__name__}")
     return data

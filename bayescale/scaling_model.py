@@ -12,7 +12,7 @@ import pandas as pd
 from bayescale import data as data_mod
 from bayescale import inference, laws, likelihoods, priors
 from bayescale.laws import Law
-from bayescale.model import ModelArgs, build, z_site
+from bayescale.model import Z_SCALE, ModelArgs, build, centred, z_site
 
 
 class ScalingModel:
@@ -40,6 +40,17 @@ class ScalingModel:
         Reference scales for inputs and the target, e.g. ``{"N": 1e9, "loss": 3.0}``.
         Defaults: geometric means of the data. Inputs are centred as ``log(x / x_ref)``;
         default priors of terms in target units are relative to the target's reference.
+    group : str, optional
+        Column naming the group of every row (model family, recipe, ...). Law parameters
+        are then shared, pooled or independent across groups.
+    pooled, shared, independent : list of str, optional
+        Law parameters treated each way (needs ``group``). ``pooled``: per-group values
+        from a population whose location and spread are learned (non-centred);
+        ``shared``: one value for all groups; ``independent``: per group, each with the
+        prior, nothing learned across groups. Parameters not named are pooled: exponents
+        and the irreducible term are similar across families but not equal, and
+        prefactors, pooled on the log scale at the reference scale, absorb differences
+        of units and data while still borrowing strength for groups with few runs.
 
     Examples
     --------
@@ -47,6 +58,9 @@ class ScalingModel:
     >>> model = bs.ScalingModel(bs.laws.Chinchilla(), target="loss", inputs={"N": "N", "D": "D"})
     >>> model.parameter_names
     ('E', 'A', 'alpha', 'B', 'beta', 'sigma')
+    >>> fam = bs.ScalingModel("chinchilla", group="family", shared=["beta"])
+    >>> fam.treatments["alpha"], fam.treatments["beta"]
+    ('pooled', 'shared')
     """
 
     def __init__(
@@ -59,6 +73,10 @@ class ScalingModel:
         priors: Mapping[str, priors.Prior] | None = None,
         noise: str | None = None,
         reference: Mapping[str, float] | None = None,
+        group: str | None = None,
+        pooled: list[str] | None = None,
+        shared: list[str] | None = None,
+        independent: list[str] | None = None,
     ) -> None:
         self.law = laws.get(law) if isinstance(law, str) else law
         if not isinstance(self.law, Law):
@@ -75,7 +93,11 @@ class ScalingModel:
         self.priors = self._check_priors(priors or {})
         self.noise = noise
         self.reference = self._check_reference(reference or {})
-        self._model = build(self.law, self.likelihood)
+        if group is not None and not isinstance(group, str):
+            raise TypeError(f"group must be a column name (str), got {group!r}")
+        self.group = group
+        self.treatments = self._check_treatments({"pooled": pooled, "shared": shared, "independent": independent})
+        self._model = build(self.law, self.likelihood, self.treatments)
 
     # -- checks ----------------------------------------------------------------------
     def _check_inputs(self, inputs):
@@ -109,6 +131,27 @@ class ScalingModel:
             out[name] = prior
         return out
 
+    def _check_treatments(self, lists):
+        for how, names in lists.items():
+            if isinstance(names, str):
+                raise TypeError(f"{how} must be a list of parameter names, got the string {names!r}")
+        given = {how: list(names) for how, names in lists.items() if names is not None}
+        if given and self.group is None:
+            raise ValueError(f"{' and '.join(given)} need a group column: ScalingModel(..., group='family')")
+        treatments = {}
+        for how, names in given.items():
+            for name in names:
+                if name not in self.law.parameter_names:
+                    raise KeyError(
+                        f"{how}: law {self.law.name!r} has no parameter {name!r}; "
+                        f"its parameters are {list(self.law.parameter_names)}"
+                    )
+                if name in treatments:
+                    raise ValueError(f"parameter {name!r} is listed as both {treatments[name]} and {how}")
+                treatments[name] = how
+        default = "pooled" if self.group is not None else "shared"
+        return {name: treatments.get(name, default) for name in self.law.parameter_names}
+
     def _check_reference(self, reference):
         allowed = set(self.law.inputs) | {self.target}
         out = {}
@@ -129,13 +172,60 @@ class ScalingModel:
         return self.law.parameter_names + self.likelihood.parameter_names
 
     @property
+    def population_names(self) -> tuple[str, ...]:
+        """Population-level quantities in the posterior of a hierarchical model.
+
+        ``<name>_pop`` is the population median of a pooled parameter in the user's units
+        (for a prefactor: at the population exponent), ``<name>_spread`` the between-group
+        standard deviation of its sampling-scale value (of ``log(name)`` for positive ones).
+        """
+        if self.group is None:
+            return ()
+        not_independent = {k for k, v in self.treatments.items() if v != "independent"}
+        out = []
+        for par in self.law.parameters:
+            if self.treatments[par.name] != "pooled":
+                continue
+            if par.prefactor_of is None or par.prefactor_of[1] in not_independent:
+                out.append(f"{par.name}_pop")
+            out.append(f"{par.name}_spread")
+        return tuple(out)
+
+    @property
+    def posterior_names(self) -> tuple[str, ...]:
+        """Every variable of the fitted posterior: law, population and likelihood parameters."""
+        return self.law.parameter_names + self.population_names + self.likelihood.parameter_names
+
+    @property
     def varying_inputs(self) -> tuple[str, ...]:
         """Inputs that must take at least two values (every input of the built-in laws)."""
         return self.law.inputs
 
-    def latent_sites(self) -> dict[str, tuple[int, ...]]:
-        sites = {z_site(name): () for name in self.law.parameter_names}
-        sites.update({name: () for name in self.likelihood.parameter_names})
+    def n_parameters(self, n_groups: int) -> int:
+        """Parameters the data must outnumber for ``n_groups`` groups.
+
+        Pooled per-group values are tied together by their population, so they count as
+        the population's location and spread; independent ones count once per group.
+        """
+        per = {"shared": 1, "independent": n_groups, "pooled": 2}
+        return sum(per[how] for how in self.treatments.values()) + len(self.likelihood.parameter_names)
+
+    def latent_sites(self, n_groups: int = 0) -> dict[str, tuple[tuple[int, ...], float]]:
+        """Sampling sites for ``n_groups`` groups: shape, and the half-width of the uniform initialisation.
+
+        Chains start uniformly within two prior standard deviations of the prior median
+        (in the sampling coordinates, which are ``Z_SCALE`` times standardised values for
+        most sites), so that R-hat can see chains that settle in different modes.
+        """
+        sites = {}
+        for par in self.law.parameters:
+            how = self.treatments[par.name]
+            scaled = how != "pooled" or centred(par)
+            sites[z_site(par.name)] = (() if how == "shared" else (n_groups,), 2.0 * Z_SCALE if scaled else 2.0)
+            if how == "pooled":
+                sites[f"{par.name}_pop_z"] = ((), 2.0 * Z_SCALE)
+                sites[f"{par.name}_tau"] = ((), 2.0)
+        sites.update({name: ((), 2.0) for name in self.likelihood.parameter_names})
         return sites
 
     def prior(self, name: str) -> priors.Prior:
@@ -150,7 +240,8 @@ class ScalingModel:
             inputs=self.inputs,
             target=self.target,
             noise=self.noise,
-            n_parameters=len(self.parameter_names),
+            group=self.group,
+            n_parameters=self.n_parameters,
             varying=self.varying_inputs,
         )
 
@@ -182,7 +273,11 @@ class ScalingModel:
             if scaling_data.noise is not None:
                 noise = jnp.asarray(scaling_data.noise / scaling_data.target)
         log_ref = {x: jnp.asarray(log_refs[x]) for x in self.law.inputs}
-        return ModelArgs(log_x, log_y, noise, loc, scale, log_ref)
+        group = group_ids = None
+        if self.group is not None and scaling_data is not None:
+            group = jnp.asarray(scaling_data.groups)
+            group_ids = jnp.arange(len(scaling_data.group_labels))
+        return ModelArgs(log_x, log_y, noise, loc, scale, log_ref, group, group_ids)
 
     # -- fitting ---------------------------------------------------------------------
     def fit(
@@ -208,12 +303,13 @@ class ScalingModel:
         chains, warmup, draws : int
             Number of chains, warmup iterations and kept draws per chain.
         chain_method : {"parallel", "vectorized"}, optional
-            How chains run. Default: split across local devices when there are several
-            (CPU cores are exposed as devices, see the README), else vectorised.
+            How chains run. Default ``"vectorized"``: one compiled program for all chains
+            on the default device (CPU, GPU or TPU). ``"parallel"`` splits them over the
+            local devices (see the README for CPU cores as devices).
         progress_bar : bool
             Show a tqdm progress bar.
         **nuts_options
-            Passed to NumPyro's NUTS: ``dense_mass`` (default True),
+            Passed to NumPyro's NUTS: ``dense_mass`` (default: dense up to 20 dimensions),
             ``target_accept_prob`` (0.9), ``max_tree_depth`` (10), ``adapt_step_size``,
             ``adapt_mass_matrix``, ``regularize_mass_matrix``.
 
@@ -240,7 +336,7 @@ class ScalingModel:
         samples = inference.sample(
             self._model,
             args,
-            self.latent_sites(),
+            self.latent_sites(len(scaling_data.group_labels)),
             seed=int(seed),
             chains=chains,
             warmup=warmup,
@@ -248,9 +344,9 @@ class ScalingModel:
             options=options,
             chain_method=chain_method,
             progress_bar=progress_bar,
-            cache_key=(self.law, self.likelihood, self.noise is not None),
+            cache_key=(self.law, self.likelihood, self.noise is not None, tuple(self.treatments.items())),
         )
-        return ScalingFit.from_samples(self, scaling_data, log_refs, samples, seed=int(seed), options=options)
+        return ScalingFit.from_samples(self, scaling_data, log_refs, samples, seed=int(seed))
 
     # -- persistence -----------------------------------------------------------------
     def config(self) -> dict:
@@ -263,6 +359,8 @@ class ScalingModel:
             "priors": {k: v.to_config() for k, v in self.priors.items()},
             "noise": self.noise,
             "reference": self.reference,
+            "group": self.group,
+            "treatments": self.treatments if self.group is not None else {},
         }
 
     @classmethod
@@ -284,7 +382,26 @@ class ScalingModel:
             priors={k: priors.from_config(v) for k, v in config["priors"].items()},
             noise=config["noise"],
             reference=config["reference"],
+            group=config.get("group"),
+            **_lists(config.get("treatments", {})),
         )
 
     def __repr__(self) -> str:
-        return f"ScalingModel({self.law!r}, target={self.target!r}, inputs={self.inputs}, likelihood={self.likelihood})"
+        grouping = ""
+        if self.group is not None:
+            by = {
+                how: [k for k, v in self.treatments.items() if v == how] for how in ("pooled", "shared", "independent")
+            }
+            grouping = f", group={self.group!r}, " + ", ".join(f"{how}={names}" for how, names in by.items() if names)
+        return (
+            f"ScalingModel({self.law!r}, target={self.target!r}, inputs={self.inputs}, "
+            f"likelihood={self.likelihood}{grouping})"
+        )
+
+
+def _lists(treatments: Mapping[str, str]) -> dict[str, list[str]]:
+    """``{"alpha": "pooled", ...}`` -> ``{"pooled": ["alpha", ...], ...}`` for the constructor."""
+    out: dict[str, list[str]] = {}
+    for name, how in treatments.items():
+        out.setdefault(how, []).append(name)
+    return out

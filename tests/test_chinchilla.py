@@ -98,7 +98,7 @@ def test_download_checks_the_checksum(tmp_path, monkeypatch):
 
 
 def test_unknown_dataset_lists_the_known_ones():
-    with pytest.raises(KeyError, match=r"unknown dataset 'chinchila'; available datasets: \['chinchilla'\]"):
+    with pytest.raises(KeyError, match=r"unknown dataset 'chinchila'; available datasets: \['chinchilla', 'colpret'"):
         bs.datasets.load("chinchila")
 
 

@@ -124,7 +124,7 @@ class Law:
     def _shift_prefactors(self, p: Mapping, log_ref: Mapping[str, float], sign: float) -> dict:
         out = with_logs(self, p)
         for par in self.parameters:
-            if par.prefactor_of is None:
+            if par.prefactor_of is None or par.name not in out:
                 continue
             x, exponent = par.prefactor_of
             log_value = out[f"log_{par.name}"] + sign * out[exponent] * log_ref[x]
@@ -162,7 +162,7 @@ def with_logs(law: Law, p: Mapping) -> dict:
     """Complete ``p`` so that positive parameters are present both as value and as log."""
     out = dict(p)
     for par in law.parameters:
-        if par.transform != "log":
+        if par.transform != "log" or (par.name not in out and f"log_{par.name}" not in out):
             continue
         log_key = f"log_{par.name}"
         if log_key not in out:

@@ -1,0 +1,120 @@
+"""Backtest on the ColPret multi-family data: predict each family's largest model(s) from the rest.
+
+For every family with at least 3 model sizes, the rows of its largest model size are held
+out; the model is fitted on everything else (the family's smaller models plus all other
+families) and predicts the held-out final losses. Repeated with only the 1, 2 and 3 smallest
+model sizes of the target family kept. Three models are compared, all with the Chinchilla law
+L = E + A N^-alpha + B D^-beta on final checkpoints:
+
+1. independent: one set of parameters per family, each with the default priors (group model
+   with every parameter ``independent``; the families share only the noise scale);
+2. one law: a single set of parameters for all families;
+3. hierarchical: per-family parameters pooled across families (the package default).
+
+Reported per family and on average: absolute relative error (ARE) of the posterior median of
+a new run, and whether its 90% interval covers the held-out value.
+
+Data choices (see the dataset README): the metric is cross-entropy in nats where ColPret has it
+(`loss_nats`), else the logged value (T5-Pile's val_perplexity); GPT2-datablations is split by
+training data (C4, OSCAR) into two families and, like the IsoLoss contour runs, restricted to
+single-epoch runs, because repeated data are outside the law's form.
+
+    BAYESCALE_DATA_DIR=../shared/datasets python benchmarks/backtest_families.py --out benchmarks/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import bayescale as bs
+
+MODELS = ("independent", "one law", "hierarchical")
+
+
+def backtest_data() -> pd.DataFrame:
+    df = bs.datasets.load("colpret_final")
+    df = df.assign(target=df["loss_nats"].fillna(df["value"]))
+    blations = df["family"].str.startswith("GPT2-datablations")
+    df = df[~blations | (df["epochs"].fillna(1) <= 1)].copy()
+    split = df["family"] == "GPT2-datablations"
+    df.loc[split, "family"] = "GPT2-datablations-" + df.loc[split, "data"].astype(str)
+    return df.reset_index(drop=True)[["family", "model", "N", "D", "target"]]
+
+
+def model_for(kind: str) -> bs.ScalingModel:
+    common = dict(target="target", inputs={"N": "N", "D": "D"})
+    if kind == "one law":
+        return bs.ScalingModel(bs.laws.Chinchilla(), **common)
+    if kind == "independent":
+        return bs.ScalingModel(
+            bs.laws.Chinchilla(), group="family", independent=["E", "A", "alpha", "B", "beta"], **common
+        )
+    return bs.ScalingModel(bs.laws.Chinchilla(), group="family", **common)
+
+
+def run(df: pd.DataFrame, draws: int, seed: int) -> pd.DataFrame:
+    sizes = df.groupby("family")["N"].nunique()
+    targets = sorted(sizes[sizes >= 3].index)
+    rows = []
+    for family in targets:
+        own = df[df["family"] == family]
+        ordered = np.sort(own["N"].unique())
+        held = own[own["N"] == ordered[-1]]
+        for kept in ("all", 1, 2, 3):
+            keep_sizes = ordered[:-1] if kept == "all" else ordered[:kept]
+            if kept != "all" and kept >= len(ordered):
+                continue
+            train = pd.concat([df[df["family"] != family], own[own["N"].isin(keep_sizes)]])
+            for kind in MODELS:
+                start = time.perf_counter()
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", bs.SamplerWarning)
+                    try:
+                        fit = model_for(kind).fit(train, seed=seed, warmup=draws, draws=draws)
+                    except bs.DataError as err:  # e.g. independent fits with more parameters than rows
+                        rows.append({"family": family, "kept": str(kept), "model": kind, "error": str(err)[:80]})
+                        print(rows[-1], flush=True)
+                        continue
+                table = fit.predict(held[["N", "D", "family"]] if kind != "one law" else held[["N", "D"]]).interval(0.9)
+                actual = held["target"].to_numpy()
+                rows.append(
+                    {
+                        "family": family,
+                        "kept": str(kept),
+                        "model": kind,
+                        "n_train_rows_family": int(own["N"].isin(keep_sizes).sum()),
+                        "n_held": len(held),
+                        "are": float(np.mean(np.abs(table["median"].to_numpy() - actual) / actual)),
+                        "coverage90": float(
+                            np.mean((table["lower"].to_numpy() <= actual) & (actual <= table["upper"].to_numpy()))
+                        ),
+                        "seconds": time.perf_counter() - start,
+                        "warnings": len(caught),
+                        "healthy": fit.healthy,
+                    }
+                )
+                print(rows[-1], flush=True)
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--draws", type=int, default=500, help="warmup and draws per chain (default 500)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args()
+    results = run(backtest_data(), args.draws, args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results.to_csv(args.out / "backtest_families.csv", index=False)
+    summary = results.groupby(["kept", "model"])[["are", "coverage90"]].mean().unstack("model")
+    print(summary.round(3).to_string())
+
+
+if __name__ == "__main__":
+    main()
