@@ -142,11 +142,11 @@ def run_fit(args) -> None:
         mean = pred.interval(args.level, kind="mean").iloc[0]
         where = ", ".join(f"{k}={v:g}" for k, v in args.target.items())
         print(f"\nprediction at {where}:")
-        print(
-            f"  {args.metric} of a new run: {obs['median']:.4g}  [{obs['lower']:.4g}, {obs['upper']:.4g}]  "
-            f"({args.level:.0%} interval)"
-        )
-        print(f"  mean curve:          {mean['median']:.4g}  [{mean['lower']:.4g}, {mean['upper']:.4g}]")
+        for label, row in ((f"{args.metric} of a new run", obs), ("mean curve (the law)", mean)):
+            print(
+                f"  {label:<24} {row['median']:.4g}  [{row['lower']:.4g}, {row['upper']:.4g}]  "
+                f"({args.level:.0%} interval)"
+            )
     if args.plot:
         import matplotlib
 
