@@ -155,17 +155,25 @@ def _standard(name: str):
     return numpyro.sample(name, dist.Normal(0.0, Z_SCALE)) / Z_SCALE
 
 
+def population_medians(law: Law, treatments: Mapping[str, str]) -> tuple[str, ...]:
+    """Pooled parameters whose population median can be stated in the user's units.
+
+    A prefactor's conversion from the reference scale needs its exponent's population
+    value, which an independent exponent does not have.
+    """
+    has_population = {k for k, v in treatments.items() if v != "independent"}
+    return tuple(
+        par.name
+        for par in law.parameters
+        if treatments.get(par.name) == "pooled" and (par.prefactor_of is None or par.prefactor_of[1] in has_population)
+    )
+
+
 def _population_sites(law: Law, treatments: Mapping[str, str], population: dict, log_ref) -> None:
     """``<name>_pop``: the population median of every pooled parameter, in the user's units."""
-    if len(population) < len(law.parameters):  # some independent parameter: convert only what needs none
-        convertible = {
-            par.name
-            for par in law.parameters
-            if par.name in population and (par.prefactor_of is None or par.prefactor_of[1] in population)
-        }
-    else:
-        convertible = set(population)
-    pop_user = law.to_user(from_transformed(law, {k: population[k] for k in convertible}), log_ref)
-    for name in law.parameter_names:
-        if treatments.get(name) == "pooled" and name in convertible:
-            numpyro.deterministic(f"{name}_pop", pop_user[name])
+    medians = population_medians(law, treatments)
+    # a prefactor converts with its exponent; shared and pooled exponents are in ``population``
+    needed = set(medians) | {law.parameter(k).prefactor_of[1] for k in medians if law.parameter(k).prefactor_of}
+    pop_user = law.to_user(from_transformed(law, {k: population[k] for k in needed}), log_ref)
+    for name in medians:
+        numpyro.deterministic(f"{name}_pop", pop_user[name])

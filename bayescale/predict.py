@@ -113,10 +113,10 @@ def posterior_draws(
     group_key, noise_key = jax.random.split(rng_key)
     names = law.parameter_names
     t_fit = to_transformed(law, law.to_reference({k: jnp.asarray(posterior[k]) for k in names}, log_ref))
-    rows = {}
     if row_groups is None:
         rows = {k: v[:, None] if v.ndim == 1 else v for k, v in t_fit.items()}
     else:
+        rows = {}
         codes, new_codes, new_labels = _row_codes(row_groups, fitted_groups)
         t_new = {}
         if new_labels:

@@ -12,7 +12,7 @@ import pandas as pd
 from bayescale import data as data_mod
 from bayescale import inference, laws, likelihoods, priors
 from bayescale.laws import Law
-from bayescale.model import Z_SCALE, ModelArgs, build, centred, z_site
+from bayescale.model import Z_SCALE, ModelArgs, build, centred, population_medians, z_site
 
 
 class ScalingModel:
@@ -181,14 +181,11 @@ class ScalingModel:
         """
         if self.group is None:
             return ()
-        not_independent = {k for k, v in self.treatments.items() if v != "independent"}
+        medians = population_medians(self.law, self.treatments)
         out = []
-        for par in self.law.parameters:
-            if self.treatments[par.name] != "pooled":
-                continue
-            if par.prefactor_of is None or par.prefactor_of[1] in not_independent:
-                out.append(f"{par.name}_pop")
-            out.append(f"{par.name}_spread")
+        for name in self.law.parameter_names:
+            if self.treatments[name] == "pooled":
+                out += [f"{name}_pop"] * (name in medians) + [f"{name}_spread"]
         return tuple(out)
 
     @property
