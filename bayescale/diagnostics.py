@@ -66,10 +66,17 @@ def assess(idata, var_names: list[str], max_tree_depth: int) -> Health:
     stats = idata.sample_stats
     divergences = int(stats["diverging"].sum())
     if divergences:
-        problems.append(
-            f"{divergences} divergent transitions after warmup: the posterior has regions NUTS cannot follow. "
-            "Try target_accept_prob=0.95, longer warmup, or tighter priors on the parameters that diverge "
+        funnels = _funnels(idata.posterior, stats["diverging"])
+        where = (
+            f" They sit at the smallest values of {', '.join(funnels)}: a funnel where the groups' values are "
+            "nearly equal. Try target_accept_prob=0.99, or make "
+            f"{', '.join(repr(f.removesuffix('_spread')) for f in funnels)} shared if the groups need not differ."
+            if funnels
+            else " Try target_accept_prob=0.95, longer warmup, or tighter priors on the parameters that diverge "
             "(arviz.plot_pair(fit.idata, divergences=True) shows where)."
+        )
+        problems.append(
+            f"{divergences} divergent transitions after warmup: the posterior has regions NUTS cannot follow.{where}"
         )
     if n_chains > 1:
         bad = table.index[~(table["r_hat"] <= RHAT_MAX)].tolist()
@@ -101,6 +108,28 @@ def warn(health: Health, stacklevel: int = 3) -> None:
     """Emit one :class:`SamplerWarning` per problem found by :func:`assess`."""
     for problem in health.problems:
         warnings.warn(problem, SamplerWarning, stacklevel=stacklevel)
+
+
+FUNNEL_QUANTILE = 0.05  # divergent draws all below this posterior quantile of a spread: a funnel
+
+
+def _funnels(posterior, diverging) -> list[str]:
+    """Between-group spreads whose divergent draws all lie in their lowest :data:`FUNNEL_QUANTILE`.
+
+    Needs at least two divergent draws: one can sit in the lowest 5% of some spread by
+    chance (probability 0.05 per spread), two together only with probability 0.0025.
+    """
+    mask = np.asarray(diverging.values, dtype=bool).ravel()
+    if mask.sum() < 2:
+        return []
+    out = []
+    for name, values in posterior.data_vars.items():
+        if not name.endswith("_spread") or values.ndim != 2:
+            continue
+        x = np.asarray(values.values).ravel()
+        if np.all(x[mask] <= np.quantile(x, FUNNEL_QUANTILE)):
+            out.append(name)
+    return out
 
 
 def _per_param(ds) -> pd.Series:

@@ -12,7 +12,7 @@ import pandas as pd
 from bayescale import data as data_mod
 from bayescale import inference, laws, likelihoods, priors
 from bayescale.laws import Law
-from bayescale.model import Z_SCALE, ModelArgs, build, centred, population_medians, z_site
+from bayescale.model import Z_SCALE, ModelArgs, build, centring, population_medians, z_site
 
 
 class ScalingModel:
@@ -217,8 +217,7 @@ class ScalingModel:
         sites = {}
         for par in self.law.parameters:
             how = self.treatments[par.name]
-            scaled = how != "pooled" or centred(par)
-            sites[z_site(par.name)] = (() if how == "shared" else (n_groups,), 2.0 * Z_SCALE if scaled else 2.0)
+            sites[z_site(par.name)] = (() if how == "shared" else (n_groups,), 2.0 * Z_SCALE)
             if how == "pooled":
                 sites[f"{par.name}_pop_z"] = ((), 2.0 * Z_SCALE)
                 sites[f"{par.name}_tau"] = ((), 2.0)
@@ -270,11 +269,16 @@ class ScalingModel:
             if scaling_data.noise is not None:
                 noise = jnp.asarray(scaling_data.noise / scaling_data.target)
         log_ref = {x: jnp.asarray(log_refs[x]) for x in self.law.inputs}
-        group = group_ids = None
+        group = group_ids = centred = None
         if self.group is not None and scaling_data is not None:
+            n_groups = len(scaling_data.group_labels)
             group = jnp.asarray(scaling_data.groups)
-            group_ids = jnp.arange(len(scaling_data.group_labels))
-        return ModelArgs(log_x, log_y, noise, loc, scale, log_ref, group, group_ids)
+            group_ids = jnp.arange(n_groups)
+            centred = {
+                k: jnp.asarray(v)
+                for k, v in centring(self.law, self.treatments, raw, scaling_data.groups, n_groups).items()
+            }
+        return ModelArgs(log_x, log_y, noise, loc, scale, log_ref, group, group_ids, centred)
 
     # -- fitting ---------------------------------------------------------------------
     def fit(

@@ -1,8 +1,11 @@
 """Sampler trouble is reported as a SamplerWarning that names parameters and a remedy."""
 
+import numpy as np
 import pytest
 
 import bayescale as bs
+from bayescale import diagnostics
+from bayescale._arviz import az
 
 
 @pytest.fixture(scope="module")
@@ -41,3 +44,28 @@ def test_short_chains_report_rhat_and_ess_with_parameter_names(model, quickstart
 def test_healthy_fit_has_no_problems(small_fit):
     assert small_fit.healthy and small_fit.health.problems == ()
     assert str(small_fit.health).startswith("healthy")
+
+
+def _idata_with_divergences(spread_rank_of_divergences):
+    """Two chains of a fake hierarchical posterior; divergent draws at the given ranks of ``alpha_spread``."""
+    rng = np.random.default_rng(0)
+    spread = np.sort(rng.gamma(2.0, 0.1, size=2000))  # rank r is the r-th smallest value
+    diverging = np.zeros(2000, dtype=bool)
+    diverging[list(spread_rank_of_divergences)] = True
+    order = rng.permutation(2000)
+    return az.from_dict(
+        posterior={"alpha_spread": spread[order].reshape(2, 1000), "sigma": rng.gamma(2, 0.01, (2, 1000))},
+        sample_stats={"diverging": diverging[order].reshape(2, 1000), "tree_depth": np.full((2, 1000), 3)},
+    )
+
+
+def test_divergences_in_a_funnel_name_the_spread():
+    # two divergent draws among the 2% smallest spreads: P = 0.0025 by chance, named
+    health = diagnostics.assess(_idata_with_divergences([3, 40]), ["alpha_spread", "sigma"], 10)
+    (message,) = [p for p in health.problems if "divergent" in p]
+    assert "smallest values of alpha_spread" in message and "make 'alpha' shared" in message
+    # one divergence, or two not both in the lowest 5%, are not evidence of a funnel: generic advice
+    for ranks in ([3], [3, 1500]):
+        health = diagnostics.assess(_idata_with_divergences(ranks), ["alpha_spread", "sigma"], 10)
+        (message,) = [p for p in health.problems if "divergent" in p]
+        assert "smallest values" not in message and "target_accept_prob=0.95" in message

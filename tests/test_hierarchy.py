@@ -77,7 +77,7 @@ def test_structure_and_prior_draws_without_nuts(families):
     assert "alpha_pop" in tr and "A_pop" not in tr and "E_pop" not in tr
     assert np.all(np.isfinite(np.asarray(tr["obs"]["fn"].log_prob(tr["obs"]["value"]))))
     assert set(model.latent_sites(7)) == {"E_z", "A_z", "alpha_z", "alpha_pop_z", "alpha_tau", "sigma"}
-    assert model.latent_sites(7)["alpha_z"] == ((7,), 2.0) and model.latent_sites(7)["A_z"][0] == (7,)
+    assert model.latent_sites(7)["alpha_z"] == ((7,), 200.0) and model.latent_sites(7)["A_z"][0] == (7,)
 
 
 def test_group_column_is_validated(families):
@@ -211,3 +211,35 @@ def test_forest_and_group_plots(family_fit):
 def test_group_plots_need_a_grouped_fit(small_fit):
     with pytest.raises(ValueError, match="needs a fit with a group column"):
         bs.plot.groups(small_fit)
+
+
+def test_level_terms_are_centred_only_where_a_group_measures_them():
+    """Centring is chosen per group from the data; either way the prior of a group's value is the population."""
+    n = np.geomspace(1e8, 1e10, 8)
+    df = pd.concat(
+        [
+            pd.DataFrame({"family": "ladder", "N": n, "D": 20 * n, "loss": 2.5}),  # N and D vary 100x
+            pd.DataFrame({"family": "one-budget", "N": n, "D": 3e11, "loss": 2.5}),  # D constant
+            pd.DataFrame({"family": "two-runs", "N": n[:2], "D": 20 * n[:2], "loss": 2.5}),
+        ],
+        ignore_index=True,
+    )
+    model = bs.ScalingModel("chinchilla", group="family")
+    data = model.validate(df)
+    args = model.model_args(data, model.log_references(data))
+    assert data.group_labels == ("ladder", "one-budget", "two-runs")
+    centred = {k: np.asarray(v).tolist() for k, v in args.centred.items()}
+    assert centred == {
+        "E": [1.0, 1.0, 0.0],
+        "A": [1.0, 1.0, 0.0],
+        "alpha": [0.0, 0.0, 0.0],
+        "B": [1.0, 0.0, 0.0],
+        "beta": [0.0, 0.0, 0.0],
+    }
+    # prior draws: (log E_g - log E_pop) / E_spread is standard normal in centred and non-centred groups
+    from numpyro.infer import Predictive
+
+    draws = Predictive(model._model, num_samples=4000)(jax.random.key(1), args._replace(log_y=None))
+    z = (np.log(draws["E"]) - np.log(draws["E_pop"])[:, None]) / draws["E_spread"][:, None]
+    se = 1 / np.sqrt(4000)
+    assert np.all(np.abs(z.mean(axis=0)) < 4 * se) and np.all(np.abs(z.std(axis=0) - 1) < 4 * se / np.sqrt(2))

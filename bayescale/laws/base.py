@@ -112,6 +112,18 @@ class Law:
                 return par
         raise KeyError(f"law {self.name!r} has no parameter {name!r}; its parameters are {list(self.parameter_names)}")
 
+    def input_of(self, name: str) -> str | None:
+        """The input whose term contains parameter ``name`` (its prefactor or exponent), if any.
+
+        Read from the ``prefactor_of`` declarations: ``A`` with ``prefactor_of=("N", "alpha")``
+        belongs to ``N``, and so does ``alpha``. The irreducible term belongs to no input.
+        """
+        self.parameter(name)
+        for par in self.parameters:
+            if par.prefactor_of is not None and name in (par.name, par.prefactor_of[1]):
+                return par.prefactor_of[0]
+        return None
+
     # -- user units <-> reference units ------------------------------------------------
     def to_user(self, p_ref: Mapping, log_ref: Mapping[str, float]) -> dict:
         """Parameters at reference scale -> parameters in the user's units (jnp-traceable)."""
