@@ -14,7 +14,8 @@ from bayescale import __version__, diagnostics
 from bayescale._arviz import az
 from bayescale.data import DataError, ScalingData, group_labels, prediction_inputs
 from bayescale.inference import NUTSOptions, Samples
-from bayescale.predict import Prediction, as_frame, posterior_draws
+from bayescale.optimal import FLOPS_PER_PARAMETER_TOKEN, BudgetPosterior
+from bayescale.predict import Prediction, as_frame, group_parameters, posterior_draws
 from bayescale.scaling_model import ScalingModel
 
 FILE_FORMAT = 1  # bump when saved fits change incompatibly
@@ -224,6 +225,122 @@ class ScalingFit:
             table.insert(0, model.group, row_groups)
         return Prediction(table, log_mean, log_obs)
 
+    # -- budgets -----------------------------------------------------------------------
+    def optimal(
+        self, C, *, k: float = FLOPS_PER_PARAMETER_TOKEN, group: str | list[str] | None = None, method: str = "auto"
+    ) -> BudgetPosterior:
+        """Posterior of the compute-optimal allocation at budgets ``C = k N D`` (FLOPs).
+
+        Parameters
+        ----------
+        C : float or sequence of float
+            Compute budgets in FLOPs.
+        k : float
+            FLOPs per parameter per token (6: forward and backward pass, Kaplan et al.).
+        group : str or list of str, optional
+            For a hierarchical fit: the group(s) to allocate for. A label not in the fit
+            is a new group, with parameters drawn from the population.
+        method : {"auto", "closed", "numeric"}
+            The law's closed form where it has one (Chinchilla), else a vectorised
+            numerical optimiser; see :mod:`bayescale.optimal`.
+
+        Returns
+        -------
+        BudgetPosterior
+            Quantities ``N``, ``D``, ``tokens_per_param`` (``D / N``), ``loss`` (the law's
+            mean at the optimum), and the local allocation exponents ``a`` and ``b``
+            (``N* ~ C^a``, ``D* ~ C^b``; not in ``interval()`` unless asked for).
+
+        Examples
+        --------
+        >>> opt = fit.optimal(C=[1e22, 5.88e23, 1e24])     # doctest: +SKIP
+        >>> opt.interval(0.8)                              # doctest: +SKIP
+        >>> opt.interval(0.9, quantities=["a", "b"])       # doctest: +SKIP
+        """
+        from bayescale import optimal
+
+        log_c = _log_positive("C", C)
+        k = _positive_scalar("k", k)
+
+        def table(p):
+            return optimal.optimum_table(self.model.law, p, log_c, k, method)
+
+        return self._budget_posterior(
+            "C", np.exp(log_c), table, group, optimal.OPTIMUM_QUANTITIES, linear=("a", "b"), hidden=("a", "b")
+        )
+
+    def compute_for(
+        self, loss, *, k: float = FLOPS_PER_PARAMETER_TOKEN, group: str | list[str] | None = None
+    ) -> BudgetPosterior:
+        """Posterior of the compute (and its optimal split) whose optimal loss equals ``loss``.
+
+        Draws whose irreducible loss is at or above ``loss`` cannot reach it with any
+        budget: their ``C``, ``N`` and ``D`` are ``inf``. ``probability("C", below=budget)``
+        is the probability that ``budget`` FLOPs, well spent, reach the target.
+
+        Examples
+        --------
+        >>> need = fit.compute_for(loss=2.0)               # doctest: +SKIP
+        >>> need.interval(0.8)                             # doctest: +SKIP
+        >>> need.probability("C", below=1e24)              # doctest: +SKIP
+        """
+        from bayescale import optimal
+
+        log_loss = _log_positive("loss", loss)
+        k = _positive_scalar("k", k)
+
+        def table(p):
+            return optimal.inverse_table(self.model.law, p, log_loss, k)
+
+        return self._budget_posterior("loss", np.exp(log_loss), table, group, optimal.INVERSE_QUANTITIES)
+
+    def overtraining(
+        self, C, ratio: float, *, k: float = FLOPS_PER_PARAMETER_TOKEN, group: str | list[str] | None = None
+    ) -> BudgetPosterior:
+        """What training at a fixed tokens-per-parameter ``ratio`` costs, at budgets ``C``.
+
+        Quantities: ``N`` and ``D`` of the run (``D = ratio N``, ``C = k N D``), its
+        ``loss``, the compute-optimal ``optimal_loss``, the ``penalty`` (difference) and
+        ``relative_penalty``, and the ``compute_multiplier``: how many times ``C`` runs at
+        this ratio need to reach the compute-optimal loss of ``C``.
+
+        Examples
+        --------
+        >>> fit.overtraining(C=[1e22, 1e24], ratio=200).interval(0.8)   # doctest: +SKIP
+        """
+        from bayescale import optimal
+
+        log_c = _log_positive("C", C)
+        k = _positive_scalar("k", k)
+        ratio = _positive_scalar("ratio", ratio)
+
+        def table(p):
+            return optimal.overtraining_table(self.model.law, p, log_c, ratio, k)
+
+        return self._budget_posterior(
+            "C", np.exp(log_c), table, group, optimal.OVERTRAINING_QUANTITIES, linear=("penalty", "relative_penalty")
+        )
+
+    def _budget_posterior(self, column, values, table, group, order, linear=(), hidden=()) -> BudgetPosterior:
+        from bayescale.optimal import check_law
+
+        law = self.model.law
+        check_law(law)
+        posterior = {name: self.draws(name) for name in self.parameter_names}
+        log_ref = {x: self.log_references[x] for x in law.inputs}
+        labels = [group] if group is None or isinstance(group, str) else list(group)
+        frames, draws = [], []
+        for i, label in enumerate(labels):
+            key = jax.random.fold_in(jax.random.key(self.seed), i)
+            p = group_parameters(law, self.model.treatments, posterior, log_ref, key, self.groups, label)
+            draws.append({name: np.asarray(v) for name, v in table({n: p[n] for n in law.parameter_names}).items()})
+            rows = pd.DataFrame({column: values})
+            frames.append(
+                rows if label is None else rows.assign(**{self.model.group: label})[[self.model.group, column]]
+            )
+        log_draws = {name: np.concatenate([d[name] for d in draws], axis=1) for name in order}
+        return BudgetPosterior(pd.concat(frames, ignore_index=True), log_draws, linear=linear, hidden=hidden)
+
     def plot(self, target: dict | None = None, **kwargs):
         """Data, posterior median and 50%/90% bands extended to ``target``; see :func:`bayescale.plot.fit`."""
         from bayescale import plot
@@ -241,6 +358,30 @@ class ScalingFit:
             f"ScalingFit({self.model.law!r}, {post.sizes['chain']} chains x {post.sizes['draw']} draws, "
             f"{self.idata.observed_data.sizes['obs']} rows, {'healthy' if self.healthy else 'UNHEALTHY'})"
         )
+
+
+def _log_positive(name: str, values) -> np.ndarray:
+    """Log of a scalar or 1-D sequence of positive finite numbers, with a clear error otherwise."""
+    try:
+        array = np.atleast_1d(np.asarray(values, dtype=float))
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number or a 1-D sequence of numbers, got {values!r}") from None
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(f"{name} must be a number or a non-empty 1-D sequence, got shape {np.shape(values)}")
+    bad = ~(np.isfinite(array) & (array > 0))
+    if bad.any():
+        raise ValueError(
+            f"{name} must be positive and finite; got {array[bad].tolist()} at positions {np.flatnonzero(bad).tolist()}"
+        )
+    return np.log(array)
+
+
+def _positive_scalar(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a positive number, got {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be positive and finite, got {value!r}")
+    return float(value)
 
 
 def load_fit(path: str | os.PathLike, law=None) -> ScalingFit:

@@ -118,20 +118,7 @@ def posterior_draws(
     else:
         rows = {}
         codes, new_codes, new_labels = _row_codes(row_groups, fitted_groups)
-        t_new = {}
-        if new_labels:
-            not_pooled = [k for k in names if treatments[k] == "independent"]
-            if not_pooled:
-                raise ValueError(
-                    f"groups {new_labels} were not in the fitted data, and parameters {not_pooled} are independent "
-                    "per group, so there is no population to draw them from; refit with them pooled or shared"
-                )
-            pop_user = {k: posterior[f"{k}_pop"] if treatments[k] == "pooled" else posterior[k] for k in names}
-            t_pop = to_transformed(law, law.to_reference({k: jnp.asarray(v) for k, v in pop_user.items()}, log_ref))
-            z = jax.random.normal(group_key, (len(names), t_pop[names[0]].shape[0], len(new_labels)))
-            for i, k in enumerate(names):
-                spread = posterior.get(f"{k}_spread")
-                t_new[k] = t_pop[k][:, None] + (0.0 if spread is None else jnp.asarray(spread)[:, None] * z[i])
+        t_new = _new_groups(law, treatments, posterior, log_ref, group_key, new_labels) if new_labels else {}
         for k, v in t_fit.items():
             if v.ndim == 1:
                 rows[k] = v[:, None]
@@ -143,6 +130,57 @@ def posterior_draws(
     noise = {k: jnp.asarray(posterior[k])[:, None] for k in likelihood.parameter_names}
     log_obs = likelihood.distribution(log_mean, noise["sigma"], noise).sample(noise_key)
     return np.asarray(log_mean), np.asarray(log_obs)
+
+
+def _new_groups(law: Law, treatments, posterior, log_ref, key, labels) -> dict:
+    """Sampling-scale parameters of unseen groups, drawn from the population: shape (draws, len(labels))."""
+    names = law.parameter_names
+    not_pooled = [k for k in names if treatments[k] == "independent"]
+    if not_pooled:
+        raise ValueError(
+            f"groups {list(labels)} were not in the fitted data, and parameters {not_pooled} are independent "
+            "per group, so there is no population to draw them from; refit with them pooled or shared"
+        )
+    pop_user = {k: posterior[f"{k}_pop"] if treatments[k] == "pooled" else posterior[k] for k in names}
+    t_pop = to_transformed(law, law.to_reference({k: jnp.asarray(v) for k, v in pop_user.items()}, log_ref))
+    z = jax.random.normal(key, (len(names), t_pop[names[0]].shape[0], len(labels)))
+    out = {}
+    for i, k in enumerate(names):
+        spread = posterior.get(f"{k}_spread")
+        out[k] = t_pop[k][:, None] + (0.0 if spread is None else jnp.asarray(spread)[:, None] * z[i])
+    return out
+
+
+def group_parameters(
+    law: Law,
+    treatments: Mapping[str, str],
+    posterior: Mapping[str, np.ndarray],
+    log_ref: Mapping[str, float],
+    rng_key,
+    fitted_groups: tuple[str, ...] = (),
+    group: str | None = None,
+) -> dict[str, jnp.ndarray]:
+    """The law's parameters in the user's units per posterior draw, shape (draws,), for one group.
+
+    ``group=None`` for a fit without groups; a fitted group's label for its parameters;
+    any other label for a new group, whose parameters are drawn from the population
+    (as :func:`posterior_draws` does for the rows of an unseen group).
+    """
+    names = law.parameter_names
+    if not fitted_groups:
+        if group is not None:
+            raise ValueError(f"this fit has no group column, so group={group!r} means nothing here; leave it out")
+        return {k: jnp.asarray(posterior[k]) for k in names}
+    if group is None:
+        raise ValueError(
+            f"this fit has groups {list(fitted_groups)}: say which with group=<label> "
+            "(a label not among them gives a new group, drawn from the population)"
+        )
+    if group in fitted_groups:
+        g = fitted_groups.index(group)
+        return {k: jnp.asarray(posterior[k] if posterior[k].ndim == 1 else posterior[k][:, g]) for k in names}
+    t_new = _new_groups(law, treatments, posterior, log_ref, rng_key, [group])
+    return law.to_user(from_transformed(law, {k: v[:, 0] for k, v in t_new.items()}), log_ref)
 
 
 def _row_codes(row_groups: np.ndarray, fitted_groups: tuple[str, ...]):

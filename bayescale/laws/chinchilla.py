@@ -55,6 +55,18 @@ class Chinchilla(Law):
             Parameter("beta", LogNormal(0.3, 1.0), description="data exponent"),
         )
 
+    def log_optimal_size(self, p, log_nd):
+        """``log N*`` minimising the law at fixed ``N D = exp(log_nd)``, in closed form.
+
+        Setting the derivative of ``A N^-alpha + B (N / ND)^beta`` to zero gives
+        ``N* = G (ND)^a`` with ``G = (alpha A / (beta B))^(1 / (alpha + beta))`` and
+        ``a = beta / (alpha + beta)`` (Hoffmann et al., Appendix D). ``p`` in the user's
+        units, with logs; see :mod:`bayescale.optimal`.
+        """
+        alpha, beta = p["alpha"], p["beta"]
+        log_g = (jnp.log(alpha) + p["log_A"] - jnp.log(beta) - p["log_B"]) / (alpha + beta)
+        return log_g + beta / (alpha + beta) * log_nd
+
     def log_mean(self, p, log_x):
         terms = jnp.stack(
             jnp.broadcast_arrays(
