@@ -103,6 +103,21 @@ def _read_olmo_ladder(paths: dict[str, Path]) -> pd.DataFrame:
     return raw.rename(columns={"N_params": "N", "D_tokens": "D", "flops_6ND": "C", "size_label": "size"})
 
 
+def _read_porian_points(paths: dict[str, Path]) -> pd.DataFrame:
+    (path,) = paths.values()
+    raw = pd.read_csv(path)
+    return raw.rename(columns={"config_id": "recipe", "flops_budget": "C", "D_tokens": "D"})
+
+
+def _read_porian_fits(paths: dict[str, Path]) -> pd.DataFrame:
+    (path,) = paths.values()
+    return pd.read_csv(path).rename(columns={"config_id": "recipe"})
+
+
+_PORIAN_ORIGIN = (
+    "converted to CSV by the bayescale team from the summary pickles of formll/resolving-scaling-law-discrepancies "
+    "(commit 0dc60d91, MIT): data/summary_df*.pickle.xz (see the dataset README beside the file)"
+)
 _COLPRET_ORIGIN = (
     "rebuilt from IBM/ColPret (github.com/IBM/ColPret, commit 16f23bbe, MIT) by the bayescale team: the "
     "harmonised table of Choshen et al. (2025) is not public in full, so the families whose sources are present "
@@ -146,6 +161,28 @@ DATASETS: dict[str, Dataset] = {
         files=(DerivedFile("colpret_final_checkpoints.csv", _COLPRET_ORIGIN),),
         reader=_read_colpret,
         description="The last checkpoint of every model in 'colpret' (313 rows, same columns).",
+    ),
+    "porian_isoflop": Dataset(
+        folder="porian_isoflop",
+        files=(DerivedFile("porian_isoflop_points.csv", _PORIAN_ORIGIN),),
+        reader=_read_porian_points,
+        description=(
+            "Porian et al. (2024), Resolving Discrepancies in Compute-Optimal Scaling of Language Models: the IsoFLOP "
+            "points of 15 training recipes (RefinedWeb and OpenWebText2; Kaplan-style vs corrected FLOP counting, "
+            "warmup, decay, tuned optimiser), budgets 1.25e16-2.56e19 FLOPs, 5M-901M parameters; 1,745 rows. "
+            "Columns: recipe (dataset|hparams|warmup|decay|param_count|loss_split), label (the paper's name), "
+            "dataset, hparams, warmup, decay, param_count, loss_split, C (FLOPs), N (parameters, under the recipe's "
+            "convention), D = C / (6 N) (tokens), loss (nats)."
+        ),
+    ),
+    "porian_reference_fits": Dataset(
+        folder="porian_isoflop",
+        files=(DerivedFile("porian_reference_fits.csv", _PORIAN_ORIGIN),),
+        reader=_read_porian_fits,
+        description=(
+            "Porian et al.'s own fits, one row per recipe: a_exponent_Nopt (N* ~ C^a, IsoFLOP method, bootstrap "
+            "median) with its 95% interval, b_exponent_Dopt, rho (D*/N*) fits and L*(C) fits."
+        ),
     ),
     "olmo_ladder": Dataset(
         folder="olmo_ladder",

@@ -265,9 +265,7 @@ class ScalingFit:
         def table(p):
             return optimal.optimum_table(self.model.law, p, log_c, k, method)
 
-        return self._budget_posterior(
-            "C", np.exp(log_c), table, group, optimal.OPTIMUM_QUANTITIES, linear=("a", "b"), hidden=("a", "b")
-        )
+        return self._budget_posterior("C", C, table, group, optimal.OPTIMUM)
 
     def compute_for(
         self, loss, *, k: float = FLOPS_PER_PARAMETER_TOKEN, group: str | list[str] | None = None
@@ -292,7 +290,7 @@ class ScalingFit:
         def table(p):
             return optimal.inverse_table(self.model.law, p, log_loss, k)
 
-        return self._budget_posterior("loss", np.exp(log_loss), table, group, optimal.INVERSE_QUANTITIES)
+        return self._budget_posterior("loss", loss, table, group, optimal.INVERSE)
 
     def overtraining(
         self, C, ratio: float, *, k: float = FLOPS_PER_PARAMETER_TOKEN, group: str | list[str] | None = None
@@ -317,29 +315,44 @@ class ScalingFit:
         def table(p):
             return optimal.overtraining_table(self.model.law, p, log_c, ratio, k)
 
-        return self._budget_posterior(
-            "C", np.exp(log_c), table, group, optimal.OVERTRAINING_QUANTITIES, linear=("penalty", "relative_penalty")
-        )
+        return self._budget_posterior("C", C, table, group, optimal.OVERTRAINING)
 
-    def _budget_posterior(self, column, values, table, group, order, linear=(), hidden=()) -> BudgetPosterior:
-        from bayescale.optimal import check_law
+    def law_parameters(self, group: str | None = None, stream: int = 0) -> dict[str, np.ndarray]:
+        """The law's parameters in the user's units per posterior draw, shape (draws,), for one group.
 
+        ``group``: ``None`` for a fit without groups, a fitted group's label, or any other
+        label for a new group, whose parameters are drawn from the population (random
+        stream ``stream`` of the fit's seed).
+
+        Examples
+        --------
+        >>> fit.law_parameters()["alpha"].shape                            # doctest: +SKIP
+        (4000,)
+        """
         law = self.model.law
-        check_law(law)
         posterior = {name: self.draws(name) for name in self.parameter_names}
         log_ref = {x: self.log_references[x] for x in law.inputs}
+        key = jax.random.fold_in(jax.random.key(self.seed), stream)
+        p = group_parameters(law, self.model.treatments, posterior, log_ref, key, self.groups, group)
+        return {name: np.asarray(p[name]) for name in law.parameter_names}
+
+    def _budget_posterior(self, column, values, table, group, layout) -> BudgetPosterior:
+        """Run ``table`` (parameter draws -> log quantities) for each group; rows are ``values`` as given."""
+        from bayescale.optimal import check_law
+
+        check_law(self.model.law)
         labels = [group] if group is None or isinstance(group, str) else list(group)
         frames, draws = [], []
         for i, label in enumerate(labels):
-            key = jax.random.fold_in(jax.random.key(self.seed), i)
-            p = group_parameters(law, self.model.treatments, posterior, log_ref, key, self.groups, label)
-            draws.append({name: np.asarray(v) for name, v in table({n: p[n] for n in law.parameter_names}).items()})
-            rows = pd.DataFrame({column: values})
+            draws.append({name: np.asarray(v) for name, v in table(self.law_parameters(label, i)).items()})
+            rows = pd.DataFrame({column: np.asarray(values, dtype=float).ravel()})
             frames.append(
                 rows if label is None else rows.assign(**{self.model.group: label})[[self.model.group, column]]
             )
-        log_draws = {name: np.concatenate([d[name] for d in draws], axis=1) for name in order}
-        return BudgetPosterior(pd.concat(frames, ignore_index=True), log_draws, linear=linear, hidden=hidden)
+        log_draws = {name: np.concatenate([d[name] for d in draws], axis=1) for name in layout.names}
+        return BudgetPosterior(
+            pd.concat(frames, ignore_index=True), log_draws, linear=layout.linear, hidden=layout.hidden
+        )
 
     def plot(self, target: dict | None = None, **kwargs):
         """Data, posterior median and 50%/90% bands extended to ``target``; see :func:`bayescale.plot.fit`."""

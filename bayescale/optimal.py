@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -37,9 +38,21 @@ import pandas as pd
 from bayescale.laws import Law
 from bayescale.laws.base import with_logs
 
-OPTIMUM_QUANTITIES = ("N", "D", "tokens_per_param", "loss", "a", "b")  # jit sorts dict keys: orders stated here
-INVERSE_QUANTITIES = ("C", "N", "D")
-OVERTRAINING_QUANTITIES = ("N", "D", "loss", "optimal_loss", "penalty", "relative_penalty", "compute_multiplier")
+
+class Layout(NamedTuple):
+    """Which quantities a budget table has, in order (jit returns dicts with sorted keys), and how to show them."""
+
+    names: tuple[str, ...]
+    linear: tuple[str, ...] = ()  # stored as themselves, not as logs
+    hidden: tuple[str, ...] = ()  # left out of ``interval()`` unless asked for
+
+
+OPTIMUM = Layout(("N", "D", "tokens_per_param", "loss", "a", "b"), linear=("a", "b"), hidden=("a", "b"))
+INVERSE = Layout(("C", "N", "D"))
+OVERTRAINING = Layout(
+    ("N", "D", "loss", "optimal_loss", "penalty", "relative_penalty", "compute_multiplier"),
+    linear=("penalty", "relative_penalty"),
+)
 FLOPS_PER_PARAMETER_TOKEN = 6.0  # C = 6 N D (Kaplan et al.; Hoffmann et al.)
 SEARCH_HALF_WIDTH = 150.0  # numerical optimum searched for D / N within e^-300 .. e^300
 LOG_C_RANGE = (-50.0, 250.0)  # bisection bracket of log(C / k) for inverse problems

@@ -277,3 +277,105 @@ def groups(fit, *, x: str | None = None, ax=None, level: float = 0.9, n_points: 
     ax.set_title(f"{law!r} by {model.group}: median and {level:.0%} band of each", fontsize=10)
     ax.legend(fontsize=7, ncol=2, loc="best")
     return ax
+
+
+def frontier(fit, C=None, *, k: float = 6.0, group: str | None = None, level: float = 0.9, fig=None):
+    """The compute-optimal frontier: ``N*``, ``D*`` and ``L*`` against compute, with credible bands.
+
+    Parameters
+    ----------
+    fit : ScalingFit
+        A fit of a law of model size and data.
+    C : sequence of float, optional
+        Budgets in FLOPs; default from the smallest training compute ``k N D`` in the
+        data to 1,000 times the largest.
+    k, group
+        As in :meth:`ScalingFit.optimal`.
+    level : float
+        Mass of the bands.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two axes: the allocation (left) and the optimal loss (right).
+
+    Examples
+    --------
+    >>> bs.plot.frontier(fit, group="OPT").savefig("frontier.png")     # doctest: +SKIP
+    """
+    import matplotlib.pyplot as plt
+
+    budgets = _default_budgets(fit, k) if C is None else np.asarray(C, dtype=float)
+    opt = fit.optimal(C=budgets, k=k, group=group)
+    if fig is None:
+        fig = plt.figure(figsize=(10, 4), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    quantiles = [(1 - level) / 2, 0.5, (1 + level) / 2]
+    for ax, names in ((left, ("N", "D")), (right, ("loss",))):
+        for name in names:
+            lower, median, upper = np.quantile(opt.draws(name), quantiles, axis=0)
+            (line,) = ax.plot(budgets, median, label=f"{name}*" if name != "loss" else "L* (mean loss)")
+            ax.fill_between(budgets, lower, upper, color=line.get_color(), alpha=0.25, linewidth=0)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"compute C = {k:g} N D (FLOPs)")
+        ax.legend()
+    left.set_ylabel("compute-optimal parameters and tokens")
+    right.set_ylabel(fit.model.target)
+    title = f"{level:.0%} credible bands" + (f", {fit.model.group} {group}" if group is not None else "")
+    fig.suptitle(title)
+    return fig
+
+
+def isoflop(fit, C, *, k: float = 6.0, group: str | None = None, level: float = 0.9, n_points: int = 80, ax=None):
+    """IsoFLOP curves: the law's mean loss against ``N`` at fixed budgets, with the posterior of the optimum.
+
+    Each budget gets its median curve and band over ``N`` (tokens ``D = C / (k N)``),
+    and a marker at the median loss-optimal ``N*`` with a horizontal bar spanning its
+    credible interval.
+
+    Examples
+    --------
+    >>> bs.plot.isoflop(fit, C=[1e19, 1e20, 1e21]).figure.savefig("isoflop.png")   # doctest: +SKIP
+    """
+    import matplotlib.pyplot as plt
+
+    from bayescale.laws.base import with_logs
+
+    law = fit.model.law
+    size, data = law.inputs
+    budgets = np.atleast_1d(np.asarray(C, dtype=float))
+    p = with_logs(law, {name: v[:, None] for name, v in fit.law_parameters(group).items()})
+    opt = fit.optimal(C=budgets, k=k, group=group)
+    n_opt = np.quantile(opt.draws("N"), [(1 - level) / 2, 0.5, (1 + level) / 2], axis=0)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.5))
+    for i, c in enumerate(budgets):
+        n = np.geomspace(n_opt[1, i] / 30, n_opt[1, i] * 30, n_points)
+        loss = np.exp(np.asarray(law.log_mean(p, {size: np.log(n)[None, :], data: np.log(c / (k * n))[None, :]})))
+        lower, median, upper = np.quantile(loss, [(1 - level) / 2, 0.5, (1 + level) / 2], axis=0)
+        (line,) = ax.plot(n, median, label=f"C = {c:.0e}")
+        ax.fill_between(n, lower, upper, color=line.get_color(), alpha=0.2, linewidth=0)
+        best = np.interp(np.log(n_opt[1, i]), np.log(n), median)
+        ax.errorbar(
+            n_opt[1, i],
+            best,
+            xerr=[[n_opt[1, i] - n_opt[0, i]], [n_opt[2, i] - n_opt[1, i]]],
+            fmt="o",
+            color=line.get_color(),
+            capsize=3,
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel(f"{size} (tokens {data} = C / ({k:g} {size}))")
+    ax.set_ylabel(f"{fit.model.target} (mean)")
+    ax.set_title(f"IsoFLOP curves; markers: optimal {size} with {level:.0%} interval")
+    ax.legend()
+    return ax
+
+
+def _default_budgets(fit, k: float, n_points: int = 50) -> np.ndarray:
+    """From the smallest training compute in the data to 1,000 times the largest."""
+    size, data = fit.model.law.inputs
+    columns = fit.idata.constant_data
+    compute = k * columns[fit.model.inputs[size]].values * columns[fit.model.inputs[data]].values
+    return np.geomspace(compute.min(), 1000 * compute.max(), n_points)

@@ -191,6 +191,14 @@ def test_hierarchical_usage_contract():
     table = fit.predict(pd.DataFrame({"N": [7e9], "D": [2e12], "family": ["a-family-not-in-df"]})).interval(0.9)
     assert list(table.columns) == ["family", "N", "D", "median", "lower", "upper"]
     assert table["lower"][0] < table["median"][0] < table["upper"][0]
+    # budgets per group: a seen family, and a new one drawn from the population (wider)
+    opt = fit.optimal(C=[1e22], group=["f0", "a-new-family"]).interval(0.8)
+    assert list(opt.columns) == ["family", "C", "quantity", "median", "lower", "upper"]
+    ratio = opt[opt["quantity"] == "tokens_per_param"].set_index("family")
+    width = np.log(ratio["upper"] / ratio["lower"])
+    assert width["a-new-family"] > width["f0"]
+    with pytest.raises(ValueError, match="this fit has groups"):
+        fit.optimal(C=1e22)
 
 
 def test_forest_and_group_plots(family_fit):

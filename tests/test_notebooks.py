@@ -10,7 +10,11 @@ from nbclient import NotebookClient
 from tests.conftest import REPO, load_or_skip
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
-DATASETS = {"01_quickstart.ipynb": ["chinchilla"]}
+DATASETS = {
+    "01_quickstart.ipynb": ["chinchilla"],
+    "02_families.ipynb": ["colpret_final"],
+    "04_budgets.ipynb": ["chinchilla", "porian_isoflop", "porian_reference_fits"],
+}
 
 
 @pytest.mark.notebook

@@ -1,12 +1,11 @@
 """Compute budgets: optimal allocation (closed form and numerical), its inverse, over-training."""
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import bayescale as bs
 from bayescale import optimal
-from tests.conftest import simulate
+from tests.conftest import load_or_skip, simulate
 
 LAW = bs.laws.Chinchilla()
 BESIROGLU = {"E": 1.8169, "A": 482.01, "alpha": 0.3478, "B": 2085.43, "beta": 0.3658}
@@ -153,3 +152,14 @@ def test_bad_budgets_and_laws_are_refused(small_fit):
     one_input = bs.ScalingModel(law, target="y").fit(df, seed=0)
     with pytest.raises(ValueError, match=r"needs a law of model size and data .* has inputs \['C'\]"):
         one_input.optimal(C=1e22)
+
+
+def test_porian_loaders():
+    points = load_or_skip("porian_isoflop")
+    fits = load_or_skip("porian_reference_fits")
+    assert len(points) == 1745 and points["recipe"].nunique() == 15 and len(fits) == 15
+    assert {"recipe", "label", "C", "N", "D", "loss"} <= set(points.columns)
+    np.testing.assert_allclose(points["C"], 6 * points["N"] * points["D"], rtol=1e-9)
+    assert set(fits["recipe"]) == set(points["recipe"])
+    tuned = fits.set_index("recipe").loc["rw|tuned|short|const|standard|val", "a_exponent_Nopt"]
+    assert tuned == pytest.approx(0.497, abs=5e-4)

@@ -40,3 +40,31 @@ def test_fit_plot_on_given_axes_without_target(small_fit):
 def test_plot_argument_errors(small_fit, kwargs, message):
     with pytest.raises((ValueError, TypeError), match=message):
         bs.plot.fit(small_fit, **kwargs)
+
+
+def test_budget_plots(small_fit):
+    import matplotlib.pyplot as plt
+
+    fig = bs.plot.frontier(small_fit)
+    left, right = fig.axes
+    assert [t.get_text() for t in left.get_legend().get_texts()] == ["N*", "D*"]
+    assert left.get_xscale() == "log" and right.get_ylabel() == "loss"
+    plt.close(fig)
+    ax = bs.plot.isoflop(small_fit, C=[1e19, 1e20, 1e21])
+    assert len(ax.lines) >= 3 and [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "C = 1e+19",
+        "C = 1e+20",
+        "C = 1e+21",
+    ]
+    # each optimum's marker sits near the minimum of its median curve (the median of the draws' optima
+    # and the optimum of the median curve differ a little; the grid spacing is a factor 1.09)
+    lines = ax.get_lines()
+    curves = [line for line in lines if line.get_marker() in ("None", "", None) and len(line.get_xdata()) > 2]
+    markers = [line for line in lines if line.get_marker() == "o"]
+    assert len(curves) == len(markers) == 3
+    for curve, marker in zip(curves, markers, strict=True):
+        n, loss = curve.get_data()
+        best = n[np.argmin(loss)]
+        assert 0 < np.argmin(loss) < len(n) - 1
+        assert abs(np.log(marker.get_xdata()[0] / best)) < np.log(1.5)
+    plt.close(ax.figure)
