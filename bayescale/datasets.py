@@ -10,7 +10,7 @@ Examples
 --------
 >>> import bayescale as bs
 >>> sorted(bs.datasets.DATASETS)
-['chinchilla', 'colpret', 'colpret_final', 'olmo_ladder']
+['chinchilla', 'colpret', 'colpret_final', 'olmo_ladder', 'porian_isoflop', 'porian_reference_fits']
 >>> df = bs.datasets.load("chinchilla")          # doctest: +SKIP
 """
 
