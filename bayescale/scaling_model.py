@@ -262,6 +262,8 @@ class ScalingModel:
         for par in self.law.parameters:
             prior = self.prior(par.name)
             unit = target_unit if par.in_target_units and par.name not in self.priors else 1.0
+            if par.location_of is not None and par.name in self.priors:  # the user's prior is in the input's units
+                unit = math.exp(-log_refs[par.location_of])
             loc[par.name], scale[par.name] = (jnp.asarray(v) for v in prior.loc_scale(unit))
         log_y = noise = None
         if scaling_data is not None and inputs is None:

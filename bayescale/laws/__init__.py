@@ -4,7 +4,7 @@ Examples
 --------
 >>> import bayescale as bs
 >>> sorted(bs.laws.LAWS)
-['chinchilla', 'power', 'saturating_power']
+['broken_power', 'chinchilla', 'exp_power', 'power', 'saturating_power', 'sigmoid']
 >>> bs.laws.get("saturating_power", x="N")
 SaturatingPowerLaw(x='N')
 """
@@ -14,11 +14,15 @@ from __future__ import annotations
 from bayescale.laws.base import Law, Parameter
 from bayescale.laws.chinchilla import Chinchilla
 from bayescale.laws.power import PowerLaw, SaturatingPowerLaw
+from bayescale.laws.shapes import BrokenPowerLaw, ExponentiatedPowerLaw, SigmoidLaw
 
 LAWS: dict[str, type[Law]] = {
     Chinchilla.name: Chinchilla,
     PowerLaw.name: PowerLaw,
     SaturatingPowerLaw.name: SaturatingPowerLaw,
+    BrokenPowerLaw.name: BrokenPowerLaw,
+    SigmoidLaw.name: SigmoidLaw,
+    ExponentiatedPowerLaw.name: ExponentiatedPowerLaw,
 }
 
 
@@ -46,4 +50,16 @@ def get(name: str, **args) -> Law:
         raise TypeError(f"law {name!r} does not take arguments {args}: {err}") from None
 
 
-__all__ = ["LAWS", "Chinchilla", "Law", "Parameter", "PowerLaw", "SaturatingPowerLaw", "get", "register"]
+__all__ = [
+    "LAWS",
+    "BrokenPowerLaw",
+    "Chinchilla",
+    "ExponentiatedPowerLaw",
+    "Law",
+    "Parameter",
+    "PowerLaw",
+    "SaturatingPowerLaw",
+    "SigmoidLaw",
+    "get",
+    "register",
+]

@@ -38,6 +38,11 @@ class Parameter:
         parameter is then sampled (and its prior stated) as the value of that term at
         the input's reference scale, ``name * input_ref ** (-exponent)``, and reported
         in the user's units in the posterior.
+    location_of : str, optional
+        Declares a point on an input's axis (a break, a midpoint). It is sampled as
+        ``log(value / input_ref)``; a default prior's median is relative to the reference
+        scale (1.0: the geometric mean of the data), a prior passed by the user is in the
+        input's units. Needs a :class:`~bayescale.priors.LogNormal` prior.
     description : str
         One line for summaries and docs.
     """
@@ -46,7 +51,12 @@ class Parameter:
     prior: Prior
     in_target_units: bool = False
     prefactor_of: tuple[str, str] | None = None
+    location_of: str | None = None
     description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.location_of is not None and self.prior.transform != "log":
+            raise ValueError(f"parameter {self.name!r} is a location on {self.location_of}: it needs a LogNormal prior")
 
     @property
     def transform(self) -> str:
@@ -119,6 +129,8 @@ class Law:
         belongs to ``N``, and so does ``alpha``. The irreducible term belongs to no input.
         """
         self.parameter(name)
+        if self.parameter(name).location_of is not None:
+            return self.parameter(name).location_of
         for par in self.parameters:
             if par.prefactor_of is not None and name in (par.name, par.prefactor_of[1]):
                 return par.prefactor_of[0]
@@ -134,8 +146,12 @@ class Law:
         return self._shift_prefactors(p_user, log_ref, sign=-1.0)
 
     def _shift_prefactors(self, p: Mapping, log_ref: Mapping[str, float], sign: float) -> dict:
+        """Move prefactors and locations between the user's units and the reference scale."""
         out = with_logs(self, p)
         for par in self.parameters:
+            if par.location_of is not None and par.name in out:
+                out[f"log_{par.name}"] = out[f"log_{par.name}"] + sign * log_ref[par.location_of]
+                out[par.name] = jnp.exp(out[f"log_{par.name}"])
             if par.prefactor_of is None or par.name not in out:
                 continue
             x, exponent = par.prefactor_of

@@ -1,0 +1,165 @@
+"""Laws in one input beyond the power law: a broken power law, a sigmoid in log x, an exponentiated power law.
+
+- :class:`BrokenPowerLaw`: Caballero et al.'s broken neural scaling law with one break,
+  ``L = E + A x^-alpha (1 + (x / x_break)^(1/f))^(-delta f)``: the exponent is ``alpha``
+  well below the break and ``alpha + delta`` well above it; ``f`` sets how sharp the bend is.
+- :class:`SigmoidLaw`: the saturating curve of "The Art of Scaling RL Compute",
+  ``R = R0 + (A - R0) / (1 + (x_mid / x)^B)``, for bounded metrics that rise with scale
+  (accuracy, pass rate, reward), parameterised by the floor ``R0`` and ``gain = A - R0 > 0``.
+- :class:`ExponentiatedPowerLaw`: coverage against the number of samples (Brown et al.,
+  Large Language Monkeys), ``c = exp(-A x^-alpha)``: rises to 1 as a power law in ``-log c``.
+
+Each is evaluated in logs (``logaddexp``, ``log_sigmoid``, ``softplus``), so inputs of
+``1e25`` and beyond neither overflow nor lose precision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from bayescale.laws.base import Parameter
+from bayescale.laws.power import OneInputLaw
+from bayescale.priors import LogNormal, Normal
+
+
+@dataclass(frozen=True, repr=False)
+class BrokenPowerLaw(OneInputLaw):
+    """``L = E + A x^-alpha (1 + (x / x_break)^(1/f))^(-delta f)``: a power law whose exponent bends once.
+
+    Parameters
+    ----------
+    x : str
+        Name of the input, e.g. ``"C"``.
+
+    Notes
+    -----
+    Caballero et al. (Broken Neural Scaling Laws, 2023), with one break: their
+    ``(b, c0, c1, d1, f1)`` are ``(A, alpha, delta, x_break, f)``. The break location is
+    a parameter on the input's axis (``<x>_break``; its default prior is centred on the
+    data's geometric mean and spans about three decades either way). A break outside the
+    data is not identified; use :class:`SaturatingPowerLaw` when no bend is visible.
+
+    Examples
+    --------
+    >>> import bayescale as bs
+    >>> law = bs.laws.BrokenPowerLaw("C")
+    >>> law.parameter_names
+    ('E', 'A', 'alpha', 'delta', 'C_break', 'f')
+    >>> p = {"E": 1.0, "A": 1e3, "alpha": 0.1, "delta": 0.4, "C_break": 1e18, "f": 0.3}
+    >>> round(float(law.mean(p, C=1e25)) - 1.0, 6)   # 3.16 x (1e7)^-0.4 past the break
+    0.005012
+    """
+
+    name = "broken_power"
+
+    @property
+    def parameters(self) -> tuple[Parameter, ...]:
+        x = self.x
+        return (
+            Parameter("E", LogNormal(0.5, 1.5), in_target_units=True, description="irreducible term"),
+            Parameter(
+                "A",
+                LogNormal(0.5, 1.5),
+                in_target_units=True,
+                prefactor_of=(x, "alpha"),
+                description=f"prefactor: A {x}^-alpha before the break",
+            ),
+            Parameter("alpha", LogNormal(0.3, 1.0), description=f"exponent of {x} before the break"),
+            Parameter("delta", Normal(0.0, 0.5), description="change of the exponent across the break"),
+            Parameter(f"{x}_break", LogNormal(1.0, 3.0), location_of=x, description=f"{x} at the break"),
+            Parameter("f", LogNormal(0.3, 1.0), description="sharpness of the break (small: sharp)"),
+        )
+
+    def log_mean(self, p, log_x):
+        distance = log_x[self.x] - p[f"log_{self.x}_break"]  # log(x / x_break)
+        bend = p["delta"] * p["f"] * jnp.logaddexp(0.0, distance / p["f"])
+        return jnp.logaddexp(p["log_E"], p["log_A"] - p["alpha"] * log_x[self.x] - bend)
+
+
+@dataclass(frozen=True, repr=False)
+class SigmoidLaw(OneInputLaw):
+    """``R = R0 + gain / (1 + (x_mid / x)^B)``: a bounded metric rising from ``R0`` to ``A = R0 + gain``.
+
+    Parameters
+    ----------
+    x : str
+        Name of the input, e.g. ``"C"``.
+
+    Notes
+    -----
+    The form of Khatri et al. (The Art of Scaling Reinforcement Learning Compute, 2025),
+    ``R(C) = R0 + (A - R0) / (1 + (C_mid / C)^B)``, with ``gain = A - R0`` so that the
+    ceiling is above the floor by construction. For a metric that falls with scale (an
+    error rate) fit one minus it. For accuracy on a benchmark of few items, a binomial
+    likelihood on counts is the better observation model (not yet available).
+
+    Examples
+    --------
+    >>> import bayescale as bs
+    >>> law = bs.laws.SigmoidLaw("C")
+    >>> law.parameter_names
+    ('R0', 'gain', 'B', 'C_mid')
+    >>> round(float(law.mean({"R0": 0.1, "gain": 0.6, "B": 1.0, "C_mid": 1e21}, C=1e21)), 6)   # halfway
+    0.4
+    """
+
+    name = "sigmoid"
+
+    @property
+    def parameters(self) -> tuple[Parameter, ...]:
+        x = self.x
+        return (
+            Parameter("R0", LogNormal(0.3, 1.5), in_target_units=True, description="floor at small scale"),
+            Parameter("gain", LogNormal(1.0, 1.5), in_target_units=True, description="ceiling minus floor"),
+            Parameter("B", LogNormal(1.0, 1.0), description=f"steepness in log {x}"),
+            Parameter(f"{x}_mid", LogNormal(1.0, 3.0), location_of=x, description=f"{x} halfway up"),
+        )
+
+    def log_mean(self, p, log_x):
+        rise = jax.nn.log_sigmoid(p["B"] * (log_x[self.x] - p[f"log_{self.x}_mid"]))
+        return jnp.logaddexp(p["log_R0"], p["log_gain"] + rise)
+
+
+@dataclass(frozen=True, repr=False)
+class ExponentiatedPowerLaw(OneInputLaw):
+    """``c = exp(-A x^-alpha)``: coverage (pass@k) against the number of samples ``x``.
+
+    Parameters
+    ----------
+    x : str
+        Name of the input, e.g. ``"k"`` (samples per problem).
+
+    Notes
+    -----
+    Brown et al. (Large Language Monkeys, 2024) find that coverage ``c`` follows
+    ``log c = -A k^-alpha``; ``-log c`` is a power law that falls to 0 as ``k`` grows, so
+    ``c`` rises to 1. The target must be in ``(0, 1]``; ``A`` is ``-log c`` at ``k = 1``.
+
+    Examples
+    --------
+    >>> import bayescale as bs
+    >>> law = bs.laws.ExponentiatedPowerLaw("k")
+    >>> round(float(law.mean({"A": 2.0, "alpha": 0.5}, k=100.0)), 6)
+    0.818731
+    """
+
+    name = "exp_power"
+
+    @property
+    def parameters(self) -> tuple[Parameter, ...]:
+        x = self.x
+        return (
+            Parameter(
+                "A",
+                LogNormal(0.5, 1.5),
+                prefactor_of=(x, "alpha"),
+                description=f"-log(coverage) at {x} = 1: A {x}^-alpha",
+            ),
+            Parameter("alpha", LogNormal(0.3, 1.0), description=f"exponent of {x} in -log(coverage)"),
+        )
+
+    def log_mean(self, p, log_x):
+        return -jnp.exp(p["log_A"] - p["alpha"] * log_x[self.x])
