@@ -317,6 +317,18 @@ class ScalingFit:
 
         return self._budget_posterior("C", C, table, group, optimal.OVERTRAINING)
 
+    def compare(self, candidate: str, baseline: str, *, lower_is_better: bool = True):
+        """Posterior comparison of two groups (recipes) of this fit; see :mod:`bayescale.compare`.
+
+        Examples
+        --------
+        >>> cmp = fit.compare(candidate="tuned", baseline="kaplan")        # doctest: +SKIP
+        >>> cmp.probability_better(C=[1e21, 1e23])                         # doctest: +SKIP
+        """
+        from bayescale.compare import RecipeComparison
+
+        return RecipeComparison(self, candidate, baseline, lower_is_better=lower_is_better)
+
     def law_parameters(self, group: str | None = None, stream: int = 0) -> dict[str, np.ndarray]:
         """The law's parameters in the user's units per posterior draw, shape (draws,), for one group.
 

@@ -379,3 +379,51 @@ def _default_budgets(fit, k: float, n_points: int = 50) -> np.ndarray:
     columns = fit.idata.constant_data
     compute = k * columns[fit.model.inputs[size]].values * columns[fit.model.inputs[data]].values
     return np.geomspace(compute.min(), 1000 * compute.max(), n_points)
+
+
+def comparison(cmp, low: float, high: float, *, level: float = 0.9, n_points: int = 100, fig=None):
+    """Two recipes on one axis with bands, and underneath their difference with its band and P(better).
+
+    Parameters
+    ----------
+    cmp : RecipeComparison
+        From :meth:`ScalingFit.compare` or :func:`bayescale.compare`.
+    low, high : float
+        Range of the scale: the law's input, or compute ``C`` for a law of model size and
+        data (each recipe at its compute-optimal split).
+
+    Examples
+    --------
+    >>> bs.plot.comparison(fit.compare("tuned", "kaplan"), 1e18, 1e24).savefig("cmp.png")   # doctest: +SKIP
+    """
+    import matplotlib.pyplot as plt
+
+    name = cmp._scale_name()
+    grid = np.geomspace(low, high, n_points)
+    result = cmp.at(**{name: grid})
+    quantiles = [(1 - level) / 2, 0.5, (1 + level) / 2]
+    if fig is None:
+        fig = plt.figure(figsize=(7, 6), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
+    for label, quantity in ((cmp.baseline, "baseline"), (cmp.candidate, "candidate")):
+        lower, median, upper = np.quantile(result.draws(quantity), quantiles, axis=0)
+        (line,) = top.plot(grid, median, label=f"{label} ({quantity})")
+        top.fill_between(grid, lower, upper, color=line.get_color(), alpha=0.25, linewidth=0)
+    top.set_xscale("log")
+    top.set_ylabel(f"{cmp.fit.model.target} (mean)")
+    top.set_title(f"{level:.0%} credible bands")
+    top.legend()
+    diff = result.draws("difference")
+    lower, median, upper = np.quantile(diff, quantiles, axis=0)
+    (line,) = bottom.plot(grid, median, color="black", label="candidate - baseline")
+    bottom.fill_between(grid, lower, upper, color="grey", alpha=0.3, linewidth=0)
+    bottom.axhline(0.0, color="grey", linewidth=0.8)
+    bottom.set_ylabel("difference")
+    bottom.set_xlabel(name)
+    better = np.mean(diff < 0 if cmp.lower_is_better else diff > 0, axis=0)
+    twin = bottom.twinx()
+    twin.plot(grid, better, color="tab:green", linestyle="--", label="P(candidate better)")
+    twin.set_ylim(0, 1)
+    twin.set_ylabel("P(candidate better)", color="tab:green")
+    bottom.legend(loc="upper left")
+    return fig

@@ -1,0 +1,220 @@
+"""Compare two training recipes (or datasets) fitted in one model: the posterior of the difference itself.
+
+Fit one :class:`~bayescale.ScalingModel` with the recipe column as its group, choosing which
+law parameters differ by recipe (``independent`` or ``pooled``) and which are ``shared``
+(say, the irreducible loss). Then :func:`compare` (or :meth:`ScalingFit.compare
+<bayescale.ScalingFit.compare>`) answers, per posterior draw, so every answer has a
+credible interval:
+
+- :meth:`RecipeComparison.at`: both recipes' mean target, the difference (candidate minus
+  baseline) and the relative difference at any scales, and the probability that the
+  candidate is better there;
+- :meth:`RecipeComparison.crossover`: the probability that the curves cross inside a range,
+  and the posterior of where;
+- :meth:`RecipeComparison.compute_multiplier`: the factor ``k`` such that the candidate at
+  ``k C`` matches the baseline at ``C`` (``k < 1``: the candidate saves compute);
+- :meth:`RecipeComparison.parameter_difference`: e.g. the exponent difference.
+
+"At a scale" means the law at the given inputs. For a law of model size and data given a
+compute budget ``C`` only, each recipe is taken at its own compute-optimal allocation
+(:mod:`bayescale.optimal`): the comparison a practitioner with that budget faces.
+Whether lower or higher is better is part of the question (``lower_is_better``): loss
+vs accuracy.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from bayescale import optimal
+from bayescale.laws.base import with_logs
+from bayescale.optimal import BudgetPosterior
+
+LOG_MULTIPLIER_RANGE = (-30.0, 30.0)  # bisection bracket of log k in compute_multiplier
+BISECTION_STEPS = 80  # 60 / 2^80: exact to float64
+
+
+class RecipeComparison:
+    """Posterior comparison of two groups (recipes) of one fit; build it with :func:`compare`.
+
+    Examples
+    --------
+    >>> cmp = fit.compare(candidate="tuned", baseline="kaplan")        # doctest: +SKIP
+    >>> cmp.at(C=[1e21, 1e23]).interval(0.9)                           # doctest: +SKIP
+    >>> cmp.probability_better(C=[1e21, 1e23])                         # doctest: +SKIP
+    """
+
+    def __init__(self, fit, candidate: str, baseline: str, *, lower_is_better: bool = True) -> None:
+        if fit.model.group is None:
+            raise ValueError(
+                "compare needs a fit with a group column (the recipe), e.g. ScalingModel(..., group='recipe')"
+            )
+        for role, label in (("candidate", candidate), ("baseline", baseline)):
+            if label not in fit.groups:
+                raise ValueError(f"{role} {label!r} is not a fitted {fit.model.group}; fitted: {list(fit.groups)}")
+        if candidate == baseline:
+            raise ValueError(f"candidate and baseline are both {candidate!r}; compare two different groups")
+        self.fit, self.candidate, self.baseline = fit, candidate, baseline
+        self.lower_is_better = bool(lower_is_better)
+        law = fit.model.law
+        self._params = {
+            label: with_logs(law, {k: jnp.asarray(v)[:, None] for k, v in fit.law_parameters(label).items()})
+            for label in (candidate, baseline)
+        }
+
+    # -- the law of one recipe at given scales -----------------------------------------
+    def _log_target(self, label: str, log_x: dict) -> jnp.ndarray:
+        law = self.fit.model.law
+        p = self._params[label]
+        if set(log_x) == set(law.inputs):
+            return law.log_mean(p, {x: v[None, :] for x, v in log_x.items()})
+        return optimal.log_optimum(law, p, log_x["C"][None, :])[2]  # compute-optimal allocation
+
+    def _scales(self, inputs: dict) -> tuple[pd.DataFrame, dict]:
+        law = self.fit.model.law
+        names = tuple(law.inputs)
+        two_inputs_by_compute = len(names) == 2 and set(inputs) == {"C"} and "C" not in names
+        expected = ("C",) if two_inputs_by_compute else names
+        if set(inputs) != set(expected):
+            options = f"{list(names)}" + (" or C (each recipe at its compute-optimal split)" if len(names) == 2 else "")
+            raise TypeError(f"give the scales as keywords {options}; got {sorted(inputs)}")
+        arrays = np.broadcast_arrays(*(np.atleast_1d(np.asarray(inputs[x], dtype=float)) for x in expected))
+        for x, a in zip(expected, arrays, strict=True):
+            bad = ~(np.isfinite(a) & (a > 0))
+            if a.ndim != 1 or bad.any():
+                raise ValueError(f"{x} must be positive finite numbers (a scalar or 1-D sequence); got {a.tolist()}")
+        rows = pd.DataFrame(dict(zip(expected, arrays, strict=True)))
+        return rows, {x: jnp.log(jnp.asarray(a)) for x, a in zip(expected, arrays, strict=True)}
+
+    # -- answers -----------------------------------------------------------------------
+    def at(self, **scales) -> BudgetPosterior:
+        """Both recipes, the difference (candidate - baseline) and the relative difference at ``scales``.
+
+        Quantities: ``baseline`` and ``candidate`` (the law's mean target), ``difference``
+        and ``relative_difference`` (``candidate / baseline - 1``).
+        """
+        rows, log_x = self._scales(scales)
+        cand = np.asarray(self._log_target(self.candidate, log_x))
+        base = np.asarray(self._log_target(self.baseline, log_x))
+        draws = {
+            "baseline": base,
+            "candidate": cand,
+            "difference": np.exp(cand) - np.exp(base),
+            "relative_difference": np.expm1(cand - base),
+        }
+        return BudgetPosterior(rows, draws, linear=("difference", "relative_difference"))
+
+    def probability_better(self, **scales) -> pd.DataFrame:
+        """Posterior probability that the candidate beats the baseline at each scale."""
+        result = self.at(**scales)
+        diff = result.draws("difference")
+        better = diff < 0 if self.lower_is_better else diff > 0
+        return result.rows.assign(probability_better=better.mean(axis=0))
+
+    def crossover(self, low: float, high: float, *, n_points: int = 200, **fixed) -> dict:
+        """Whether, and where, the two curves cross between ``low`` and ``high`` of the scale.
+
+        The scale is the law's single input, or ``C`` for a law of model size and data
+        (compute-optimal allocation per recipe). Per draw, the sign of the difference on a
+        log grid of ``n_points``; a draw crosses if the sign changes, at the first change
+        (interpolated in log scale).
+
+        Returns
+        -------
+        dict
+            ``probability``: the share of draws that cross; ``draws``: where, for the
+            draws that do; ``median``, ``lower``, ``upper``: its median and 90% interval
+            (NaN when no draw crosses).
+        """
+        if not (0 < low < high and np.isfinite(high)):
+            raise ValueError(f"need 0 < low < high < inf, got low={low!r}, high={high!r}")
+        name = self._scale_name()
+        grid = np.geomspace(low, high, n_points)
+        diff = self.at(**{name: grid}).draws("difference")
+        sign = np.sign(diff)
+        change = sign[:, 1:] * sign[:, :-1] < 0
+        crosses = change.any(axis=1)
+        first = np.argmax(change, axis=1)
+        rows = np.flatnonzero(crosses)
+        i = first[rows]
+        d0, d1 = diff[rows, i], diff[rows, i + 1]
+        log_grid = np.log(grid)
+        where = np.exp(log_grid[i] + (log_grid[i + 1] - log_grid[i]) * d0 / (d0 - d1))
+        summary = np.quantile(where, [0.05, 0.5, 0.95]) if where.size else np.full(3, np.nan)
+        return {
+            "probability": float(crosses.mean()),
+            "draws": where,
+            "median": float(summary[1]),
+            "lower": float(summary[0]),
+            "upper": float(summary[2]),
+        }
+
+    def compute_multiplier(self, C) -> BudgetPosterior:
+        """``k`` per draw such that the candidate at ``k C`` matches the baseline at ``C``.
+
+        ``k < 1`` means the candidate reaches the baseline's result with less compute.
+        Infinite (or zero) where no ``k`` within ``e^+-30`` does: the candidate never
+        (or always) gets there. Needs a law in ``C`` alone, or of model size and data
+        (compute-optimal allocation per recipe).
+        """
+        name = self._scale_name()
+        if name != "C":
+            raise ValueError(f"the compute multiplier needs compute C as the scale; this law's input is {name!r}")
+        rows, log_x = self._scales({"C": C})
+        target = np.asarray(self._log_target(self.baseline, log_x))
+        sign = 1.0 if self.lower_is_better else -1.0
+        lo = np.full(target.shape, LOG_MULTIPLIER_RANGE[0])
+        hi = np.full(target.shape, LOG_MULTIPLIER_RANGE[1])
+        never = np.asarray(self._gap(hi, log_x, target, sign)) > 0  # still worse with e^30 times the compute
+        always = np.asarray(self._gap(lo, log_x, target, sign)) <= 0  # already as good with e^-30 times
+        for _ in range(BISECTION_STEPS):  # the candidate improves with compute: bisection on log k
+            mid = (lo + hi) / 2.0
+            worse = np.asarray(self._gap(mid, log_x, target, sign)) > 0
+            lo, hi = np.where(worse, mid, lo), np.where(worse, hi, mid)
+        log_k = np.where(never, np.inf, np.where(always, -np.inf, (lo + hi) / 2.0))
+        return BudgetPosterior(rows, {"multiplier": log_k})
+
+    def _gap(self, log_k, log_x, target, sign):
+        """Candidate at ``k C`` minus baseline at ``C`` (log scale), signed so that > 0 is worse."""
+        law = self.fit.model.law
+        p = self._params[self.candidate]
+        log_c = log_x["C"][None, :] + log_k
+        if len(law.inputs) == 1:
+            value = law.log_mean(p, {law.inputs[0]: log_c})
+        else:
+            value = optimal.log_optimum(law, p, log_c)[2]
+        return sign * (value - target)
+
+    def parameter_difference(self, name: str, level: float = 0.9) -> pd.Series:
+        """Candidate minus baseline of law parameter ``name`` (e.g. an exponent), with its interval."""
+        draws = self.fit.draws(name)
+        if draws.ndim == 1:
+            raise ValueError(f"{name!r} is shared by all {self.fit.model.group}s: its difference is 0 by construction")
+        groups = list(self.fit.groups)
+        diff = draws[:, groups.index(self.candidate)] - draws[:, groups.index(self.baseline)]
+        lower, median, upper = np.quantile(diff, [(1 - level) / 2, 0.5, (1 + level) / 2])
+        return pd.Series(
+            {"median": median, "lower": lower, "upper": upper, "probability_positive": float(np.mean(diff > 0))},
+            name=f"{name}[{self.candidate}] - {name}[{self.baseline}]",
+        )
+
+    def _scale_name(self) -> str:
+        inputs = self.fit.model.law.inputs
+        if len(inputs) == 1:
+            return inputs[0]
+        if len(inputs) == 2 and "C" not in inputs:
+            return "C"
+        raise ValueError(f"a crossover or multiplier needs a single scale; this law has inputs {list(inputs)}")
+
+
+def compare(fit, candidate: str, baseline: str, *, lower_is_better: bool = True) -> RecipeComparison:
+    """Compare ``candidate`` with ``baseline``, two groups (recipes) of one hierarchical fit.
+
+    Examples
+    --------
+    >>> cmp = bs.compare(fit, candidate="tuned", baseline="kaplan")    # doctest: +SKIP
+    >>> cmp.crossover(1e18, 1e25)["probability"]                       # doctest: +SKIP
+    """
+    return RecipeComparison(fit, candidate, baseline, lower_is_better=lower_is_better)
