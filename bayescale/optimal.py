@@ -249,6 +249,22 @@ def overtraining_table(law: Law, p: Mapping, log_c, ratio, k: float) -> dict:
     }
 
 
+def quantiles(draws: np.ndarray, q) -> np.ndarray:
+    """``np.quantile(draws, q, axis=0)`` (linear interpolation) that keeps infinite draws infinite.
+
+    NumPy interpolates ``inf + (inf - inf) * t`` to NaN when both neighbours are infinite;
+    here equal neighbours give themselves, so a quantile inside a run of ``inf`` is ``inf``.
+    """
+    ordered = np.sort(draws, axis=0)
+    position = np.asarray(q, dtype=float) * (ordered.shape[0] - 1)
+    below = np.floor(position).astype(int)
+    above = np.minimum(below + 1, ordered.shape[0] - 1)
+    lo, hi = ordered[below], ordered[above]
+    fraction = (position - below).reshape((-1,) + (1,) * (ordered.ndim - 1))
+    with np.errstate(invalid="ignore"):
+        return np.where(lo == hi, lo, lo + (hi - lo) * fraction)
+
+
 class BudgetPosterior:
     """Posterior draws of budget quantities (``N``, ``D``, ``loss``, ...) at several budgets or targets.
 
@@ -298,9 +314,7 @@ class BudgetPosterior:
         names = list(quantities) if quantities is not None else [q for q in self._log if q not in self._hidden]
         frames = []
         for name in names:
-            draws = self.draws(name)
-            with np.errstate(invalid="ignore"):
-                lower, median, upper = np.quantile(draws, [(1 - level) / 2, 0.5, (1 + level) / 2], axis=0)
+            lower, median, upper = quantiles(self.draws(name), [(1 - level) / 2, 0.5, (1 + level) / 2])
             table = self.rows.assign(quantity=name, median=median, lower=lower, upper=upper)
             frames.append(table)
         return pd.concat(frames, ignore_index=True)

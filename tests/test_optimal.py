@@ -163,3 +163,18 @@ def test_porian_loaders():
     assert set(fits["recipe"]) == set(points["recipe"])
     tuned = fits.set_index("recipe").loc["rw|tuned|short|const|standard|val", "a_exponent_Nopt"]
     assert tuned == pytest.approx(0.497, abs=5e-4)
+
+
+def test_quantiles_keep_infinite_draws_infinite():
+    draws = np.array([[1.0, 1.0], [2.0, np.inf], [3.0, np.inf], [4.0, np.inf]])
+    np.testing.assert_allclose(optimal.quantiles(draws, [0.5])[0, 0], np.quantile(draws[:, 0], 0.5))
+    assert optimal.quantiles(draws, [0.5, 0.9])[:, 1].tolist() == [np.inf, np.inf]
+    rng = np.random.default_rng(0)
+    finite = rng.standard_normal((101, 3))
+    np.testing.assert_allclose(optimal.quantiles(finite, [0.05, 0.5, 0.95]), np.quantile(finite, [0.05, 0.5, 0.95], axis=0))
+
+
+def test_an_unreachable_loss_needs_infinite_compute(small_fit):
+    table = small_fit.compute_for(loss=0.5).interval(0.9)  # far below the irreducible loss (~1.8)
+    assert np.all(np.isinf(table["median"])) and np.all(np.isinf(table["upper"]))
+    assert small_fit.compute_for(loss=0.5).probability("C", below=1e30)["probability"][0] == 0.0
