@@ -171,7 +171,9 @@ def test_quantiles_keep_infinite_draws_infinite():
     assert optimal.quantiles(draws, [0.5, 0.9])[:, 1].tolist() == [np.inf, np.inf]
     rng = np.random.default_rng(0)
     finite = rng.standard_normal((101, 3))
-    np.testing.assert_allclose(optimal.quantiles(finite, [0.05, 0.5, 0.95]), np.quantile(finite, [0.05, 0.5, 0.95], axis=0))
+    np.testing.assert_allclose(
+        optimal.quantiles(finite, [0.05, 0.5, 0.95]), np.quantile(finite, [0.05, 0.5, 0.95], axis=0)
+    )
 
 
 def test_an_unreachable_loss_needs_infinite_compute(small_fit):
