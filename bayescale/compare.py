@@ -66,11 +66,12 @@ class RecipeComparison:
 
     # -- the law of one recipe at given scales -----------------------------------------
     def _log_target(self, label: str, log_x: dict) -> jnp.ndarray:
+        """Log mean target of recipe ``label`` per draw; ``log_x`` values broadcast against (draws, 1)."""
         law = self.fit.model.law
         p = self._params[label]
         if set(log_x) == set(law.inputs):
-            return law.log_mean(p, {x: v[None, :] for x, v in log_x.items()})
-        return optimal.log_optimum(law, p, log_x["C"][None, :])[2]  # compute-optimal allocation
+            return law.log_mean(p, log_x)
+        return optimal.log_optimum(law, p, log_x["C"])[2]  # compute-optimal allocation
 
     def _scales(self, inputs: dict) -> tuple[pd.DataFrame, dict]:
         law = self.fit.model.law
@@ -86,7 +87,7 @@ class RecipeComparison:
             if a.ndim != 1 or bad.any():
                 raise ValueError(f"{x} must be positive finite numbers (a scalar or 1-D sequence); got {a.tolist()}")
         rows = pd.DataFrame(dict(zip(expected, arrays, strict=True)))
-        return rows, {x: jnp.log(jnp.asarray(a)) for x, a in zip(expected, arrays, strict=True)}
+        return rows, {x: jnp.log(jnp.asarray(a))[None, :] for x, a in zip(expected, arrays, strict=True)}
 
     # -- answers -----------------------------------------------------------------------
     def at(self, **scales) -> BudgetPosterior:
@@ -98,6 +99,7 @@ class RecipeComparison:
         rows, log_x = self._scales(scales)
         cand = np.asarray(self._log_target(self.candidate, log_x))
         base = np.asarray(self._log_target(self.baseline, log_x))
+        cand, base = np.broadcast_arrays(cand, base)
         draws = {
             "baseline": base,
             "candidate": cand,
@@ -113,7 +115,7 @@ class RecipeComparison:
         better = diff < 0 if self.lower_is_better else diff > 0
         return result.rows.assign(probability_better=better.mean(axis=0))
 
-    def crossover(self, low: float, high: float, *, n_points: int = 200, **fixed) -> dict:
+    def crossover(self, low: float, high: float, *, n_points: int = 200) -> dict:
         """Whether, and where, the two curves cross between ``low`` and ``high`` of the scale.
 
         The scale is the law's single input, or ``C`` for a law of model size and data
@@ -178,14 +180,7 @@ class RecipeComparison:
 
     def _gap(self, log_k, log_x, target, sign):
         """Candidate at ``k C`` minus baseline at ``C`` (log scale), signed so that > 0 is worse."""
-        law = self.fit.model.law
-        p = self._params[self.candidate]
-        log_c = log_x["C"][None, :] + log_k
-        if len(law.inputs) == 1:
-            value = law.log_mean(p, {law.inputs[0]: log_c})
-        else:
-            value = optimal.log_optimum(law, p, log_c)[2]
-        return sign * (value - target)
+        return sign * (self._log_target(self.candidate, {"C": log_x["C"] + log_k}) - target)
 
     def parameter_difference(self, name: str, level: float = 0.9) -> pd.Series:
         """Candidate minus baseline of law parameter ``name`` (e.g. an exponent), with its interval."""

@@ -28,6 +28,21 @@ class OneInputLaw(Law):
         return {"name": self.name, "args": {"x": self.x}}
 
 
+def saturating_parameters(x: str) -> tuple[Parameter, ...]:
+    """``E``, ``A`` and ``alpha`` of ``E + A x^-alpha``, with their default priors (shared by several laws)."""
+    return (
+        Parameter("E", LogNormal(0.5, 1.5), in_target_units=True, description="irreducible term"),
+        Parameter(
+            "A",
+            LogNormal(0.5, 1.5),
+            in_target_units=True,
+            prefactor_of=(x, "alpha"),
+            description=f"prefactor: A {x}^-alpha",
+        ),
+        Parameter("alpha", LogNormal(0.3, 1.0), description=f"exponent of {x}"),
+    )
+
+
 @dataclass(frozen=True, repr=False)
 class PowerLaw(OneInputLaw):
     """Pure power law ``L = A x^-alpha`` in one input ``x`` (N, D, C, samples, steps, ...).
@@ -87,17 +102,7 @@ class SaturatingPowerLaw(OneInputLaw):
 
     @property
     def parameters(self) -> tuple[Parameter, ...]:
-        return (
-            Parameter("E", LogNormal(0.5, 1.5), in_target_units=True, description="irreducible term"),
-            Parameter(
-                "A",
-                LogNormal(0.5, 1.5),
-                in_target_units=True,
-                prefactor_of=(self.x, "alpha"),
-                description=f"prefactor: A {self.x}^-alpha",
-            ),
-            Parameter("alpha", LogNormal(0.3, 1.0), description=f"exponent of {self.x}"),
-        )
+        return saturating_parameters(self.x)
 
     def log_mean(self, p, log_x):
         return jnp.logaddexp(p["log_E"], p["log_A"] - p["alpha"] * log_x[self.x])

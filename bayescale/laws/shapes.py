@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from bayescale.laws.base import Parameter
-from bayescale.laws.power import OneInputLaw
+from bayescale.laws.power import OneInputLaw, saturating_parameters
 from bayescale.priors import LogNormal, Normal
 
 
@@ -59,15 +59,7 @@ class BrokenPowerLaw(OneInputLaw):
     def parameters(self) -> tuple[Parameter, ...]:
         x = self.x
         return (
-            Parameter("E", LogNormal(0.5, 1.5), in_target_units=True, description="irreducible term"),
-            Parameter(
-                "A",
-                LogNormal(0.5, 1.5),
-                in_target_units=True,
-                prefactor_of=(x, "alpha"),
-                description=f"prefactor: A {x}^-alpha before the break",
-            ),
-            Parameter("alpha", LogNormal(0.3, 1.0), description=f"exponent of {x} before the break"),
+            *saturating_parameters(x),  # alpha and A describe the curve before the break
             Parameter("delta", Normal(0.0, 0.5), description="change of the exponent across the break"),
             Parameter(f"{x}_break", LogNormal(1.0, 3.0), location_of=x, description=f"{x} at the break"),
             Parameter("f", LogNormal(0.3, 1.0), description="sharpness of the break (small: sharp)"),
