@@ -14,6 +14,7 @@ def test_top_level_names():
             "ScalingFit",
             "ScalingModel",
             "__version__",
+            "compare",
             "datasets",
             "laws",
             "likelihoods",
