@@ -21,10 +21,12 @@ from bayescale.fit import ScalingFit, load_fit  # noqa: E402
 from bayescale.laws import Law, Parameter  # noqa: E402
 from bayescale.predict import Prediction  # noqa: E402
 from bayescale.scaling_model import ScalingModel  # noqa: E402
+from bayescale.selection import LawComparison, compare_laws  # noqa: E402
 
 __all__ = [
     "DataError",
     "Law",
+    "LawComparison",
     "Parameter",
     "Prediction",
     "SamplerWarning",
@@ -32,6 +34,7 @@ __all__ = [
     "ScalingModel",
     "__version__",
     "compare",
+    "compare_laws",
     "datasets",
     "laws",
     "likelihoods",

@@ -225,6 +225,50 @@ class ScalingFit:
             table.insert(0, model.group, row_groups)
         return Prediction(table, log_mean, log_obs)
 
+    def log_likelihood(self, data: pd.DataFrame, *, seed: int | None = None) -> np.ndarray:
+        """Log density of every row of ``data`` under every posterior draw, shape (draws, rows).
+
+        The density of ``log(target)``, as in ``idata.log_likelihood``, at rows the fit may
+        not have seen: the scoring rule of leave-future-out validation
+        (:func:`bayescale.compare_laws`). ``data`` needs the fitted target and input columns
+        (and the noise and group columns if the model has them); rows of a group not in
+        the fit use population draws (random stream of ``seed``, default the fit's seed).
+
+        Examples
+        --------
+        >>> ll = fit.log_likelihood(held_out)                         # doctest: +SKIP
+        >>> from scipy.special import logsumexp
+        >>> elpd = (logsumexp(ll, axis=0) - np.log(len(ll))).sum()    # doctest: +SKIP
+        """
+        from bayescale.data import numeric_column
+        from bayescale.predict import log_density
+
+        model = self.model
+        law = model.law
+        if not isinstance(data, pd.DataFrame):
+            raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+        if len(data) == 0:
+            raise DataError("the data has no rows")
+        values = prediction_inputs(data, law.inputs, model.inputs)
+        y = numeric_column(data, model.target, "target")
+        noise = None if model.noise is None else numeric_column(data, model.noise, "known noise standard deviation") / y
+        row_groups = None if model.group is None else group_labels(data, model.group)
+        log_x = {x: np.log(values[x]) - self.log_references[x] for x in law.inputs}
+        posterior = {name: self.draws(name) for name in self.parameter_names}
+        return log_density(
+            law,
+            model.likelihood,
+            model.treatments,
+            posterior,
+            {x: self.log_references[x] for x in law.inputs},
+            log_x,
+            np.log(y),
+            jax.random.key(self.seed if seed is None else seed),
+            fitted_groups=self.groups,
+            row_groups=row_groups,
+            noise_log_sd=noise,
+        )
+
     # -- budgets -----------------------------------------------------------------------
     def optimal(
         self, C, *, k: float = FLOPS_PER_PARAMETER_TOKEN, group: str | list[str] | None = None, method: str = "auto"

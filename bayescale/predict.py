@@ -111,6 +111,43 @@ def posterior_draws(
     all rows of one new group share them), which needs every non-shared parameter pooled.
     """
     group_key, noise_key = jax.random.split(rng_key)
+    log_mean = _log_mean(law, treatments, posterior, log_ref, log_x, group_key, fitted_groups, row_groups)
+    noise = {k: jnp.asarray(posterior[k])[:, None] for k in likelihood.parameter_names}
+    log_obs = likelihood.distribution(log_mean, noise["sigma"], noise).sample(noise_key)
+    return np.asarray(log_mean), np.asarray(log_obs)
+
+
+def log_density(
+    law: Law,
+    likelihood,
+    treatments: Mapping[str, str],
+    posterior: Mapping[str, np.ndarray],
+    log_ref: Mapping[str, float],
+    log_x: Mapping[str, np.ndarray],
+    log_y: np.ndarray,
+    rng_key,
+    fitted_groups: tuple[str, ...] = (),
+    row_groups: np.ndarray | None = None,
+    noise_log_sd: np.ndarray | None = None,
+) -> np.ndarray:
+    """Log density of observed ``log_y`` per posterior draw and row, shape (draws, rows).
+
+    The same density as the fit's ``log_likelihood`` group (of ``log(target)``), at rows
+    the fit may not have seen; rows of an unseen group use population draws, as in
+    :func:`posterior_draws` with the same ``rng_key``. ``noise_log_sd`` is the known
+    per-row noise of a model fitted with ``noise=``, relative to the target.
+    """
+    group_key, _ = jax.random.split(rng_key)
+    log_mean = _log_mean(law, treatments, posterior, log_ref, log_x, group_key, fitted_groups, row_groups)
+    noise = {k: jnp.asarray(posterior[k])[:, None] for k in likelihood.parameter_names}
+    scale = noise["sigma"]
+    if noise_log_sd is not None:
+        scale = jnp.sqrt(scale**2 + jnp.asarray(noise_log_sd) ** 2)
+    return np.asarray(likelihood.distribution(log_mean, scale, noise).log_prob(jnp.asarray(log_y)))
+
+
+def _log_mean(law, treatments, posterior, log_ref, log_x, group_key, fitted_groups, row_groups) -> jnp.ndarray:
+    """Log of the law per posterior draw and row, with each row's group's parameters."""
     names = law.parameter_names
     t_fit = to_transformed(law, law.to_reference({k: jnp.asarray(posterior[k]) for k in names}, log_ref))
     if row_groups is None:
@@ -126,10 +163,7 @@ def posterior_draws(
             known = v[:, np.where(codes >= 0, codes, 0)]
             rows[k] = known if not new_labels else jnp.where(codes >= 0, known, t_new[k][:, np.maximum(new_codes, 0)])
     log_mean = law.log_mean(from_transformed(law, rows), {x: jnp.asarray(v) for x, v in log_x.items()})
-    log_mean = jnp.broadcast_to(log_mean, (log_mean.shape[0], len(next(iter(log_x.values())))))
-    noise = {k: jnp.asarray(posterior[k])[:, None] for k in likelihood.parameter_names}
-    log_obs = likelihood.distribution(log_mean, noise["sigma"], noise).sample(noise_key)
-    return np.asarray(log_mean), np.asarray(log_obs)
+    return jnp.broadcast_to(log_mean, (log_mean.shape[0], len(next(iter(log_x.values())))))
 
 
 def _new_groups(law: Law, treatments, posterior, log_ref, key, labels) -> dict:
