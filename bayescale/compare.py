@@ -46,7 +46,7 @@ class RecipeComparison:
     >>> cmp.probability_better(C=[1e21, 1e23])                         # doctest: +SKIP
     """
 
-    def __init__(self, fit, candidate: str, baseline: str, *, lower_is_better: bool = True) -> None:
+    def __init__(self, fit, candidate: str, baseline: str, *, lower_is_better: bool = True, **scales) -> None:
         if fit.model.group is None:
             raise ValueError(
                 "compare needs a fit with a group column (the recipe), e.g. ScalingModel(..., group='recipe')"
@@ -58,6 +58,7 @@ class RecipeComparison:
             raise ValueError(f"candidate and baseline are both {candidate!r}; compare two different groups")
         self.fit, self.candidate, self.baseline = fit, candidate, baseline
         self.lower_is_better = bool(lower_is_better)
+        self.scales = dict(scales)  # the default grid of at(), probability_better(), table() and crossover()
         law = fit.model.law
         self._params = {
             label: with_logs(law, {k: jnp.asarray(v)[:, None] for k, v in fit.law_parameters(label).items()})
@@ -74,6 +75,13 @@ class RecipeComparison:
         return optimal.log_optimum(law, p, log_x["C"])[2]  # compute-optimal allocation
 
     def _scales(self, inputs: dict) -> tuple[pd.DataFrame, dict]:
+        if not inputs:
+            if not self.scales:
+                raise TypeError(
+                    "give the scales as keywords, e.g. at(C=[1e21, 1e23]), or a default grid when comparing: "
+                    "fit.compare(candidate, baseline, C=np.geomspace(1e19, 1e24, 30))"
+                )
+            inputs = self.scales
         law = self.fit.model.law
         names = tuple(law.inputs)
         two_inputs_by_compute = len(names) == 2 and set(inputs) == {"C"} and "C" not in names
@@ -115,8 +123,34 @@ class RecipeComparison:
         better = diff < 0 if self.lower_is_better else diff > 0
         return result.rows.assign(probability_better=better.mean(axis=0))
 
-    def crossover(self, low: float, high: float, *, n_points: int = 200) -> dict:
+    def table(self, level: float = 0.9, **scales) -> pd.DataFrame:
+        """One row per scale (the comparison's grid unless ``scales`` are given).
+
+        Columns: the scale(s), ``diff_median``, ``diff_lower``, ``diff_upper`` (candidate
+        minus baseline, equal-tailed ``level`` interval), the same for ``relative_diff``,
+        and ``prob_better``.
+
+        Examples
+        --------
+        >>> fit.compare(baseline="clip", candidate="mammut", C=np.geomspace(1e9, 1e13, 30)).table()  # doctest: +SKIP
+        """
+        if not 0 < level < 1:
+            raise ValueError(f"level must be in (0, 1), got {level!r}")
+        result = self.at(**scales)
+        q = [(1 - level) / 2, 0.5, (1 + level) / 2]
+        out = result.rows.copy()
+        for name, column in (("difference", "diff"), ("relative_difference", "relative_diff")):
+            lower, median, upper = np.quantile(result.draws(name), q, axis=0)
+            out[f"{column}_median"], out[f"{column}_lower"], out[f"{column}_upper"] = median, lower, upper
+        diff = result.draws("difference")
+        out["prob_better"] = (diff < 0 if self.lower_is_better else diff > 0).mean(axis=0)
+        out.attrs["level"] = level
+        return out
+
+    def crossover(self, low: float | None = None, high: float | None = None, *, n_points: int = 200) -> dict:
         """Whether, and where, the two curves cross between ``low`` and ``high`` of the scale.
+
+        ``low`` and ``high`` default to the ends of the comparison's grid.
 
         The scale is the law's single input, or ``C`` for a law of model size and data
         (compute-optimal allocation per recipe). Per draw, the sign of the difference on a
@@ -130,9 +164,15 @@ class RecipeComparison:
             draws that do; ``median``, ``lower``, ``upper``: its median and 90% interval
             (NaN when no draw crosses).
         """
+        name = self._scale_name()
+        if low is None or high is None:
+            if name not in self.scales:
+                raise TypeError(f"give the range, crossover(low, high), or a grid: fit.compare(..., {name}=[...])")
+            grid = np.asarray(self.scales[name], dtype=float)
+            low = float(grid.min()) if low is None else low
+            high = float(grid.max()) if high is None else high
         if not (0 < low < high and np.isfinite(high)):
             raise ValueError(f"need 0 < low < high < inf, got low={low!r}, high={high!r}")
-        name = self._scale_name()
         grid = np.geomspace(low, high, n_points)
         diff = self.at(**{name: grid}).draws("difference")
         sign = np.sign(diff)
@@ -204,12 +244,15 @@ class RecipeComparison:
         raise ValueError(f"a crossover or multiplier needs a single scale; this law has inputs {list(inputs)}")
 
 
-def compare(fit, candidate: str, baseline: str, *, lower_is_better: bool = True) -> RecipeComparison:
+def compare(fit, candidate: str, baseline: str, *, lower_is_better: bool = True, **scales) -> RecipeComparison:
     """Compare ``candidate`` with ``baseline``, two groups (recipes) of one hierarchical fit.
+
+    ``scales`` (e.g. ``C=np.geomspace(1e19, 1e24, 30)``) set a default grid for
+    :meth:`RecipeComparison.table`, ``at``, ``probability_better`` and ``crossover``.
 
     Examples
     --------
     >>> cmp = bs.compare(fit, candidate="tuned", baseline="kaplan")    # doctest: +SKIP
     >>> cmp.crossover(1e18, 1e25)["probability"]                       # doctest: +SKIP
     """
-    return RecipeComparison(fit, candidate, baseline, lower_is_better=lower_is_better)
+    return RecipeComparison(fit, candidate, baseline, lower_is_better=lower_is_better, **scales)

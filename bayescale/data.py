@@ -27,7 +27,8 @@ class ScalingData:
     inputs : dict of str to ndarray
         Raw (not centred) values keyed by the law's input names.
     target : ndarray
-        The observed target (loss, error, ...), strictly positive.
+        The observed target (loss, error, ...), strictly positive; for a Binomial
+        likelihood the number of items right, from 0 to ``trials``.
     noise : ndarray or None
         Known per-row standard deviation of the target, if the model uses one.
     index : pandas.Index
@@ -36,6 +37,8 @@ class ScalingData:
         Group code of every row (index into ``group_labels``), for hierarchical models.
     group_labels : tuple of str
         The groups, sorted.
+    trials : ndarray or None
+        Items per row for a Binomial likelihood; ``target`` then holds the counts right.
     """
 
     inputs: dict[str, np.ndarray]
@@ -44,6 +47,7 @@ class ScalingData:
     index: pd.Index
     groups: np.ndarray | None = None
     group_labels: tuple[str, ...] = ()
+    trials: np.ndarray | None = None
 
     @property
     def n_rows(self) -> int:
@@ -62,10 +66,10 @@ def rows_phrase(index: pd.Index, mask: np.ndarray, limit: int = 5) -> str:
     return f"row{'s' if len(labels) > 1 else ''} {shown}{more}"
 
 
-def numeric_column(frame: pd.DataFrame, column: str, role: str) -> np.ndarray:
+def numeric_column(frame: pd.DataFrame, column: str, role: str, *, positive: bool = True) -> np.ndarray:
     """Column ``column`` as float64, or a :class:`DataError` naming what is wrong.
 
-    Checks presence, a numeric dtype, finiteness and strict positivity.
+    Checks presence, a numeric dtype, finiteness and (unless ``positive=False``) strict positivity.
     """
     if column not in frame.columns:
         raise DataError(
@@ -91,12 +95,52 @@ def numeric_column(frame: pd.DataFrame, column: str, role: str) -> np.ndarray:
             "expected finite numbers. Drop or repair those rows explicitly before fitting"
         )
     nonpositive = values <= 0
-    if nonpositive.any():
+    if positive and nonpositive.any():
         raise DataError(
             f"column {column!r} ({role}) has values <= 0 at {rows_phrase(frame.index, nonpositive)}; "
             "expected strictly positive numbers (scaling laws are fitted on the log scale)"
         )
     return values
+
+
+def count_trials(frame: pd.DataFrame, trials: str) -> np.ndarray:
+    """The number of items per row of a Binomial likelihood: positive whole numbers, or a :class:`DataError`."""
+    n = numeric_column(frame, trials, "number of items (Binomial trials)")
+    fractional = n != np.round(n)
+    if fractional.any():
+        raise DataError(
+            f"column {trials!r} (number of items) has non-integer values at {rows_phrase(frame.index, fractional)}; "
+            "expected positive whole numbers"
+        )
+    return n
+
+
+def count_columns(frame: pd.DataFrame, target: str, trials: str) -> tuple[np.ndarray, np.ndarray]:
+    """Counts right and items per row for a Binomial likelihood, or a :class:`DataError`.
+
+    ``trials`` must hold positive whole numbers and ``target`` whole numbers from 0 to
+    the row's ``trials``: 0 of ``n`` and ``n`` of ``n`` are valid observations.
+    """
+    n = count_trials(frame, trials)
+    k = numeric_column(frame, target, "target: number of items right", positive=False)
+    for values, column, what in ((k, target, "whole numbers"),):
+        fractional = values != np.round(values)
+        if fractional.any():
+            raise DataError(
+                f"column {column!r} has non-integer values at {rows_phrase(frame.index, fractional)}; expected {what}"
+                + (
+                    ". A Binomial likelihood counts items right: multiply a rate by the number of items"
+                    if column == target
+                    else ""
+                )
+            )
+    outside = (k < 0) | (k > n)
+    if outside.any():
+        raise DataError(
+            f"column {target!r} (number right) is below 0 or above {trials!r} (number of items) at "
+            f"{rows_phrase(frame.index, outside)}; expected counts from 0 to the number of items"
+        )
+    return k, n
 
 
 def group_labels(frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -124,6 +168,7 @@ def validate(
     group: str | None = None,
     n_parameters: int | Callable[[int], int],
     varying: Iterable[str] = (),
+    trials: str | None = None,
 ) -> ScalingData:
     """Check a DataFrame of training runs and return its :class:`ScalingData`.
 
@@ -144,6 +189,9 @@ def validate(
         for a hierarchical model); fewer rows is an error.
     varying : iterable of str
         Law inputs that must take at least two distinct values.
+    trials : str, optional
+        Column with the number of items per row, for a Binomial likelihood: ``target``
+        then holds counts from 0 to it (see :func:`count_columns`).
 
     Examples
     --------
@@ -160,7 +208,11 @@ def validate(
     values = {
         law_input: numeric_column(frame, column, f"law input {law_input}") for law_input, column in inputs.items()
     }
-    y = numeric_column(frame, target, "target")
+    n = None
+    if trials is None:
+        y = numeric_column(frame, target, "target")
+    else:
+        y, n = count_columns(frame, target, trials)
     sd = None
     if noise is not None:
         sd = numeric_column(frame, noise, "known noise standard deviation")
@@ -182,7 +234,9 @@ def validate(
                 f"column {inputs[law_input]!r} (law input {law_input}) has the single value {x[0]:g} in every row; "
                 f"the law needs it to vary to estimate how the target scales with {law_input}"
             )
-    return ScalingData(inputs=values, target=y, noise=sd, index=frame.index.copy(), groups=codes, group_labels=labels)
+    return ScalingData(
+        inputs=values, target=y, noise=sd, index=frame.index.copy(), groups=codes, group_labels=labels, trials=n
+    )
 
 
 def prediction_inputs(

@@ -12,7 +12,7 @@ import pandas as pd
 
 from bayescale import __version__, diagnostics
 from bayescale._arviz import az
-from bayescale.data import DataError, ScalingData, group_labels, prediction_inputs
+from bayescale.data import DataError, ScalingData, count_trials, group_labels, prediction_inputs
 from bayescale.inference import NUTSOptions, Samples
 from bayescale.optimal import FLOPS_PER_PARAMETER_TOKEN, BudgetPosterior
 from bayescale.predict import Prediction, as_frame, group_parameters, posterior_draws
@@ -73,6 +73,8 @@ class ScalingFit:
         constant = {column: data.inputs[x] for x, column in model.inputs.items()}
         if data.noise is not None:
             constant[model.noise] = data.noise
+        if data.trials is not None:
+            constant[model.trials] = data.trials
         coords = {"obs": _obs_coordinate(data.index)}
         if model.group is not None:
             labels = np.asarray(data.group_labels, dtype=str)
@@ -119,6 +121,13 @@ class ScalingFit:
         if self.model.group is None:
             return ()
         return tuple(str(g) for g in self.idata.posterior[self.model.group].values)
+
+    def observed(self) -> np.ndarray:
+        """The fitted rows' target in its own units: the loss (or error, ...), or ``k / n`` for a Binomial model."""
+        y = self.idata.observed_data[self.model.target].values
+        if self.model.counts:
+            return y / self.idata.constant_data[self.model.trials].values
+        return y
 
     @property
     def references(self) -> dict[str, float]:
@@ -200,8 +209,17 @@ class ScalingFit:
         """
         model = self.model
         law = model.law
-        frame = as_frame(data, inputs, law.inputs, model.group)
+        frame = as_frame(data, inputs, law.inputs, model.group, optional=(model.trials,) if model.counts else ())
         values = prediction_inputs(frame, law.inputs, model.inputs)
+        trials = missing = None
+        if model.counts:
+            if model.trials in frame.columns:
+                trials = count_trials(frame, model.trials)
+            else:
+                missing = (
+                    f"a new observation of a Binomial model is k right of n items: give n as a column or keyword "
+                    f"{model.trials}=... in predict, or use kind='mean' for the rate itself"
+                )
         log_x = {x: np.log(values[x]) - self.log_references[x] for x in law.inputs}
         log_ref = {x: self.log_references[x] for x in law.inputs}
         row_groups = None
@@ -219,16 +237,20 @@ class ScalingFit:
             jax.random.key(seed),
             fitted_groups=self.groups,
             row_groups=row_groups,
+            trials=trials,
         )
         table = pd.DataFrame(values, index=frame.index)
         if row_groups is not None:
             table.insert(0, model.group, row_groups)
-        return Prediction(table, log_mean, log_obs)
+        if trials is not None:
+            table[model.trials] = trials
+        return Prediction(table, log_mean, log_obs, missing)
 
     def log_likelihood(self, data: pd.DataFrame, *, seed: int | None = None) -> np.ndarray:
         """Log density of every row of ``data`` under every posterior draw, shape (draws, rows).
 
-        The density of ``log(target)``, as in ``idata.log_likelihood``, at rows the fit may
+        The density of ``log(target)`` (of the counts, for a Binomial likelihood), as in
+        ``idata.log_likelihood``, at rows the fit may
         not have seen: the scoring rule of leave-future-out validation
         (:func:`bayescale.compare_laws`). ``data`` needs the fitted target and input columns
         (and the noise and group columns if the model has them); rows of a group not in
@@ -240,7 +262,7 @@ class ScalingFit:
         >>> from scipy.special import logsumexp
         >>> elpd = (logsumexp(ll, axis=0) - np.log(len(ll))).sum()    # doctest: +SKIP
         """
-        from bayescale.data import numeric_column
+        from bayescale.data import count_columns, numeric_column
         from bayescale.predict import log_density
 
         model = self.model
@@ -250,7 +272,12 @@ class ScalingFit:
         if len(data) == 0:
             raise DataError("the data has no rows")
         values = prediction_inputs(data, law.inputs, model.inputs)
-        y = numeric_column(data, model.target, "target")
+        trials = None
+        if model.counts:
+            observed, trials = count_columns(data, model.target, model.trials)
+        else:
+            y = numeric_column(data, model.target, "target")
+            observed = np.log(y)
         noise = None if model.noise is None else numeric_column(data, model.noise, "known noise standard deviation") / y
         row_groups = None if model.group is None else group_labels(data, model.group)
         log_x = {x: np.log(values[x]) - self.log_references[x] for x in law.inputs}
@@ -262,11 +289,12 @@ class ScalingFit:
             posterior,
             {x: self.log_references[x] for x in law.inputs},
             log_x,
-            np.log(y),
+            observed,
             jax.random.key(self.seed if seed is None else seed),
             fitted_groups=self.groups,
             row_groups=row_groups,
             noise_log_sd=noise,
+            trials=trials,
         )
 
     # -- budgets -----------------------------------------------------------------------
@@ -361,8 +389,11 @@ class ScalingFit:
 
         return self._budget_posterior("C", C, table, group, optimal.OVERTRAINING)
 
-    def compare(self, candidate: str, baseline: str, *, lower_is_better: bool = True):
+    def compare(self, candidate: str, baseline: str, *, lower_is_better: bool = True, **scales):
         """Posterior comparison of two groups (recipes) of this fit; see :mod:`bayescale.compare`.
+
+        ``scales`` (e.g. ``C=np.geomspace(1e19, 1e24, 30)``) set the default grid of
+        ``table()`` and ``crossover()``.
 
         Examples
         --------
@@ -371,7 +402,7 @@ class ScalingFit:
         """
         from bayescale.compare import RecipeComparison
 
-        return RecipeComparison(self, candidate, baseline, lower_is_better=lower_is_better)
+        return RecipeComparison(self, candidate, baseline, lower_is_better=lower_is_better, **scales)
 
     def law_parameters(self, group: str | None = None, stream: int = 0) -> dict[str, np.ndarray]:
         """The law's parameters in the user's units per posterior draw, shape (draws,), for one group.

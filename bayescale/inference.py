@@ -136,6 +136,7 @@ def sample(
 
 
 _RUNNERS: dict = {}
+INIT_TRIES = 20  # random starts tried per chain; the most probable is kept
 
 
 def _chunks(warmup: int, draws: int, progress_bar: bool) -> tuple[list[int], list[int]]:
@@ -167,11 +168,7 @@ class _Runner:
     # -- per-chain pieces ------------------------------------------------------------
     def _init_one(self, rng_key, args):
         init_key, kernel_key = jax.random.split(rng_key)
-        keys = jax.random.split(init_key, len(self.sites))
-        z0 = {
-            name: jax.random.uniform(k, shape, minval=-radius, maxval=radius)
-            for k, (name, (shape, radius)) in zip(keys, sorted(self.sites.items()), strict=True)
-        }
+        z0 = self._start(init_key, args)
         o = self.options
         return self._init_kernel(
             z0,
@@ -185,6 +182,27 @@ class _Runner:
             model_args=(args,),
             rng_key=kernel_key,
         )
+
+    def _start(self, key, args):
+        """A uniform random start: the most probable of :data:`INIT_TRIES` candidates.
+
+        Starts stay spread over the box (each chain draws its own candidates), but not
+        where the log density is -inf (a rate law at or above 1 under a Binomial
+        likelihood) or astronomically low (an exponent at the edge of the box that puts
+        a rate at ``exp(-1e80)``), where a chain's step size collapses and it never moves.
+        """
+
+        def candidate(k):
+            keys = jax.random.split(k, len(self.sites))
+            return {
+                name: jax.random.uniform(kk, shape, minval=-radius, maxval=radius)
+                for kk, (name, (shape, radius)) in zip(keys, sorted(self.sites.items()), strict=True)
+            }
+
+        candidates = jax.vmap(candidate)(jax.random.split(key, INIT_TRIES))
+        energy = jax.vmap(lambda z: potential_energy(self.model, (args,), {}, z))(candidates)
+        best = jnp.argmin(jnp.where(jnp.isnan(energy), jnp.inf, energy))
+        return jax.tree_util.tree_map(lambda a: a[best], candidates)
 
     def _advance_one(self, state, args, length):
         def step(state, _):

@@ -1,17 +1,30 @@
-"""Observation models for the log of the target.
+"""Observation models: how a measured target scatters around the law.
 
-Scaling-law residuals are multiplicative, so every likelihood here is on ``log(y)``
-around the law's log mean. :class:`StudentT` is the default: the Bayesian counterpart
-of the Huber loss of Hoffmann et al. and Besiroglu et al., robust to the odd bad run.
-Known per-row noise (``ScalingModel(noise="column")``) is added in quadrature to the
-learned residual scale ``sigma``.
+Scaling-law residuals of losses are multiplicative, so :class:`StudentT` and
+:class:`Normal` are on ``log(y)`` around the law's log mean. :class:`StudentT` is the
+default: the Bayesian counterpart of the Huber loss of Hoffmann et al. and Besiroglu et
+al., robust to the odd bad run. Known per-row noise (``ScalingModel(noise="column")``)
+is added in quadrature to the learned residual scale ``sigma``.
+
+:class:`Binomial` is for accuracy (or pass rate) on a benchmark of ``n`` items: the
+target is the number of items right and the law is the probability of getting one
+right, so 0 of ``n`` and ``n`` of ``n`` are ordinary observations and a 20-item benchmark
+is as noisy as it really is.
+
+Every likelihood offers ``distribution(log_mean, params, noise_log_sd=None, trials=None)``,
+the NumPyro distribution of the observed value (``log(y)``, or the count), and
+``log_target(observation, trials)``, a drawn observation as the log of the target's rate.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import jax
+import jax.numpy as jnp
 import numpyro.distributions as dist
+from jax.scipy.special import gammaln
+from numpyro.distributions import constraints
 
 from bayescale.priors import _check_finite
 
@@ -60,9 +73,12 @@ class StudentT:
             out["nu"] = dist.Gamma(2.0, 0.1)
         return out
 
-    def distribution(self, log_mean, scale, params) -> dist.Distribution:
+    def distribution(self, log_mean, params, noise_log_sd=None, trials=None) -> dist.Distribution:
         nu = self.nu if self.nu is not None else params["nu"]
-        return dist.StudentT(nu, log_mean, scale)
+        return dist.StudentT(nu, log_mean, _scale(params["sigma"], noise_log_sd))
+
+    def log_target(self, observation, trials=None):
+        return observation
 
     def config(self) -> dict:
         return {"name": self.name, "nu": self.nu, "sigma_scale": self.sigma_scale}
@@ -97,23 +113,116 @@ class Normal:
     def priors(self) -> dict[str, dist.Distribution]:
         return {"sigma": dist.HalfNormal(self.sigma_scale)}
 
-    def distribution(self, log_mean, scale, params) -> dist.Distribution:
-        return dist.Normal(log_mean, scale)
+    def distribution(self, log_mean, params, noise_log_sd=None, trials=None) -> dist.Distribution:
+        return dist.Normal(log_mean, _scale(params["sigma"], noise_log_sd))
+
+    def log_target(self, observation, trials=None):
+        return observation
 
     def config(self) -> dict:
         return {"name": self.name, "sigma_scale": self.sigma_scale}
 
 
-LIKELIHOODS = {StudentT.name: StudentT, Normal.name: Normal}
+@dataclass(frozen=True)
+class Binomial:
+    """Binomial counts: ``k`` of ``n`` items right, each with the law's probability.
+
+    Parameters
+    ----------
+    trials : str
+        Column with the number of items ``n`` of each row's benchmark (a positive
+        integer). The model's ``target`` column then holds the number right ``k``
+        (an integer from 0 to ``n``), and the law is the probability of one item right:
+        it must stay inside (0, 1), as :class:`~bayescale.laws.SigmoidLaw` and
+        :class:`~bayescale.laws.ExponentiatedPowerLaw` do for sensible parameters;
+        parameters that push it outside have zero likelihood.
+
+    Notes
+    -----
+    There is no residual scale: all the scatter is the benchmark's sampling noise. When
+    runs scatter more than that (seeds, prompt formats), the intervals will be too
+    narrow; compare with a :class:`StudentT` fit on the rate, or pool the rows of a run.
+    Predictions are on the rate's scale: ``kind="mean"`` is the law, and
+    ``kind="observation"`` is ``k / n`` of a new run, for which ``predict`` needs ``n``
+    (the ``trials`` column, or a keyword of that name).
+
+    Examples
+    --------
+    >>> import bayescale as bs
+    >>> model = bs.ScalingModel(bs.laws.SigmoidLaw("C"), target="correct",
+    ...                         likelihood=bs.likelihoods.Binomial(trials="n_items"))
+    >>> model.parameter_names
+    ('R0', 'gain', 'B', 'C_mid')
+    """
+
+    trials: str
+    name = "binomial"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.trials, str):
+            raise TypeError(f"Binomial trials must be a column name (str), got {self.trials!r}")
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        return ()
+
+    def priors(self) -> dict[str, dist.Distribution]:
+        return {}
+
+    def distribution(self, log_mean, params, noise_log_sd=None, trials=None) -> dist.Distribution:
+        return RateBinomial(log_mean, trials)
+
+    def log_target(self, observation, trials=None):
+        return jnp.log(observation) - jnp.log(trials)
+
+    def config(self) -> dict:
+        return {"name": self.name, "trials": self.trials}
 
 
-def get(name: str, **options) -> StudentT | Normal:
-    """Build a likelihood by name (``"student_t"`` or ``"normal"``)."""
+class RateBinomial(dist.Distribution):
+    """``Binomial(n, p)`` with ``log p`` given; zero probability where ``p >= 1``.
+
+    ``log p`` comes straight from the law in log space, so rates near 0 keep their
+    precision; ``log(1 - p)`` is ``log(-expm1(log p))``.
+    """
+
+    arg_constraints = {"log_rate": constraints.real, "total_count": constraints.nonnegative_integer}
+    support = constraints.nonnegative_integer
+    pytree_data_fields = ("log_rate", "total_count")
+
+    def __init__(self, log_rate, total_count, *, validate_args=None):
+        self.log_rate, self.total_count = jnp.broadcast_arrays(jnp.asarray(log_rate), jnp.asarray(total_count))
+        super().__init__(batch_shape=jnp.shape(self.log_rate), validate_args=validate_args)
+
+    def log_prob(self, value):
+        n, k = self.total_count, value
+        inside = self.log_rate < 0.0
+        log_p = jnp.where(inside, self.log_rate, -1.0)  # a safe value where p >= 1, so gradients stay finite
+        log_q = jnp.log(-jnp.expm1(log_p))
+        log_choose = gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(n - k + 1.0)
+        return jnp.where(inside, log_choose + k * log_p + (n - k) * log_q, -jnp.inf)
+
+    def sample(self, key, sample_shape=()):
+        p = jnp.where(self.log_rate < 0.0, jnp.exp(self.log_rate), jnp.nan)
+        shape = sample_shape + self.batch_shape
+        return jax.random.binomial(key, self.total_count, p, shape=shape).astype(jnp.float64)
+
+
+def _scale(sigma, noise_log_sd):
+    """The residual scale, with known per-row noise added in quadrature."""
+    return sigma if noise_log_sd is None else jnp.sqrt(sigma**2 + noise_log_sd**2)
+
+
+LIKELIHOODS = {StudentT.name: StudentT, Normal.name: Normal, Binomial.name: Binomial}
+
+
+def get(name: str, **options) -> StudentT | Normal | Binomial:
+    """Build a likelihood by name (``"student_t"``, ``"normal"`` or ``"binomial"``)."""
     if name not in LIKELIHOODS:
         raise KeyError(f"unknown likelihood {name!r}; valid likelihoods: {sorted(LIKELIHOODS)}")
     return LIKELIHOODS[name](**options)
 
 
-def from_config(config: dict) -> StudentT | Normal:
+def from_config(config: dict) -> StudentT | Normal | Binomial:
     options = {k: v for k, v in config.items() if k != "name"}
     return get(config["name"], **options)

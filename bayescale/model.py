@@ -54,7 +54,7 @@ class ModelArgs(NamedTuple):
     """Everything numeric a model needs; a JAX pytree, so it can be a jit argument."""
 
     log_x: dict  # law input -> log(x / x_ref), shape (rows,)
-    log_y: jnp.ndarray | None  # log target, or None to simulate
+    observed: jnp.ndarray | None  # what the likelihood observes (log target, or counts), or None to simulate
     noise_log_sd: jnp.ndarray | None  # known per-row sd of log(y), or None
     prior_loc: dict  # parameter -> location on the sampling scale
     prior_scale: dict  # parameter -> scale on the sampling scale
@@ -62,6 +62,7 @@ class ModelArgs(NamedTuple):
     group: jnp.ndarray | None = None  # group code of every row
     group_ids: jnp.ndarray | None = None  # arange(number of groups); its length sets the plate size
     centred: dict | None = None  # pooled parameter -> 1.0 where a group's value is sampled centred, else 0.0
+    trials: jnp.ndarray | None = None  # items per row, for a Binomial likelihood
 
 
 def z_site(name: str) -> str:
@@ -143,12 +144,14 @@ def build(law: Law, likelihood, treatments: Mapping[str, str] | None = None) -> 
             _population_sites(law, treatments, population, args.log_ref)
 
         noise = {name: numpyro.sample(name, prior) for name, prior in likelihood.priors().items()}
-        scale = noise["sigma"]
-        if args.noise_log_sd is not None:
-            scale = jnp.sqrt(scale**2 + args.noise_log_sd**2)
         rows = {k: v[args.group] if jnp.ndim(v) == 1 else v for k, v in groups.items()}
         log_mean = law.log_mean(from_transformed(law, rows), args.log_x)
-        numpyro.sample("obs", likelihood.distribution(log_mean, scale, noise), obs=args.log_y)
+        if getattr(likelihood, "trials", None) is not None:
+            ceiling = law.log_ceiling(from_transformed(law, rows))
+            if ceiling is not None:  # a rate must stay below 1 beyond the data too
+                numpyro.factor("rate_ceiling", jnp.sum(jnp.where(ceiling < 0.0, 0.0, -jnp.inf)))
+        observation = likelihood.distribution(log_mean, noise, args.noise_log_sd, args.trials)
+        numpyro.sample("obs", observation, obs=args.observed)
 
     return model
 

@@ -56,7 +56,7 @@ def fit(
         raise ValueError(f"x must be one of the law's inputs {list(law.inputs)}, got {x!r}")
     target = _target_dict(target, law.inputs)
     data = {name: fit.idata.constant_data[model.inputs[name]].values for name in law.inputs}
-    y = fit.idata.observed_data[model.target].values
+    y = fit.observed()
 
     path = _path(data, target, x, n_points, fit.log_references)
     pred = fit.predict(path)
@@ -87,7 +87,8 @@ def fit(
     else:
         ax.scatter(data[x], y, s=12, color="0.25", alpha=0.7, zorder=3, label=f"data ({len(y)} rows)")
     if target is not None:
-        t = fit.predict(pd.DataFrame({k: [v] for k, v in target.items()})).interval(0.9)
+        kind = "mean" if model.counts else "observation"  # a new count needs a benchmark size; show the rate
+        t = fit.predict(pd.DataFrame({k: [v] for k, v in target.items()})).interval(0.9, kind=kind)
         med, lo, hi = (float(t[c].iloc[0]) for c in ("median", "lower", "upper"))
         ax.errorbar(
             [target[x]],
@@ -97,14 +98,17 @@ def fit(
             color="C3",
             capsize=4,
             zorder=4,
-            label=f"target: {med:.4g} [{lo:.4g}, {hi:.4g}] (90%, new obs.)",
+            label=f"target: {med:.4g} [{lo:.4g}, {hi:.4g}] (90%, {'rate' if model.counts else 'new obs.'})",
         )
     ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    if model.counts:  # a rate in [0, 1], zeros included: a linear axis
+        ax.set_ylabel(f"{model.target} / {model.trials}")
+    else:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+        ax.set_ylabel(model.target)
     ax.set_xlabel(model.inputs[x] if model.inputs[x] == x else f"{model.inputs[x]} ({x})")
-    ax.set_ylabel(model.target)
     title = f"{law!r}"
     if len(law.inputs) > 1:
         anchor = target if target is not None else {k: float(np.exp(fit.log_references[k])) for k in law.inputs}
@@ -254,7 +258,7 @@ def groups(fit, *, x: str | None = None, ax=None, level: float = 0.9, n_points: 
     const = fit.idata.constant_data
     labels = const[ROW_GROUP].values.astype(str)
     data = {k: const[model.inputs[k]].values for k in law.inputs}
-    y = fit.idata.observed_data[model.target].values
+    y = fit.observed()
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4.8))
     for i, g in enumerate(fit.groups):

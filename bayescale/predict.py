@@ -32,13 +32,24 @@ class Prediction:
     0  7.000000e+10  1.400000e+12  1.93...   1.89...   1.97...
     """
 
-    def __init__(self, inputs: pd.DataFrame, log_mean: np.ndarray, log_observation: np.ndarray) -> None:
+    def __init__(
+        self,
+        inputs: pd.DataFrame,
+        log_mean: np.ndarray,
+        log_observation: np.ndarray | None,
+        missing_observation: str = "",
+    ) -> None:
         self.inputs = inputs
         self._log = {"mean": log_mean, "observation": log_observation}
+        self._missing = missing_observation
 
     def draws(self, kind: str = "observation") -> np.ndarray:
         """Draws in the target's units, shape (posterior draws, rows)."""
-        return np.exp(self._log[_check_kind(kind)])
+        log = self._log[_check_kind(kind)]
+        if log is None:
+            raise ValueError(self._missing or "this prediction has no observation draws; use kind='mean'")
+        with np.errstate(divide="ignore"):
+            return np.exp(log)
 
     def quantiles(self, q, kind: str = "observation") -> pd.DataFrame:
         """Posterior quantiles ``q`` (floats in [0, 1]) per row, one column per quantile."""
@@ -102,8 +113,12 @@ def posterior_draws(
     rng_key,
     fitted_groups: tuple[str, ...] = (),
     row_groups: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    trials: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Log of the law and of a new observation at ``log_x``, per posterior draw and row.
+
+    For a Binomial likelihood the observation is the rate ``k / n`` of a new run with
+    ``trials`` items per row, and ``None`` when ``trials`` is not given.
 
     ``posterior`` holds draws in the user's units, shape (draws,) or (draws, groups).
     Rows of a group seen in the fit use that group's parameters; rows of an unseen group
@@ -113,8 +128,10 @@ def posterior_draws(
     group_key, noise_key = jax.random.split(rng_key)
     log_mean = _log_mean(law, treatments, posterior, log_ref, log_x, group_key, fitted_groups, row_groups)
     noise = {k: jnp.asarray(posterior[k])[:, None] for k in likelihood.parameter_names}
-    log_obs = likelihood.distribution(log_mean, noise["sigma"], noise).sample(noise_key)
-    return np.asarray(log_mean), np.asarray(log_obs)
+    if getattr(likelihood, "trials", None) is not None and trials is None:
+        return np.asarray(log_mean), None  # a new count needs its number of items
+    observation = likelihood.distribution(log_mean, noise, trials=trials).sample(noise_key)
+    return np.asarray(log_mean), np.asarray(likelihood.log_target(observation, trials))
 
 
 def log_density(
@@ -124,26 +141,27 @@ def log_density(
     posterior: Mapping[str, np.ndarray],
     log_ref: Mapping[str, float],
     log_x: Mapping[str, np.ndarray],
-    log_y: np.ndarray,
+    observed: np.ndarray,
     rng_key,
     fitted_groups: tuple[str, ...] = (),
     row_groups: np.ndarray | None = None,
     noise_log_sd: np.ndarray | None = None,
+    trials: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Log density of observed ``log_y`` per posterior draw and row, shape (draws, rows).
+    """Log density of the ``observed`` values per posterior draw and row, shape (draws, rows).
 
-    The same density as the fit's ``log_likelihood`` group (of ``log(target)``), at rows
-    the fit may not have seen; rows of an unseen group use population draws, as in
-    :func:`posterior_draws` with the same ``rng_key``. ``noise_log_sd`` is the known
-    per-row noise of a model fitted with ``noise=``, relative to the target.
+    The same density as the fit's ``log_likelihood`` group (of ``log(target)``, or of the
+    counts of a Binomial likelihood), at rows the fit may not have seen; rows of an
+    unseen group use population draws, as in :func:`posterior_draws` with the same
+    ``rng_key``. ``noise_log_sd`` is the known per-row noise of a model fitted with
+    ``noise=``, relative to the target; ``trials`` the items per row of a Binomial one.
     """
     group_key, _ = jax.random.split(rng_key)
     log_mean = _log_mean(law, treatments, posterior, log_ref, log_x, group_key, fitted_groups, row_groups)
     noise = {k: jnp.asarray(posterior[k])[:, None] for k in likelihood.parameter_names}
-    scale = noise["sigma"]
-    if noise_log_sd is not None:
-        scale = jnp.sqrt(scale**2 + jnp.asarray(noise_log_sd) ** 2)
-    return np.asarray(likelihood.distribution(log_mean, scale, noise).log_prob(jnp.asarray(log_y)))
+    noise_log_sd = None if noise_log_sd is None else jnp.asarray(noise_log_sd)
+    trials = None if trials is None else jnp.asarray(trials)
+    return np.asarray(likelihood.distribution(log_mean, noise, noise_log_sd, trials).log_prob(jnp.asarray(observed)))
 
 
 def _log_mean(law, treatments, posterior, log_ref, log_x, group_key, fitted_groups, row_groups) -> jnp.ndarray:
@@ -227,20 +245,26 @@ def _row_codes(row_groups: np.ndarray, fitted_groups: tuple[str, ...]):
     return codes, new_codes, new_labels
 
 
-def as_frame(data, inputs: Mapping, law_inputs: tuple[str, ...], group: str | None = None) -> pd.DataFrame:
-    """Turn ``predict``'s arguments (a DataFrame or keywords) into a DataFrame of law inputs (and group)."""
+def as_frame(
+    data, inputs: Mapping, law_inputs: tuple[str, ...], group: str | None = None, optional: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """Turn ``predict``'s arguments (a DataFrame or keywords) into a DataFrame of law inputs (and group).
+
+    ``optional`` names further keywords that may be given (a Binomial model's trials column).
+    """
     if data is not None and inputs:
         raise TypeError("give the new inputs either as a DataFrame or as keywords, not both")
     if data is None:
         if not inputs:
             raise TypeError(f"predict needs the law inputs {list(law_inputs)}, as keywords or a DataFrame")
         names = tuple(law_inputs) + ((group,) if group is not None else ())
-        unknown = set(inputs) - set(names)
+        unknown = set(inputs) - set(names) - set(optional)
         if unknown:
             raise TypeError(f"unknown inputs {sorted(unknown)}; the law's inputs are {list(law_inputs)}")
         missing = [x for x in names if x not in inputs]
         if missing:
             raise TypeError(f"predict needs every law input {list(names)}; missing {missing}")
+        names += tuple(x for x in optional if x in inputs)
         try:
             arrays = np.broadcast_arrays(*(np.atleast_1d(np.asarray(inputs[x])) for x in names))
         except ValueError:

@@ -27,8 +27,10 @@ class ScalingModel:
     inputs : mapping, optional
         Law input -> data column, e.g. ``{"N": "params", "D": "tokens"}``. Defaults to
         columns named like the law's inputs.
-    likelihood : StudentT or Normal, optional
-        Observation model on ``log(target)``; default ``bs.likelihoods.StudentT()``.
+    likelihood : StudentT, Normal or Binomial, optional
+        Observation model: on ``log(target)`` (default ``bs.likelihoods.StudentT()``), or
+        ``bs.likelihoods.Binomial(trials="n_items")`` for a target that counts items right
+        out of a benchmark's ``n_items`` (the law is then the rate).
     priors : mapping, optional
         Parameter name -> :class:`~bayescale.priors.LogNormal` (positive parameters) or
         :class:`~bayescale.priors.Normal`, replacing the law's defaults. A prefactor's
@@ -91,6 +93,11 @@ class ScalingModel:
                 f"likelihood must be one of bs.likelihoods.{sorted(likelihoods.LIKELIHOODS)}, got {likelihood!r}"
             )
         self.priors = self._check_priors(priors or {})
+        if noise is not None and self.counts:
+            raise ValueError(
+                "noise= adds known noise to a residual scale, which a Binomial likelihood does not have; "
+                "its scatter is the benchmark's own sampling noise"
+            )
         self.noise = noise
         self.reference = self._check_reference(reference or {})
         if group is not None and not isinstance(group, str):
@@ -167,6 +174,16 @@ class ScalingModel:
 
     # -- structure -------------------------------------------------------------------
     @property
+    def counts(self) -> bool:
+        """True when the target counts items right out of a number of trials (Binomial likelihood)."""
+        return isinstance(self.likelihood, likelihoods.Binomial)
+
+    @property
+    def trials(self) -> str | None:
+        """The column with the number of items per row, for a Binomial likelihood."""
+        return self.likelihood.trials if self.counts else None
+
+    @property
     def parameter_names(self) -> tuple[str, ...]:
         """Law parameters followed by likelihood parameters, as named in the posterior."""
         return self.law.parameter_names + self.likelihood.parameter_names
@@ -239,12 +256,22 @@ class ScalingModel:
             group=self.group,
             n_parameters=self.n_parameters,
             varying=self.varying_inputs,
+            trials=self.trials,
         )
 
     def log_references(self, scaling_data: data_mod.ScalingData) -> dict[str, float]:
         """Log reference scale of every input and of the target (user's value or geometric mean)."""
         refs = scaling_data.log_geometric_means()
-        refs[self.target] = float(np.mean(np.log(scaling_data.target)))
+        if not self.counts:
+            refs[self.target] = float(np.mean(np.log(scaling_data.target)))
+        elif self.target not in self.reference:
+            right = scaling_data.target.sum()
+            if right == 0:
+                raise data_mod.DataError(
+                    f"column {self.target!r} is 0 in every row, so the data give no scale for the rate; "
+                    f"set one with reference={{{self.target!r}: <a typical rate>}}"
+                )
+            refs[self.target] = math.log(right / scaling_data.trials.sum())  # the pooled rate
         refs.update({k: math.log(v) for k, v in self.reference.items()})
         return refs
 
@@ -265,11 +292,13 @@ class ScalingModel:
             if par.location_of is not None and par.name in self.priors:  # the user's prior is in the input's units
                 unit = math.exp(-log_refs[par.location_of])
             loc[par.name], scale[par.name] = (jnp.asarray(v) for v in prior.loc_scale(unit))
-        log_y = noise = None
+        observed = noise = trials = None
         if scaling_data is not None and inputs is None:
-            log_y = jnp.asarray(np.log(scaling_data.target))
+            observed = jnp.asarray(scaling_data.target if self.counts else np.log(scaling_data.target))
             if scaling_data.noise is not None:
                 noise = jnp.asarray(scaling_data.noise / scaling_data.target)
+            if scaling_data.trials is not None:
+                trials = jnp.asarray(scaling_data.trials)
         log_ref = {x: jnp.asarray(log_refs[x]) for x in self.law.inputs}
         group = group_ids = centred = None
         if self.group is not None and scaling_data is not None:
@@ -280,7 +309,7 @@ class ScalingModel:
                 k: jnp.asarray(v)
                 for k, v in centring(self.law, self.treatments, raw, scaling_data.groups, n_groups).items()
             }
-        return ModelArgs(log_x, log_y, noise, loc, scale, log_ref, group, group_ids, centred)
+        return ModelArgs(log_x, observed, noise, loc, scale, log_ref, group, group_ids, centred, trials)
 
     # -- fitting ---------------------------------------------------------------------
     def fit(

@@ -247,7 +247,7 @@ def test_level_terms_are_centred_only_where_a_group_measures_them():
     # prior draws: (log E_g - log E_pop) / E_spread is standard normal in centred and non-centred groups
     from numpyro.infer import Predictive
 
-    draws = Predictive(model._model, num_samples=4000)(jax.random.key(1), args._replace(log_y=None))
+    draws = Predictive(model._model, num_samples=4000)(jax.random.key(1), args._replace(observed=None))
     z = (np.log(draws["E"]) - np.log(draws["E_pop"])[:, None]) / draws["E_spread"][:, None]
     se = 1 / np.sqrt(4000)
     assert np.all(np.abs(z.mean(axis=0)) < 4 * se) and np.all(np.abs(z.std(axis=0) - 1) < 4 * se / np.sqrt(2))

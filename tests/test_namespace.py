@@ -8,6 +8,7 @@ def test_top_level_names():
         [
             "DataError",
             "Law",
+            "LawComparison",
             "Parameter",
             "Prediction",
             "SamplerWarning",
@@ -15,6 +16,7 @@ def test_top_level_names():
             "ScalingModel",
             "__version__",
             "compare",
+            "compare_laws",
             "datasets",
             "laws",
             "likelihoods",

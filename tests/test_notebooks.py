@@ -13,6 +13,7 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 DATASETS = {
     "01_quickstart.ipynb": ["chinchilla"],
     "02_families.ipynb": ["colpret_final"],
+    "03_compare_recipes.ipynb": ["porian_isoflop"],
     "04_budgets.ipynb": ["chinchilla", "porian_isoflop", "porian_reference_fits"],
 }
 

@@ -13,6 +13,12 @@ from tests.test_recovery import assert_recovers
 BROKEN = {"E": 1.0, "A": 3.0 * 1e15**0.1, "alpha": 0.1, "delta": 0.4, "C_break": 1e18, "f": 0.3}
 SIGMOID = {"R0": 0.05, "gain": 0.6, "B": 1.2, "C_mid": 1e21}
 COVERAGE = {"A": 2.5, "alpha": 0.45}
+RATE_SIGMOID = {
+    "R0": 0.05,
+    "lift": 0.5390,
+    "B": 1.2,
+    "C_mid": 1e21,
+}  # the sigmoid above: 0.6 = (1 - 0.05) sigmoid(lift)
 
 
 def test_closed_forms():
@@ -22,6 +28,8 @@ def test_closed_forms():
     np.testing.assert_allclose(broken, expected, rtol=1e-12)
     sigmoid = bs.laws.SigmoidLaw("C").mean(SIGMOID, C=c)
     np.testing.assert_allclose(sigmoid, 0.05 + 0.6 / (1 + (1e21 / c) ** 1.2), rtol=1e-12)
+    rate = bs.laws.RateSigmoidLaw("C").mean(RATE_SIGMOID, C=c)
+    np.testing.assert_allclose(rate, 0.05 + 0.95 / (1 + np.exp(-0.5390)) / (1 + (1e21 / c) ** 1.2), rtol=1e-12)
     k = np.array([1.0, 10.0, 1e4])
     np.testing.assert_allclose(bs.laws.ExponentiatedPowerLaw("k").mean(COVERAGE, k=k), np.exp(-2.5 * k**-0.45))
 
@@ -32,8 +40,9 @@ def test_closed_forms():
         (bs.laws.BrokenPowerLaw("C"), BROKEN),
         (bs.laws.SigmoidLaw("C"), SIGMOID),
         (bs.laws.ExponentiatedPowerLaw("C"), COVERAGE),
+        (bs.laws.RateSigmoidLaw("C"), RATE_SIGMOID),
     ],
-    ids=["broken", "sigmoid", "exp_power"],
+    ids=["broken", "sigmoid", "exp_power", "rate_sigmoid"],
 )
 @pytest.mark.parametrize("exponent", [1e-3, 2.0])
 def test_no_overflow_at_extreme_inputs_and_exponents(law, params, exponent):
@@ -71,7 +80,7 @@ def test_a_users_prior_on_a_location_is_in_the_inputs_units():
     args = model.model_args(data, model.log_references(data))
     from numpyro.infer import Predictive
 
-    draws = Predictive(model._model, num_samples=2000)(jax.random.key(0), args._replace(log_y=None))
+    draws = Predictive(model._model, num_samples=2000)(jax.random.key(0), args._replace(observed=None))
     assert np.median(draws["C_mid"]) == pytest.approx(2e21, rel=0.01)
     with pytest.raises(ValueError, match="'x_mid' is a location on C: it needs a LogNormal prior"):
         bs.Parameter("x_mid", bs.priors.Normal(0.0, 1.0), location_of="C")

@@ -90,7 +90,7 @@ def test_user_prior_is_absolute(quickstart_runs):
 def test_prior_predictive_covers_the_data(quickstart_runs):
     """Default priors put the observed losses well inside the prior predictive range."""
     model = bs.ScalingModel("chinchilla")
-    args = _args(model, quickstart_runs)._replace(log_y=None)
+    args = _args(model, quickstart_runs)._replace(observed=None)
     sims = np.array(
         [np.asarray(trace(seed(model._model, jax.random.key(i))).get_trace(args)["obs"]["value"]) for i in range(400)]
     )

@@ -4,7 +4,7 @@ Examples
 --------
 >>> import bayescale as bs
 >>> sorted(bs.laws.LAWS)
-['broken_power', 'chinchilla', 'exp_power', 'power', 'saturating_power', 'sigmoid']
+['broken_power', 'chinchilla', 'exp_power', 'power', 'rate_sigmoid', 'saturating_power', 'sigmoid']
 >>> bs.laws.get("saturating_power", x="N")
 SaturatingPowerLaw(x='N')
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 from bayescale.laws.base import Law, Parameter
 from bayescale.laws.chinchilla import Chinchilla
 from bayescale.laws.power import PowerLaw, SaturatingPowerLaw
-from bayescale.laws.shapes import BrokenPowerLaw, ExponentiatedPowerLaw, SigmoidLaw
+from bayescale.laws.shapes import BrokenPowerLaw, ExponentiatedPowerLaw, RateSigmoidLaw, SigmoidLaw
 
 LAWS: dict[str, type[Law]] = {
     Chinchilla.name: Chinchilla,
@@ -22,6 +22,7 @@ LAWS: dict[str, type[Law]] = {
     SaturatingPowerLaw.name: SaturatingPowerLaw,
     BrokenPowerLaw.name: BrokenPowerLaw,
     SigmoidLaw.name: SigmoidLaw,
+    RateSigmoidLaw.name: RateSigmoidLaw,
     ExponentiatedPowerLaw.name: ExponentiatedPowerLaw,
 }
 
@@ -58,6 +59,7 @@ __all__ = [
     "Law",
     "Parameter",
     "PowerLaw",
+    "RateSigmoidLaw",
     "SaturatingPowerLaw",
     "SigmoidLaw",
     "get",

@@ -111,6 +111,15 @@ class Law:
         """
         raise NotImplementedError(f"{type(self).__name__} must implement log_mean(p, log_x)")
 
+    def log_ceiling(self, p: Mapping[str, jnp.ndarray]) -> jnp.ndarray | None:
+        """Log of the law's least upper bound over all inputs, or ``None`` if it has none.
+
+        A law for a rate under a Binomial likelihood must stay below 1 everywhere, not
+        only at the data; where it has a ceiling, parameters that put it at or above 1
+        get zero prior mass, so extrapolated rates stay rates.
+        """
+        return None
+
     # -- names -------------------------------------------------------------------------
     @property
     def parameter_names(self) -> tuple[str, ...]:

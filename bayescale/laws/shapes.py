@@ -6,6 +6,8 @@
 - :class:`SigmoidLaw`: the saturating curve of "The Art of Scaling RL Compute",
   ``R = R0 + (A - R0) / (1 + (x_mid / x)^B)``, for bounded metrics that rise with scale
   (accuracy, pass rate, reward), parameterised by the floor ``R0`` and ``gain = A - R0 > 0``.
+- :class:`RateSigmoidLaw`: the same curve for a rate, with its ceiling below 1 by
+  construction (accuracy under a Binomial likelihood).
 - :class:`ExponentiatedPowerLaw`: coverage against the number of samples (Brown et al.,
   Large Language Monkeys), ``c = exp(-A x^-alpha)``: rises to 1 as a power law in ``-log c``.
 
@@ -86,7 +88,8 @@ class SigmoidLaw(OneInputLaw):
     ``R(C) = R0 + (A - R0) / (1 + (C_mid / C)^B)``, with ``gain = A - R0`` so that the
     ceiling is above the floor by construction. For a metric that falls with scale (an
     error rate) fit one minus it. For accuracy on a benchmark of few items, a binomial
-    likelihood on counts is the better observation model (not yet available).
+    likelihood on counts is the better observation model (``bs.likelihoods.Binomial``);
+    under it the ceiling ``R0 + gain`` is kept below 1.
 
     Examples
     --------
@@ -113,6 +116,65 @@ class SigmoidLaw(OneInputLaw):
     def log_mean(self, p, log_x):
         rise = jax.nn.log_sigmoid(p["B"] * (log_x[self.x] - p[f"log_{self.x}_mid"]))
         return jnp.logaddexp(p["log_R0"], p["log_gain"] + rise)
+
+    def log_ceiling(self, p):
+        return jnp.logaddexp(p["log_R0"], p["log_gain"])  # A = R0 + gain, approached as x grows
+
+
+@dataclass(frozen=True, repr=False)
+class RateSigmoidLaw(OneInputLaw):
+    """``R = R0 + (1 - R0) sigmoid(lift) / (1 + (x_mid / x)^B)``: a sigmoid for a rate, below 1 by construction.
+
+    Parameters
+    ----------
+    x : str
+        Name of the input, e.g. ``"C"``.
+
+    Notes
+    -----
+    :class:`SigmoidLaw` reparameterised for accuracy and pass rates: the ceiling
+    ``A = R0 + (1 - R0) sigmoid(lift)`` lies between the floor and 1 for every value of
+    ``lift`` (the log-odds of the share of the headroom above the floor that the curve
+    climbs), so a Binomial fit whose runs reach ``n`` of ``n`` meets no wall where the rate
+    would cross 1 (with :class:`SigmoidLaw` NUTS diverges there). ``R0`` is a rate on its
+    own scale (default prior median 0.1; set it to chance level, e.g. 0.25 for four
+    options, with ``priors={"R0": bs.priors.LogNormal(0.25, 0.3)}``).
+
+    Examples
+    --------
+    >>> import bayescale as bs
+    >>> law = bs.laws.RateSigmoidLaw("C")
+    >>> law.parameter_names
+    ('R0', 'lift', 'B', 'C_mid')
+    >>> p = {"R0": 0.25, "lift": 0.0, "B": 1.0, "C_mid": 1e21}
+    >>> round(float(law.mean(p, C=1e30)), 6)   # ceiling: halfway from 0.25 to 1
+    0.625
+    """
+
+    name = "rate_sigmoid"
+
+    @property
+    def parameters(self) -> tuple[Parameter, ...]:
+        x = self.x
+        return (
+            Parameter("R0", LogNormal(0.1, 1.5), description="floor at small scale (a rate)"),
+            Parameter("lift", Normal(1.0, 2.0), description="log-odds of the share of 1 - R0 gained at large scale"),
+            Parameter("B", LogNormal(1.0, 1.0), description=f"steepness in log {x}"),
+            Parameter(f"{x}_mid", LogNormal(1.0, 3.0), location_of=x, description=f"{x} halfway up"),
+        )
+
+    def log_mean(self, p, log_x):
+        rise = jax.nn.log_sigmoid(p["B"] * (log_x[self.x] - p[f"log_{self.x}_mid"]))
+        return jnp.logaddexp(p["log_R0"], _log1m_exp(p["log_R0"]) + jax.nn.log_sigmoid(p["lift"]) + rise)
+
+    def log_ceiling(self, p):
+        return jnp.logaddexp(p["log_R0"], _log1m_exp(p["log_R0"]) + jax.nn.log_sigmoid(p["lift"]))
+
+
+def _log1m_exp(log_r):
+    """``log(1 - r)`` from ``log r``; NaN-free -inf where ``r >= 1`` (a floor that is not a rate)."""
+    inside = log_r < 0.0
+    return jnp.where(inside, jnp.log(-jnp.expm1(jnp.where(inside, log_r, -1.0))), -jnp.inf)
 
 
 @dataclass(frozen=True, repr=False)
