@@ -14,7 +14,7 @@ from tests.conftest import simulate
 
 TRUTH = bs.laws.SaturatingPowerLaw("C")
 PARAMS = {"E": 1.8, "A": 3.0 * 1e19**0.15, "alpha": 0.15}  # E + 3 (C / 1e19)^-0.15
-SHORT = {"warmup": 500, "draws": 500}
+SHORT = {"warmup": 1000, "draws": 1000}
 
 
 def candidates():
@@ -82,7 +82,7 @@ def test_model_average_mixes_draws_in_proportion(simulated):
     mixed = simulated.predict(C=[1e23], weights={"power": 1.0, "saturating": 3.0}, seed=3)
     power = set(np.round(simulated.fits["power"].predict(C=[1e23], seed=3).draws("mean")[:, 0], 12))
     from_power = np.isin(np.round(mixed.draws("mean")[:, 0], 12), list(power))
-    assert from_power.sum() == 500  # a quarter of 4 x 500 draws
+    assert from_power.sum() == 1000  # a quarter of 4 x 1000 draws
     default = simulated.predict(pd.DataFrame({"C": [1e23, 1e24]}))
     assert default.interval(0.9).shape == (2, 4)
 
