@@ -300,8 +300,10 @@ class LawComparison:
         return dict(zip(self.names, values / values.sum(), strict=True))
 
     def _observed(self) -> np.ndarray:
-        fit = next(iter(self.future_fits.values()))
-        return self.held_out[fit.model.target].to_numpy(dtype=float)
+        """The held-out target in the units of the predictions: the target, or ``k / n`` for counts."""
+        model = next(iter(self.future_fits.values())).model
+        y = self.held_out[model.target].to_numpy(dtype=float)
+        return y / self.held_out[model.trials].to_numpy(dtype=float) if model.counts else y
 
     def __repr__(self) -> str:
         return (
@@ -376,6 +378,12 @@ def _named(models) -> dict[str, ScalingModel]:
     targets = {name: model.target for name, model in named.items()}
     if len(set(targets.values())) > 1:
         raise ValueError(f"the models must predict the same target column to be compared; got {targets}")
+    counts = {name: model.counts for name, model in named.items()}
+    if len(set(counts.values())) > 1:
+        raise ValueError(
+            "densities of counts (Binomial) and of log(target) cannot be compared; "
+            f"give every model the same kind of likelihood, got Binomial: {counts}"
+        )
     return named
 
 

@@ -128,6 +128,15 @@ def test_real_data_student_t_beats_normal_and_loo_names_the_outliers(chinchilla)
             ValueError,
             "same target",
         ),
+        (
+            lambda m, d: (
+                {**m, "counts": bs.ScalingModel(TRUTH, target="y", likelihood=bs.likelihoods.Binomial(trials="n"))},
+                d,
+                {},
+            ),
+            ValueError,
+            "cannot be compared",
+        ),
         (lambda m, d: (m, d, {"cutoff": 1e30}), ValueError, "no run is above the cutoff"),
         (lambda m, d: (m, d, {"cutoff": 2e17}), bs.DataError, "runs with C <= 2e\\+17"),
         (lambda m, d: (m, d, {"holdout": 1.5}), ValueError, "holdout must be a fraction"),

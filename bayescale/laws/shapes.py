@@ -114,8 +114,7 @@ class SigmoidLaw(OneInputLaw):
         )
 
     def log_mean(self, p, log_x):
-        rise = jax.nn.log_sigmoid(p["B"] * (log_x[self.x] - p[f"log_{self.x}_mid"]))
-        return jnp.logaddexp(p["log_R0"], p["log_gain"] + rise)
+        return jnp.logaddexp(p["log_R0"], p["log_gain"] + _log_rise(self.x, p, log_x))
 
     def log_ceiling(self, p):
         return jnp.logaddexp(p["log_R0"], p["log_gain"])  # A = R0 + gain, approached as x grows
@@ -164,11 +163,16 @@ class RateSigmoidLaw(OneInputLaw):
         )
 
     def log_mean(self, p, log_x):
-        rise = jax.nn.log_sigmoid(p["B"] * (log_x[self.x] - p[f"log_{self.x}_mid"]))
-        return jnp.logaddexp(p["log_R0"], _log1m_exp(p["log_R0"]) + jax.nn.log_sigmoid(p["lift"]) + rise)
+        log_ceiling_gain = _log1m_exp(p["log_R0"]) + jax.nn.log_sigmoid(p["lift"])
+        return jnp.logaddexp(p["log_R0"], log_ceiling_gain + _log_rise(self.x, p, log_x))
 
     def log_ceiling(self, p):
         return jnp.logaddexp(p["log_R0"], _log1m_exp(p["log_R0"]) + jax.nn.log_sigmoid(p["lift"]))
+
+
+def _log_rise(x: str, p, log_x):
+    """``log(1 / (1 + (x_mid / x)^B))``: the share of the climb reached at ``x``, in logs."""
+    return jax.nn.log_sigmoid(p["B"] * (log_x[x] - p[f"log_{x}_mid"]))
 
 
 def _log1m_exp(log_r):
