@@ -13,7 +13,7 @@ from bayescale import _config  # noqa: F401  (float64 and host devices before an
 
 __version__ = "0.1.0"
 
-from bayescale import datasets, laws, likelihoods, plot, priors  # noqa: E402
+from bayescale import calibration, datasets, laws, likelihoods, plot, priors  # noqa: E402
 from bayescale.compare import compare  # noqa: E402
 from bayescale.data import DataError  # noqa: E402
 from bayescale.diagnostics import SamplerWarning  # noqa: E402
@@ -33,6 +33,7 @@ __all__ = [
     "ScalingFit",
     "ScalingModel",
     "__version__",
+    "calibration",
     "compare",
     "compare_laws",
     "datasets",

@@ -37,6 +37,15 @@ class Health:
             return "healthy: no divergences, R-hat <= 1.01 and enough effective draws for every parameter"
         return "unhealthy:\n" + "\n".join(f"- {p}" for p in self.problems)
 
+    def __repr__(self) -> str:
+        lines = [
+            str(self),
+            f"divergences: {self.divergences}; draws at max tree depth: {self.tree_depth_saturation:.1%}",
+        ]
+        if not self.table.empty:
+            lines.append(self.table.round({"r_hat": 3, "ess_bulk": 0, "ess_tail": 0}).to_string())
+        return "\n".join(lines)
+
 
 def assess(idata, var_names: list[str], max_tree_depth: int) -> Health:
     """Check a fit's posterior and sample statistics.

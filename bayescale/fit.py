@@ -110,6 +110,19 @@ class ScalingFit:
         """True when there were no divergences, R-hat <= 1.01 and enough effective draws."""
         return self.health.healthy
 
+    def diagnostics(self) -> diagnostics.Health:
+        """Why the fit is (un)healthy: each problem with a remedy, divergences, tree depth, R-hat and ESS per parameter.
+
+        Examples
+        --------
+        >>> fit.healthy                # doctest: +SKIP
+        False
+        >>> fit.diagnostics()          # doctest: +SKIP
+        unhealthy:
+        - R-hat above 1.01 for E, A (max 1.023): chains disagree. Run more warmup and draws; ...
+        """
+        return self.health
+
     @property
     def parameter_names(self) -> tuple[str, ...]:
         """Every variable in the posterior (law, population and likelihood parameters)."""

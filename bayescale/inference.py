@@ -110,11 +110,7 @@ def sample(
     the same key and data shapes reuse the compiled sampler.
     """
     check_counts(chains, warmup, draws)
-    dims = sum(math.prod(shape) for shape, _ in sites.values())
-    if options.dense_mass is None:
-        options = replace(options, dense_mass=dims <= DENSE_MAX_DIM)
-    if options.regularize_mass_matrix is None:
-        options = replace(options, regularize_mass_matrix=not (options.dense_mass and dims < 25))
+    options = _resolved(options, sites)
     chain_method = chain_method or default_chain_method()
     if chain_method not in CHAIN_METHODS:
         raise ValueError(f"chain_method must be one of {CHAIN_METHODS}, got {chain_method!r}")
@@ -135,6 +131,47 @@ def sample(
     return runner.run(args, seed=seed, chains=chains, draws=draws, progress_bar=progress_bar, chain_method=chain_method)
 
 
+def sample_many(
+    model: Callable,
+    args: ModelArgs,
+    sites: dict[str, tuple[int, ...]],
+    *,
+    seeds: np.ndarray,
+    chains: int,
+    warmup: int,
+    draws: int,
+    options: NUTSOptions,
+    cache_key: object = None,
+) -> Samples:
+    """Run NUTS on a batch of data sets in one compiled, vectorised program.
+
+    ``args`` holds the data sets stacked along a leading axis of every leaf (same shapes
+    otherwise); ``seeds`` has one seed per data set, so member ``b`` draws with the random
+    keys a single fit with seed ``seeds[b]`` would use. The returned arrays have leading
+    axes (data set, chain, draw). NUTS is vmapped over the batch: every iteration costs
+    the longest trajectory among the members, so batches of similar posteriors run best.
+    """
+    check_counts(chains, warmup, draws)
+    options = _resolved(options, sites)
+    shapes = jax.tree_util.tree_map(lambda a: (jnp.shape(a)[1:], jnp.result_type(a)), args)
+    key = ("batch", cache_key, model if cache_key is None else None, warmup, options, tuple(sorted(sites.items())))
+    key += (str(shapes),)
+    runner = _RUNNERS.get(key)
+    if runner is None:
+        runner = _RUNNERS[key] = _Runner(model, sites, warmup, options, 1, batched=True)
+    return runner.run_many(args, seeds=np.asarray(seeds), chains=chains, draws=draws)
+
+
+def _resolved(options: NUTSOptions, sites) -> NUTSOptions:
+    """Fill the defaults of ``dense_mass`` and ``regularize_mass_matrix`` from the model's dimension."""
+    dims = sum(math.prod(shape) for shape, _ in sites.values())
+    if options.dense_mass is None:
+        options = replace(options, dense_mass=dims <= DENSE_MAX_DIM)
+    if options.regularize_mass_matrix is None:
+        options = replace(options, regularize_mass_matrix=not (options.dense_mass and dims < 25))
+    return options
+
+
 _RUNNERS: dict = {}
 INIT_TRIES = 20  # random starts tried per chain; the most probable is kept
 
@@ -153,17 +190,19 @@ def _chunks(warmup: int, draws: int, progress_bar: bool) -> tuple[list[int], lis
 class _Runner:
     """Compiled init, advance and post-processing functions for one model structure."""
 
-    def __init__(self, model, sites, warmup, options: NUTSOptions, n_devices: int):
+    def __init__(self, model, sites, warmup, options: NUTSOptions, n_devices: int, batched: bool = False):
         self.model = model
         self.sites = sites
         self.warmup = warmup
         self.options = options
         self.n_devices = n_devices
+        self.batched = batched
         pe_gen = lambda args: partial(potential_energy, model, (args,), {})  # noqa: E731
         self._init_kernel, self._sample_kernel = hmc(potential_fn_gen=pe_gen, algo="NUTS")
         self._init = self._over_chains(self._init_one)
         self._advance: dict[int, Callable] = {}
-        self._post = jax.jit(jax.vmap(self._post_one, in_axes=(0, None)))
+        post = jax.vmap(self._post_one, in_axes=(0, None))
+        self._post = jax.jit(jax.vmap(post) if batched else post)
 
     # -- per-chain pieces ------------------------------------------------------------
     def _init_one(self, rng_key, args):
@@ -228,6 +267,8 @@ class _Runner:
     # -- batching over chains and devices -------------------------------------------
     def _over_chains(self, fn):
         batched = jax.vmap(fn, in_axes=(0, None))
+        if self.batched:  # (data set, chain) keys and states; one data set's args per member
+            return jax.jit(jax.vmap(batched))
         if self.n_devices == 1:
             return jax.jit(batched)
         mesh = Mesh(np.array(jax.local_devices()[: self.n_devices]), ("chain",))
@@ -263,6 +304,25 @@ class _Runner:
         posterior = {k: np.asarray(v).reshape((chains, draws) + np.shape(v)[1:]) for k, v in values.items()}
         loglik = np.asarray(loglik).reshape((chains, draws) + np.shape(loglik)[1:])
         return Samples(posterior, loglik, stats, chain_method, self.options)
+
+    def run_many(self, args, *, seeds, chains, draws) -> Samples:
+        keys = jax.vmap(lambda s: jax.random.split(jax.random.key(s), chains))(jnp.asarray(seeds))
+        state = self._init(keys, args)
+        warm_chunks, draw_chunks = _chunks(self.warmup, draws, False)
+        for length in warm_chunks:
+            state, _ = self.advance(length)(state, args)
+        traces = []
+        for length in draw_chunks:
+            state, trace = self.advance(length)(state, args)
+            traces.append(jax.device_get(trace))
+        n = len(seeds)
+        z = {k: np.concatenate([t[0][k] for t in traces], axis=2) for k in self.sites}
+        stats = {k: np.concatenate([t[1][k] for t in traces], axis=2) for k in traces[0][1]}
+        flat = {k: v.reshape((n, chains * draws) + v.shape[3:]) for k, v in z.items()}
+        values, loglik = jax.device_get(self._post(flat, args))
+        posterior = {k: np.asarray(v).reshape((n, chains, draws) + np.shape(v)[2:]) for k, v in values.items()}
+        loglik = np.asarray(loglik).reshape((n, chains, draws) + np.shape(loglik)[2:])
+        return Samples(posterior, loglik, stats, "vectorized", self.options)
 
 
 class _progress:

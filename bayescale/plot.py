@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -430,4 +431,49 @@ def comparison(cmp, low: float, high: float, *, level: float = 0.9, n_points: in
     twin.set_ylim(0, 1)
     twin.set_ylabel("P(candidate better)", color="tab:green")
     bottom.legend(loc="upper left")
+    return fig
+
+
+def rank_histograms(counts: pd.DataFrame, n_sims: int, pvalues: pd.Series | None = None, *, fig=None):
+    """Rank histograms of a simulation-based calibration study, one panel per parameter.
+
+    The grey band is the central 99% range of a bin's count when ranks are uniform
+    (Binomial(n_sims, 1 / bins)); a calibrated model leaves about 1 bar in 100 outside it.
+    A U shape means posteriors too narrow, a hump too wide, a slope a biased posterior.
+
+    Parameters
+    ----------
+    counts : pandas.DataFrame
+        Rows: bins; columns: parameters (:meth:`bayescale.calibration.SBCStudy.histogram`).
+    n_sims : int
+        Number of simulations.
+    pvalues : pandas.Series, optional
+        Uniformity p-values to print in the panel titles.
+
+    Examples
+    --------
+    >>> study.plot().savefig("sbc.png")                     # doctest: +SKIP
+    """
+    import matplotlib.pyplot as plt
+    from scipy import stats
+
+    names = list(counts.columns)
+    bins = len(counts)
+    cols = min(4, len(names))
+    rows = math.ceil(len(names) / cols)
+    if fig is None:
+        fig = plt.figure(figsize=(3.2 * cols, 2.4 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    low, high = stats.binom.ppf([0.005, 0.995], n_sims, 1.0 / bins)
+    for ax, name in zip(axes, names, strict=False):
+        ax.axhspan(low, high, color="grey", alpha=0.25, linewidth=0)
+        ax.axhline(n_sims / bins, color="grey", linewidth=0.8)
+        ax.bar(np.arange(bins), counts[name].to_numpy(), width=1.0, color="tab:blue", edgecolor="white")
+        title = name if pvalues is None else f"{name} (p = {pvalues[name]:.2g})"
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+    for ax in axes[len(names) :]:
+        ax.set_visible(False)
+    fig.supxlabel("rank of the truth among posterior draws")
+    fig.supylabel("simulations")
     return fig

@@ -44,6 +44,18 @@ def test_short_chains_report_rhat_and_ess_with_parameter_names(model, quickstart
 def test_healthy_fit_has_no_problems(small_fit):
     assert small_fit.healthy and small_fit.health.problems == ()
     assert str(small_fit.health).startswith("healthy")
+    report = repr(small_fit.diagnostics())
+    assert report.startswith("healthy") and "divergences: 0" in report and "r_hat" in report
+
+
+def test_diagnostics_say_why_a_fit_is_unhealthy(model, quickstart_runs):
+    with pytest.warns(bs.SamplerWarning):
+        fit = model.fit(quickstart_runs, seed=0, max_tree_depth=2)
+    assert fit.healthy is False
+    report = fit.diagnostics()
+    assert report is fit.health
+    assert "hit max_tree_depth=2" in repr(report) and "Use dense_mass=True" in repr(report)
+    assert list(report.table.columns) == ["r_hat", "ess_bulk", "ess_tail"]
 
 
 def _idata_with_divergences(spread_rank_of_divergences):

@@ -15,6 +15,7 @@ def test_top_level_names():
             "ScalingFit",
             "ScalingModel",
             "__version__",
+            "calibration",
             "compare",
             "compare_laws",
             "datasets",
