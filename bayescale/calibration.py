@@ -83,11 +83,12 @@ def _setup(model: ScalingModel, design: pd.DataFrame, log_refs: dict[str, float]
     return _Setup(data, log_refs, args, len(data.group_labels))
 
 
-def _prior_draws(model: ScalingModel, setup: _Setup, n: int, key) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """``n`` draws from the prior and their simulated observations at the design.
+def _prior_draws(model: ScalingModel, setup: _Setup, n: int, key) -> tuple[dict, np.ndarray, int]:
+    """``n`` draws from the prior, their simulated observations at the design, and the number rejected.
 
     Draws where the model's log density is -inf (a rate law over 1, which the model's
-    prior excludes through a factor that forward simulation ignores) are rejected.
+    prior excludes through a factor that forward simulation ignores) or not a number (a
+    simulated value that overflows) are rejected; the studies report how many.
     """
     sites = model.latent_sites(setup.n_groups)
     predictive = Predictive(model._model, num_samples=n)
@@ -101,7 +102,7 @@ def _prior_draws(model: ScalingModel, setup: _Setup, n: int, key) -> tuple[dict[
         total += int(finite.sum())
         if total >= n:
             out = {k: np.concatenate([d[k] for d in kept])[:n] for k in kept[0]}
-            return out, out.pop("obs")
+            return out, out.pop("obs"), (attempt + 1) * n - total
     raise ValueError(
         f"only {total} of {n * MAX_PRIOR_ROUNDS} prior draws give data with a finite density at this design; "
         "the priors put almost all their mass where the law is invalid (e.g. a rate above 1): tighten them"
@@ -353,7 +354,7 @@ def sbc(
     truth_setup = setup if simulate_from is None else _setup(truth_model, design, setup.log_refs)
 
     key = jax.random.key(seed)
-    truth, observed = _prior_draws(truth_model, truth_setup, n_sims, jax.random.fold_in(key, 0))
+    truth, observed, rejected = _prior_draws(truth_model, truth_setup, n_sims, jax.random.fold_in(key, 0))
     seeds = np.random.default_rng(seed).integers(0, 2**31 - 1, size=n_sims)
     posterior, sample_stats = _fit_batch(
         model,
@@ -385,6 +386,7 @@ def sbc(
         rank_draws=rank_draws,
         seed=seed,
         model=model,
+        rejected=rejected,
     )
 
 
@@ -403,6 +405,9 @@ class SBCStudy:
         Per simulated fit: divergences, worst R-hat and ESS, ``healthy``.
     rank_draws : int
         Posterior draws per rank.
+    rejected : int
+        Prior draws rejected because the model gives them zero density (a rate law above
+        1) or their simulated data overflow; the study's prior is the model's, truncated there.
     """
 
     ranks: pd.DataFrame
@@ -411,6 +416,7 @@ class SBCStudy:
     rank_draws: int
     seed: int
     model: ScalingModel = field(repr=False)
+    rejected: int = 0
 
     @property
     def n_sims(self) -> int:
@@ -492,7 +498,8 @@ class SBCStudy:
         p = self.pvalues()
         return (
             f"SBCStudy({self.n_sims} simulations, {len(p)} parameters, smallest p-value {p.min():.3g} "
-            f"({p.idxmin()}), {int((~self.health['healthy']).sum())} unhealthy fits)"
+            f"({p.idxmin()}), {int((~self.health['healthy']).sum())} unhealthy fits, "
+            f"{self.rejected} prior draws rejected)"
         )
 
 
@@ -560,7 +567,7 @@ def extrapolation_coverage(
     both = pd.concat([design, future], ignore_index=True)
     truth_setup = _setup(truth_model, both, setup.log_refs)
     n_fit = len(design)
-    _, observed = _prior_draws(truth_model, truth_setup, n_sims, jax.random.fold_in(jax.random.key(seed), 0))
+    _, observed, rejected = _prior_draws(truth_model, truth_setup, n_sims, jax.random.fold_in(jax.random.key(seed), 0))
     seeds = np.random.default_rng(seed).integers(0, 2**31 - 1, size=n_sims)
     posterior, sample_stats = _fit_batch(
         model,
@@ -607,7 +614,7 @@ def extrapolation_coverage(
         flat.update(_labelled(name, posterior[name], groups, posterior[name].ndim == 4))  # (sim, chain, draw, group)
     health = _health(flat, sample_stats, options.max_tree_depth)
     _warn_unhealthy(health, "coverage study")
-    return CoverageStudy(inside, levels, future_frame.reset_index(drop=True), health, seed)
+    return CoverageStudy(inside, levels, future_frame.reset_index(drop=True), health, seed, rejected)
 
 
 @dataclass
@@ -624,6 +631,8 @@ class CoverageStudy:
         The predicted rows.
     health : pandas.DataFrame
         Per simulated fit, as in :class:`SBCStudy`.
+    rejected : int
+        Prior draws rejected, as in :class:`SBCStudy`.
     """
 
     inside: np.ndarray
@@ -631,6 +640,7 @@ class CoverageStudy:
     future: pd.DataFrame
     health: pd.DataFrame
     seed: int
+    rejected: int = 0
 
     def table(self) -> pd.DataFrame:
         """Per level: nominal, empirical coverage, its standard error and a 95% interval.
