@@ -564,7 +564,9 @@ def extrapolation_coverage(
         raise DataError("future must be a non-empty DataFrame of the rows to predict")
     truth_model = _truth_model(model, simulate_from)
     setup = _setup(model, design)
-    both = pd.concat([design, future], ignore_index=True)
+    # the target, if given, only sets the reference (done above); the simulation needs the inputs alone
+    both = pd.concat([frame.drop(columns=[model.target], errors="ignore") for frame in (design, future)])
+    both = both.reset_index(drop=True)
     truth_setup = _setup(truth_model, both, setup.log_refs)
     n_fit = len(design)
     _, observed, rejected = _prior_draws(truth_model, truth_setup, n_sims, jax.random.fold_in(jax.random.key(seed), 0))

@@ -75,8 +75,12 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     warnings.simplefilter("always", bs.SamplerWarning)
     chosen = cases()
-    if args.only:
-        chosen = {k: chosen[k] for k in args.only.split(",")}
+    only = set(args.only.split(",")) if args.only else set()
+    unknown = only - set(chosen) - {"chinchilla_real"}
+    if unknown:
+        parser.error(f"unknown cases {sorted(unknown)}; choose from {sorted(chosen) + ['chinchilla_real']}")
+    if only:
+        chosen = {k: v for k, v in chosen.items() if k in only}
     pvalues, coverage = [], []
     for name, (model, design) in chosen.items():
         start = time.perf_counter()
@@ -99,7 +103,7 @@ def main() -> None:
         )
         print(cov.table().round(3).to_string())
         coverage.append(cov.table().assign(case=name))
-    if not args.only or "chinchilla_real" in args.only:
+    if not only or "chinchilla_real" in only:
         try:
             df = bs.datasets.load("chinchilla")
         except bs.datasets.DatasetNotAvailable as err:
@@ -115,8 +119,10 @@ def main() -> None:
             print(f"\n== chinchilla_real design ({len(small)} runs fitted, {len(large)} predicted):")
             print(cov.table().round(3).to_string())
             coverage.append(cov.table().assign(case="chinchilla_real_design"))
-    pd.concat(pvalues).to_csv(RESULTS / "calibration_pvalues.csv")
-    pd.concat(coverage).to_csv(RESULTS / "calibration_coverage.csv")
+    if pvalues:
+        pd.concat(pvalues).to_csv(RESULTS / "calibration_pvalues.csv")
+    if coverage:
+        pd.concat(coverage).to_csv(RESULTS / "calibration_coverage.csv")
 
 
 if __name__ == "__main__":

@@ -177,3 +177,10 @@ def test_binomial_design_needs_the_trials_column_and_shared_parameters():
     other = _one_input(bs.laws.ExponentiatedPowerLaw("C"), likelihood=bs.likelihoods.Binomial("n_items"))
     with pytest.raises(ValueError, match="shares no parameter names"):
         bs.calibration.sbc(model, BENCHMARK, simulate_from=other)
+
+
+def test_a_target_column_in_the_design_only_sets_the_reference():
+    model = _one_input(bs.laws.PowerLaw("C"))
+    design = COMPUTE.assign(y=np.linspace(3.0, 2.0, 12))  # the future rows have no target: nothing to concatenate
+    study = bs.calibration.extrapolation_coverage(model, design.iloc[:8], COMPUTE.iloc[8:], n_sims=4, seed=0, **SHORT)
+    assert study.inside.shape == (4, 4, 4) and len(study.health) == 4
