@@ -133,7 +133,6 @@ def _fit_batch(model, setup, observed, *, seeds, chains, warmup, draws, options,
         batch_size, workers = (1, _cpu_count()) if on_cpu else (n, 1)
     batch_size = min(batch_size, n)
     sites = model.latent_sites(setup.n_groups)
-    cache_key = (model.law, model.likelihood, model.noise is not None, tuple(model.treatments.items()))
 
     def run(start):
         idx = np.arange(start, start + batch_size) % n  # the last batch is padded with repeats, then trimmed
@@ -146,7 +145,7 @@ def _fit_batch(model, setup, observed, *, seeds, chains, warmup, draws, options,
             warmup=warmup,
             draws=draws,
             options=options,
-            cache_key=cache_key,
+            cache_key=model.structure_key,
         )
         keep = min(batch_size, n - start)
         return (
@@ -162,6 +161,32 @@ def _fit_batch(model, setup, observed, *, seeds, chains, warmup, draws, options,
     posterior = {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
     sample_stats = {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}
     return posterior, sample_stats
+
+
+def _simulate_and_fit(
+    model, truth_model, setup, truth_setup, n_sims, seed, chains, warmup, draws, options, batch_size, n_fit=None
+):
+    """Prior draws of ``truth_model`` simulated at ``truth_setup``; ``model`` fitted to their first ``n_fit`` rows.
+
+    Returns the true parameters, the simulated observations, the number of prior draws
+    rejected, the fits' seeds, and their posterior arrays and sample statistics.
+    """
+    truth, observed, rejected = _prior_draws(
+        truth_model, truth_setup, n_sims, jax.random.fold_in(jax.random.key(seed), 0)
+    )
+    seeds = np.random.default_rng(seed).integers(0, 2**31 - 1, size=n_sims)
+    posterior, sample_stats = _fit_batch(
+        model,
+        setup,
+        observed[:, :n_fit],
+        seeds=seeds,
+        chains=chains,
+        warmup=warmup,
+        draws=draws,
+        options=options,
+        batch_size=batch_size,
+    )
+    return truth, observed, rejected, seeds, posterior, sample_stats
 
 
 def _cpu_count() -> int:
@@ -191,15 +216,6 @@ def _truth_model(model: ScalingModel, simulate_from: ScalingModel | None) -> Sca
             f"{theirs} against {mine}"
         )
     return simulate_from
-
-
-def _options(nuts_options: dict) -> inference.NUTSOptions:
-    unknown = set(nuts_options) - set(inference.NUTSOptions.__dataclass_fields__)
-    if unknown:
-        raise TypeError(
-            f"unknown NUTS options {sorted(unknown)}; valid: {sorted(inference.NUTSOptions.__dataclass_fields__)}"
-        )
-    return inference.NUTSOptions(**nuts_options)
 
 
 def _check_study(n_sims, seed, chains, warmup, draws, batch_size) -> None:
@@ -345,7 +361,7 @@ def sbc(
         raise ValueError(
             f"rank_draws must be an integer from 1 to chains * draws = {chains * draws}, got {rank_draws!r}"
         )
-    options = _options(nuts_options)
+    options = inference.NUTSOptions.from_kwargs(**nuts_options)
     truth_model = _truth_model(model, simulate_from)
     names = [n for n in model.posterior_names if n in truth_model.posterior_names]
     if not names:
@@ -353,19 +369,8 @@ def sbc(
     setup = _setup(model, design)
     truth_setup = setup if simulate_from is None else _setup(truth_model, design, setup.log_refs)
 
-    key = jax.random.key(seed)
-    truth, observed, rejected = _prior_draws(truth_model, truth_setup, n_sims, jax.random.fold_in(key, 0))
-    seeds = np.random.default_rng(seed).integers(0, 2**31 - 1, size=n_sims)
-    posterior, sample_stats = _fit_batch(
-        model,
-        setup,
-        observed,
-        seeds=seeds,
-        chains=chains,
-        warmup=warmup,
-        draws=draws,
-        options=options,
-        batch_size=batch_size,
+    truth, _, rejected, _, posterior, sample_stats = _simulate_and_fit(
+        model, truth_model, setup, truth_setup, n_sims, seed, chains, warmup, draws, options, batch_size
     )
     groups = setup.data.group_labels
     thin = np.linspace(0, chains * draws - 1, rank_draws).round().astype(int)
@@ -559,7 +564,7 @@ def extrapolation_coverage(
     """
     _check_study(n_sims, seed, chains, warmup, draws, batch_size)
     levels = _check_levels(levels)
-    options = _options(nuts_options)
+    options = inference.NUTSOptions.from_kwargs(**nuts_options)
     if not isinstance(future, pd.DataFrame) or len(future) == 0:
         raise DataError("future must be a non-empty DataFrame of the rows to predict")
     truth_model = _truth_model(model, simulate_from)
@@ -569,18 +574,8 @@ def extrapolation_coverage(
     both = both.reset_index(drop=True)
     truth_setup = _setup(truth_model, both, setup.log_refs)
     n_fit = len(design)
-    _, observed, rejected = _prior_draws(truth_model, truth_setup, n_sims, jax.random.fold_in(jax.random.key(seed), 0))
-    seeds = np.random.default_rng(seed).integers(0, 2**31 - 1, size=n_sims)
-    posterior, sample_stats = _fit_batch(
-        model,
-        setup,
-        observed[:, :n_fit],
-        seeds=seeds,
-        chains=chains,
-        warmup=warmup,
-        draws=draws,
-        options=options,
-        batch_size=batch_size,
+    _, observed, rejected, seeds, posterior, sample_stats = _simulate_and_fit(
+        model, truth_model, setup, truth_setup, n_sims, seed, chains, warmup, draws, options, batch_size, n_fit
     )
     future_frame = both.iloc[n_fit:]
     groups = setup.data.group_labels

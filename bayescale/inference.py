@@ -54,6 +54,14 @@ class NUTSOptions:
     adapt_mass_matrix: bool = True
     regularize_mass_matrix: bool | None = None
 
+    @classmethod
+    def from_kwargs(cls, **options) -> NUTSOptions:
+        """Options from a user's keywords, with unknown names named in a ``TypeError``."""
+        unknown = set(options) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise TypeError(f"unknown NUTS options {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}")
+        return cls(**options)
+
     def __post_init__(self) -> None:
         if not 0 < self.target_accept_prob < 1:
             raise ValueError(f"target_accept_prob must be in (0, 1), got {self.target_accept_prob}")

@@ -184,6 +184,11 @@ class ScalingModel:
         return self.likelihood.trials if self.counts else None
 
     @property
+    def structure_key(self) -> tuple:
+        """What decides the compiled sampler besides data shapes: models with equal keys share one."""
+        return (self.law, self.likelihood, self.noise is not None, tuple(self.treatments.items()))
+
+    @property
     def parameter_names(self) -> tuple[str, ...]:
         """Law parameters followed by likelihood parameters, as named in the posterior."""
         return self.law.parameter_names + self.likelihood.parameter_names
@@ -355,12 +360,7 @@ class ScalingModel:
 
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-        unknown = set(nuts_options) - set(inference.NUTSOptions.__dataclass_fields__)
-        if unknown:
-            raise TypeError(
-                f"unknown NUTS options {sorted(unknown)}; valid: {sorted(inference.NUTSOptions.__dataclass_fields__)}"
-            )
-        options = inference.NUTSOptions(**nuts_options)
+        options = inference.NUTSOptions.from_kwargs(**nuts_options)
         inference.check_counts(chains, warmup, draws)
         scaling_data = self.validate(data)
         log_refs = self.log_references(scaling_data)
@@ -376,7 +376,7 @@ class ScalingModel:
             options=options,
             chain_method=chain_method,
             progress_bar=progress_bar,
-            cache_key=(self.law, self.likelihood, self.noise is not None, tuple(self.treatments.items())),
+            cache_key=self.structure_key,
         )
         return ScalingFit.from_samples(self, scaling_data, log_refs, samples, seed=int(seed))
 
