@@ -19,6 +19,7 @@ from bayescale.data import DataError  # noqa: E402
 from bayescale.diagnostics import SamplerWarning  # noqa: E402
 from bayescale.fit import ScalingFit, load_fit  # noqa: E402
 from bayescale.laws import Law, Parameter  # noqa: E402
+from bayescale.many import ScalingFits  # noqa: E402
 from bayescale.predict import Prediction  # noqa: E402
 from bayescale.scaling_model import ScalingModel  # noqa: E402
 from bayescale.selection import LawComparison, compare_laws  # noqa: E402
@@ -31,6 +32,7 @@ __all__ = [
     "Prediction",
     "SamplerWarning",
     "ScalingFit",
+    "ScalingFits",
     "ScalingModel",
     "__version__",
     "calibration",

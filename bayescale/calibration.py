@@ -23,12 +23,9 @@ those references.
 
 from __future__ import annotations
 
-import logging
 import math
-import os
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import jax
@@ -41,7 +38,8 @@ from scipy import stats
 
 from bayescale import inference
 from bayescale.data import DataError, ScalingData, count_trials, group_labels
-from bayescale.diagnostics import ESS_PER_CHAIN_MIN, RHAT_MAX, SamplerWarning
+from bayescale.diagnostics import SamplerWarning
+from bayescale.many import health_table, sample_batches, unhealthy_reasons
 from bayescale.model import ModelArgs
 from bayescale.predict import posterior_draws
 from bayescale.scaling_model import ScalingModel
@@ -116,53 +114,6 @@ def _batched(args: ModelArgs, observed: np.ndarray) -> ModelArgs:
     return tiled._replace(observed=jnp.asarray(observed))
 
 
-def _fit_batch(model, setup, observed, *, seeds, chains, warmup, draws, options, batch_size):
-    """Fit every simulated data set; posterior arrays (sim, chain, draw, ...) and sample stats.
-
-    Vectorised NUTS pays, at every iteration, for the longest trajectory in the batch,
-    and simulated posteriors differ a lot (on the quickstart design, 7 to 770 leapfrog
-    steps per draw). On a GPU or TPU the batch's arithmetic is free, so all data sets go
-    in one batch; on CPU it is not (40 Chinchilla simulations: 100 s in one batch, 56 s
-    one at a time), so by default each data set is its own call and the calls run in
-    one thread per CPU core (JAX releases the GIL: 26 s on 2 cores).
-    """
-    n = observed.shape[0]
-    workers = 1
-    if batch_size is None:
-        on_cpu = jax.default_backend() == "cpu"
-        batch_size, workers = (1, _cpu_count()) if on_cpu else (n, 1)
-    batch_size = min(batch_size, n)
-    sites = model.latent_sites(setup.n_groups)
-
-    def run(start):
-        idx = np.arange(start, start + batch_size) % n  # the last batch is padded with repeats, then trimmed
-        samples = inference.sample_many(
-            model._model,
-            _batched(setup.args, observed[idx]),
-            sites,
-            seeds=seeds[idx],
-            chains=chains,
-            warmup=warmup,
-            draws=draws,
-            options=options,
-            cache_key=model.structure_key,
-        )
-        keep = min(batch_size, n - start)
-        return (
-            {k: v[:keep] for k, v in samples.posterior.items()},
-            {k: v[:keep] for k, v in samples.stats.items()},
-        )
-
-    starts = list(range(0, n, batch_size))
-    parts = [run(starts[0])]  # compiles once, before any thread could compile it again
-    if len(starts) > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            parts += list(pool.map(run, starts[1:]))
-    posterior = {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
-    sample_stats = {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}
-    return posterior, sample_stats
-
-
 def _simulate_and_fit(
     model, truth_model, setup, truth_setup, n_sims, seed, chains, warmup, draws, options, batch_size, n_fit=None
 ):
@@ -175,11 +126,16 @@ def _simulate_and_fit(
         truth_model, truth_setup, n_sims, jax.random.fold_in(jax.random.key(seed), 0)
     )
     seeds = np.random.default_rng(seed).integers(0, 2**31 - 1, size=n_sims)
-    posterior, sample_stats = _fit_batch(
+    fitted = observed[:, :n_fit]
+    # simulated posteriors differ a lot (quickstart design: 7 to 770 leapfrog steps per draw), and on CPU a
+    # vectorised batch pays for its longest trajectory (40 Chinchilla simulations: 100 s in one batch, 56 s one
+    # at a time, 26 s one at a time in 2 threads), so on CPU every data set is its own batch (the default)
+    posterior, sample_stats = sample_batches(
         model,
-        setup,
-        observed[:, :n_fit],
+        lambda idx: _batched(setup.args, fitted[idx]),
+        n_sims,
         seeds=seeds,
+        n_groups=setup.n_groups,
         chains=chains,
         warmup=warmup,
         draws=draws,
@@ -187,13 +143,6 @@ def _simulate_and_fit(
         batch_size=batch_size,
     )
     return truth, observed, rejected, seeds, posterior, sample_stats
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _truth_model(model: ScalingModel, simulate_from: ScalingModel | None) -> ScalingModel:
@@ -236,60 +185,14 @@ def _labelled(name: str, values: np.ndarray, groups: Sequence[str], group_level:
 
 def _health(posterior: dict[str, np.ndarray], sample_stats: dict, max_tree_depth: int) -> pd.DataFrame:
     """Per simulated fit: divergences, worst R-hat and ESS, tree-depth saturation, healthy."""
-    import xarray as xr
-
-    from bayescale._arviz import az
-
-    chains, draws = next(iter(posterior.values())).shape[1:3]
-    ds = xr.Dataset(
-        {k: (("sim", "chain", "draw"), v) for k, v in posterior.items()},
-    ).transpose("chain", "draw", "sim")
-    arviz_log = logging.getLogger("arviz")
-    level = arviz_log.level
-    arviz_log.setLevel(logging.ERROR)  # chains stuck at one value give NaN R-hat: reported below, not logged
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        try:
-            rhat = az.rhat(ds).to_array().values
-            bulk = az.ess(ds, method="bulk").to_array().values
-            tail = az.ess(ds, method="tail").to_array().values
-        finally:
-            arviz_log.setLevel(level)
-    divergences = sample_stats["diverging"].sum(axis=(1, 2))
-    depth = np.ceil(np.log2(sample_stats["n_steps"] + 1))
-    saturation = (depth >= max_tree_depth).mean(axis=(1, 2))
-    table = pd.DataFrame(
-        {
-            "divergences": divergences.astype(int),
-            "max_rhat": np.where(np.isnan(rhat), np.inf, rhat).max(axis=0) if chains > 1 else np.nan,
-            "min_ess_bulk": np.where(np.isnan(bulk), 0.0, bulk).min(axis=0),
-            "min_ess_tail": np.where(np.isnan(tail), 0.0, tail).min(axis=0),
-            "tree_depth_saturation": saturation,
-        }
-    )
-    ess_min = min(ESS_PER_CHAIN_MIN * chains, chains * draws / 4)
-    rhat_ok = table["max_rhat"] <= RHAT_MAX if chains > 1 else True
-    table["healthy"] = (
-        (table["divergences"] == 0)
-        & rhat_ok
-        & (table[["min_ess_bulk", "min_ess_tail"]].min(axis=1) >= ess_min)
-        & (table["tree_depth_saturation"] <= 0.01)
-    )
-    table.index.name = "sim"
-    return table
+    return health_table(posterior, sample_stats, max_tree_depth)[0].rename_axis("sim")
 
 
 def _warn_unhealthy(health: pd.DataFrame, what: str) -> None:
     bad = ~health["healthy"]
     if bad.any():
-        reasons = []
-        if (health["divergences"] > 0).any():
-            reasons.append(f"divergences in {(health['divergences'] > 0).sum()}")
-        if (health["max_rhat"] > RHAT_MAX).any():
-            reasons.append(f"R-hat > {RHAT_MAX} in {(health['max_rhat'] > RHAT_MAX).sum()}")
-        reasons.append(f"worst min bulk ESS {health['min_ess_bulk'].min():.0f}")
         warnings.warn(
-            f"{bad.sum()} of {len(health)} simulated fits of the {what} were unhealthy ({', '.join(reasons)}); "
+            f"{bad.sum()} of {len(health)} simulated fits of the {what} were unhealthy ({unhealthy_reasons(health)}); "
             "their ranks are kept (calibration is a property of the whole procedure). Try more warmup and "
             "draws, target_accept_prob=0.95, or priors that exclude the simulations that fail (study.health "
             "lists them, study.truth has their parameters)",

@@ -66,6 +66,7 @@ class ScalingFit:
         samples: Samples,
         *,
         seed: int,
+        warn: bool = True,
     ) -> ScalingFit:
         posterior = {name: samples.posterior[name] for name in model.posterior_names}
         stats = dict(samples.stats)
@@ -102,7 +103,7 @@ class ScalingFit:
             dims=dims,
         )
         idata.posterior.attrs.update(attrs)
-        return cls(model, idata, log_refs)
+        return cls(model, idata, log_refs, warn=warn)
 
     # -- results -----------------------------------------------------------------------
     @property

@@ -21,7 +21,7 @@ from jax.sharding import Mesh, PartitionSpec
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import constrain_fn, log_likelihood, potential_energy
 
-from bayescale.model import ModelArgs
+from bayescale.model import ModelArgs, n_rows, pad_rows, row_bucket
 
 CHAIN_METHODS = ("parallel", "vectorized")
 DENSE_MAX_DIM = 64  # largest model given a dense mass matrix by default (see NUTSOptions)
@@ -74,7 +74,7 @@ class Samples:
     """Raw output of :func:`sample`: arrays with leading axes (chain, draw)."""
 
     posterior: dict[str, np.ndarray]
-    log_likelihood: np.ndarray
+    log_likelihood: np.ndarray | None
     stats: dict[str, np.ndarray]
     chain_method: str
     options: NUTSOptions
@@ -115,9 +115,13 @@ def sample(
     """Run NUTS on ``model(args)``; ``sites`` maps latent sites to (unconstrained shape, init half-width).
 
     ``cache_key`` identifies the model structure (law, likelihood, options); runs with
-    the same key and data shapes reuse the compiled sampler.
+    the same key and data shapes reuse the compiled sampler. The rows are padded to
+    :func:`~bayescale.model.row_bucket` (masked out of the likelihood), so data of
+    similar lengths share a compiled sampler too.
     """
     check_counts(chains, warmup, draws)
+    rows = n_rows(args)
+    args = pad_rows(args, row_bucket(rows))
     options = _resolved(options, sites)
     chain_method = chain_method or default_chain_method()
     if chain_method not in CHAIN_METHODS:
@@ -136,7 +140,10 @@ def sample(
     runner = _RUNNERS.get(key)
     if runner is None:
         runner = _RUNNERS[key] = _Runner(model, sites, warmup, options, n_devices)
-    return runner.run(args, seed=seed, chains=chains, draws=draws, progress_bar=progress_bar, chain_method=chain_method)
+    samples = runner.run(
+        args, seed=seed, chains=chains, draws=draws, progress_bar=progress_bar, chain_method=chain_method
+    )
+    return replace(samples, log_likelihood=samples.log_likelihood[..., :rows])
 
 
 def sample_many(
@@ -156,8 +163,12 @@ def sample_many(
     ``args`` holds the data sets stacked along a leading axis of every leaf (same shapes
     otherwise); ``seeds`` has one seed per data set, so member ``b`` draws with the random
     keys a single fit with seed ``seeds[b]`` would use. The returned arrays have leading
-    axes (data set, chain, draw). NUTS is vmapped over the batch: every iteration costs
-    the longest trajectory among the members, so batches of similar posteriors run best.
+    axes (data set, chain, draw); the pointwise log likelihood is not computed (it is
+    ``None``: at (data set, chain, draw, row) it would dwarf the posterior; see
+    :func:`bayescale.predict.log_density`). Data sets of different lengths come padded by
+    :func:`~bayescale.model.pad_rows`. NUTS is vmapped over the batch: every iteration
+    costs the longest trajectory among the members, so batches of similar posteriors run
+    best.
     """
     check_counts(chains, warmup, draws)
     options = _resolved(options, sites)
@@ -209,7 +220,7 @@ class _Runner:
         self._init_kernel, self._sample_kernel = hmc(potential_fn_gen=pe_gen, algo="NUTS")
         self._init = self._over_chains(self._init_one)
         self._advance: dict[int, Callable] = {}
-        post = jax.vmap(self._post_one, in_axes=(0, None))
+        post = jax.vmap(self._values_one if batched else self._post_one, in_axes=(0, None))
         self._post = jax.jit(jax.vmap(post) if batched else post)
 
     # -- per-chain pieces ------------------------------------------------------------
@@ -269,8 +280,13 @@ class _Runner:
     def _post_one(self, z, args):
         values = constrain_fn(self.model, (args,), {}, z, return_deterministic=True)
         loglik = log_likelihood(self.model, values, args, batch_ndims=0)["obs"]
-        reported = {k: v for k, v in values.items() if not (k in self.sites and k.endswith("_z"))}
-        return reported, loglik
+        return self._reported(values), loglik
+
+    def _values_one(self, z, args):
+        return self._reported(constrain_fn(self.model, (args,), {}, z, return_deterministic=True))
+
+    def _reported(self, values):
+        return {k: v for k, v in values.items() if not (k in self.sites and k.endswith("_z"))}
 
     # -- batching over chains and devices -------------------------------------------
     def _over_chains(self, fn):
@@ -327,10 +343,9 @@ class _Runner:
         z = {k: np.concatenate([t[0][k] for t in traces], axis=2) for k in self.sites}
         stats = {k: np.concatenate([t[1][k] for t in traces], axis=2) for k in traces[0][1]}
         flat = {k: v.reshape((n, chains * draws) + v.shape[3:]) for k, v in z.items()}
-        values, loglik = jax.device_get(self._post(flat, args))
+        values = jax.device_get(self._post(flat, args))
         posterior = {k: np.asarray(v).reshape((n, chains, draws) + np.shape(v)[2:]) for k, v in values.items()}
-        loglik = np.asarray(loglik).reshape((n, chains, draws) + np.shape(loglik)[2:])
-        return Samples(posterior, loglik, stats, "vectorized", self.options)
+        return Samples(posterior, None, stats, "vectorized", self.options)
 
 
 class _progress:

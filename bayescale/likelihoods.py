@@ -186,7 +186,8 @@ class RateBinomial(dist.Distribution):
     precision; ``log(1 - p)`` is ``log(-expm1(log p))``.
     """
 
-    arg_constraints = {"log_rate": constraints.real, "total_count": constraints.nonnegative_integer}
+    # log p = -inf (p = 0, e.g. a law whose prefactor overflowed to inf in the user's units) is a valid rate
+    arg_constraints = {"log_rate": constraints.less_than(jnp.inf), "total_count": constraints.nonnegative_integer}
     support = constraints.nonnegative_integer
     pytree_data_fields = ("log_rate", "total_count")
 
@@ -200,7 +201,8 @@ class RateBinomial(dist.Distribution):
         log_p = jnp.where(inside, self.log_rate, -1.0)  # a safe value where p >= 1, so gradients stay finite
         log_q = jnp.log(-jnp.expm1(log_p))
         log_choose = gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(n - k + 1.0)
-        return jnp.where(inside, log_choose + k * log_p + (n - k) * log_q, -jnp.inf)
+        hits = jnp.where(k > 0, k * log_p, 0.0)  # 0 right at p = 0 (log p = -inf) has probability 1
+        return jnp.where(inside, log_choose + hits + (n - k) * log_q, -jnp.inf)
 
     def sample(self, key, sample_shape=()):
         p = jnp.where(self.log_rate < 0.0, jnp.exp(self.log_rate), jnp.nan)

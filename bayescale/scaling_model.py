@@ -380,6 +380,67 @@ class ScalingModel:
         )
         return ScalingFit.from_samples(self, scaling_data, log_refs, samples, seed=int(seed))
 
+    def fit_many(
+        self,
+        data,
+        by: str | list[str] | None = None,
+        *,
+        seed: int = 0,
+        chains: int = 4,
+        warmup: int = 1000,
+        draws: int = 1000,
+        batch_size: int | None = None,
+        **nuts_options,
+    ):
+        """Fit the model to many data sets in one compiled, vectorised call; a :class:`~bayescale.ScalingFits`.
+
+        Every data set gets the fit :meth:`fit` would give it (its own reference scales,
+        step size and mass matrix, the same seed), but all of them run through one
+        compiled NUTS program vmapped over data sets: rows are padded to a common length
+        and masked, so data sets of different lengths share it (see :mod:`bayescale.many`).
+
+        Parameters
+        ----------
+        data : pandas.DataFrame, mapping or list
+            One DataFrame split into data sets by the ``by`` columns, or a mapping of keys
+            to DataFrames, or a list of DataFrames (keys 0, 1, ...).
+        by : str or list of str, optional
+            Column(s) whose values name the data sets (with a DataFrame). Every row needs
+            a value there.
+        seed, chains, warmup, draws, **nuts_options
+            As in :meth:`fit`, for every data set.
+        batch_size : int, optional
+            Data sets per vectorised batch. Default: all of them on GPU/TPU; on CPU one
+            (a vectorised batch pays for its longest trajectory, which costs more than it
+            saves there), with one thread per core.
+
+        Returns
+        -------
+        ScalingFits
+            A mapping from key to :class:`~bayescale.ScalingFit`, with ``summary()`` (one
+            row per key and parameter) and ``health`` (one row per key).
+
+        Examples
+        --------
+        >>> model = bs.ScalingModel(bs.laws.PowerLaw("N"), target="loss", inputs={"N": "N"})  # doctest: +SKIP
+        >>> fits = model.fit_many(df, by="task", seed=0, chains=2, warmup=500, draws=500)  # doctest: +SKIP
+        >>> fits["t3"].idata                                                                 # doctest: +SKIP
+        >>> fits.summary()                                                                   # doctest: +SKIP
+        """
+        from bayescale.many import fit_many
+
+        return fit_many(
+            self,
+            data,
+            by,
+            seed=seed,
+            chains=chains,
+            warmup=warmup,
+            draws=draws,
+            batch_size=batch_size,
+            **nuts_options,
+        )
+
     # -- persistence -----------------------------------------------------------------
     def config(self) -> dict:
         """JSON-serialisable description of this model (stored in saved fits)."""

@@ -119,10 +119,19 @@ def main() -> None:
             print(f"\n== chinchilla_real design ({len(small)} runs fitted, {len(large)} predicted):")
             print(cov.table().round(3).to_string())
             coverage.append(cov.table().assign(case="chinchilla_real_design"))
-    if pvalues:
-        pd.concat(pvalues).to_csv(RESULTS / "calibration_pvalues.csv")
-    if coverage:
-        pd.concat(coverage).to_csv(RESULTS / "calibration_coverage.csv")
+    _save(pvalues, RESULTS / "calibration_pvalues.csv")
+    _save(coverage, RESULTS / "calibration_coverage.csv")
+
+
+def _save(tables: list[pd.DataFrame], path: Path) -> None:
+    """Write this run's cases, keeping the other cases of an earlier run (``--only`` reruns a few)."""
+    if not tables:
+        return
+    new = pd.concat(tables)
+    if path.exists():
+        old = pd.read_csv(path, index_col=0)
+        new = pd.concat([old[~old["case"].isin(new["case"])], new])
+    new.to_csv(path)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Binomial likelihood: accuracy as k right of n items, with the law as the rate."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -39,6 +40,10 @@ def test_log_prob_is_the_binomial_pmf_including_0_and_n():
     # a rate at or above 1 makes every count impossible; a tiny one keeps its precision in logs
     assert np.all(np.isneginf(RateBinomial(jnp.array([0.0, 0.1]), 5.0).log_prob(jnp.array([5.0, 5.0]))))
     np.testing.assert_allclose(RateBinomial(jnp.array(-800.0), 3.0).log_prob(1.0), np.log(3.0) - 800.0)
+    # a rate of exactly 0 (log -inf: a prefactor that overflowed in the user's units) is valid: 0 right for sure
+    zero = RateBinomial(jnp.array([-jnp.inf, -jnp.inf]), jnp.array([5.0, 5.0]), validate_args=True)
+    np.testing.assert_array_equal(zero.log_prob(jnp.array([0.0, 2.0])), [0.0, -np.inf])
+    np.testing.assert_array_equal(zero.sample(jax.random.key(0)), [0.0, 0.0])
 
 
 def test_recovers_the_sigmoid_from_counts(fitted):

@@ -13,6 +13,7 @@ def test_top_level_names():
             "Prediction",
             "SamplerWarning",
             "ScalingFit",
+            "ScalingFits",
             "ScalingModel",
             "__version__",
             "calibration",

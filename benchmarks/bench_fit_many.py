@@ -1,0 +1,97 @@
+"""Benchmark: many independent small fits, ``fit_many`` against a Python loop of single fits.
+
+The workload of issue 7: one-input saturating power laws (``E + A * (N / N_ref) ** -alpha``,
+the law of a benchmark suite's task x metric curves), each data set with 20 to 60 runs
+from its own random truth, 2 chains x (500 + 500) per fit. Compared in the same
+process:
+
+- ``loop``: ``model.fit`` on one data set at a time (the compiled sampler is reused
+  across same-shaped data; the timed fits are after one untimed warm-up fit); its
+  per-fit mean is multiplied by the number of data sets when ``--loop`` is smaller;
+- ``fit_many``: the default (on CPU: one data set per call, one thread per core; on
+  GPU/TPU: one vectorised batch), and with the batch sizes given by ``--batches``.
+
+Each ``fit_many`` variant runs twice: the first time includes compilation, the second
+is warm. Prints wall times, fits per second, the ratio to the loop, the share of
+healthy fits and the median leapfrog steps per draw.
+
+    python benchmarks/bench_fit_many.py [--fits 1000] [--loop 40] [--batches 1,1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+
+import jax
+import numpy as np
+import pandas as pd
+
+import bayescale as bs
+
+SETTINGS = {"chains": 2, "warmup": 500, "draws": 500}
+
+
+def simulate(n_fits: int, seed: int = 0) -> pd.DataFrame:
+    """``n_fits`` data sets of 20-60 runs, N from 1e7 to 1e10, 2% noise, truths drawn per data set."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for k in range(n_fits):
+        n = int(rng.integers(20, 61))
+        x = np.geomspace(1e7, 1e10, n) * np.exp(0.1 * rng.standard_normal(n))
+        e, a, alpha = rng.uniform(1.0, 3.0), rng.uniform(1.0, 5.0), rng.uniform(0.1, 0.6)
+        y = (e + a * (x / 1e8) ** -alpha) * np.exp(0.02 * rng.standard_normal(n))
+        frames.append(pd.DataFrame({"task": f"t{k:04d}", "N": x, "loss": y}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--fits", type=int, default=1000)
+    parser.add_argument("--loop", type=int, default=40, help="single fits timed in the loop")
+    parser.add_argument("--batches", default="", help="extra fit_many batch sizes, e.g. 1,1000")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore", bs.SamplerWarning)
+    df = simulate(args.fits)
+    model = bs.ScalingModel(bs.laws.SaturatingPowerLaw("N"), target="loss", inputs={"N": "N"})
+    tasks = df["task"].unique()
+    print(f"{args.fits} data sets, {len(df)} rows, 2 x (500 + 500) each; backend {jax.default_backend()}")
+
+    model.fit(df[df["task"] == tasks[0]], seed=0, **SETTINGS)  # compile the bucket of the first data set
+    per_fit = []
+    steps_loop = []
+    for task in tasks[: args.loop]:
+        start = time.perf_counter()
+        fit = model.fit(df[df["task"] == task], seed=0, **SETTINGS)
+        per_fit.append(time.perf_counter() - start)
+        steps_loop.append(float(fit.idata.sample_stats["n_steps"].mean()))
+    loop_total = statistics.mean(per_fit) * args.fits  # the mean: a few hard fits take most of the time
+    print(
+        f"loop of single fits: mean {statistics.mean(per_fit):.3f} s per fit over {args.loop} "
+        f"(median {statistics.median(per_fit):.3f}; incl. compiles of new row buckets) -> {loop_total:.0f} s "
+        f"for {args.fits}; median {statistics.median(steps_loop):.1f} steps/draw"
+    )
+
+    variants = [None] + [int(b) for b in args.batches.split(",") if b]
+    for batch in variants:
+        times = []
+        for _ in range(2):
+            start = time.perf_counter()
+            fits = model.fit_many(df, by="task", seed=0, batch_size=batch, **SETTINGS)
+            times.append(time.perf_counter() - start)
+        steps = statistics.median(fits._stats["n_steps"].mean(axis=(1, 2)))
+        label = "default" if batch is None else f"batch {batch}"
+        print(
+            f"fit_many ({label}): cold {times[0]:.1f} s, warm {times[1]:.1f} s, "
+            f"{args.fits / times[1]:.1f} fits/s, {loop_total / times[1]:.1f}x the loop; "
+            f"{fits.healthy.mean():.1%} healthy, median {steps:.1f} steps/draw"
+        )
+    start = time.perf_counter()
+    table = fits.summary()
+    print(f"fits.summary(): {len(table)} rows in {time.perf_counter() - start:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
