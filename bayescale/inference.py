@@ -87,6 +87,13 @@ def check_counts(chains: int, warmup: int, draws: int) -> None:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
+def check_seed(seed) -> int:
+    """The seed as an ``int``, or a plain ``ValueError`` for anything but a non-negative integer."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
 def default_chain_method() -> str:
     """``"vectorized"``: all chains in one compiled program on the default device.
 

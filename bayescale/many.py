@@ -252,8 +252,7 @@ def fit_many(
     **nuts_options,
 ) -> ScalingFits:
     """Fit ``model`` to many data sets in one compiled, vectorised call (see :meth:`ScalingModel.fit_many`)."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = inference.check_seed(seed)
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     options = inference.NUTSOptions.from_kwargs(**nuts_options)
@@ -379,7 +378,7 @@ class ScalingFits(Mapping):
         """The keys as a pandas index named like the ``by`` columns."""
         if len(self.names) > 1:
             return pd.MultiIndex.from_tuples(self._keys, names=self.names)
-        return pd.Index(self._keys, name=self.names[0])
+        return pd.Index(self._keys, name=self.names[0], tupleize_cols=False)  # tuple keys of a dict stay keys
 
     @property
     def healthy(self) -> pd.Series:

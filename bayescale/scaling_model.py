@@ -358,8 +358,7 @@ class ScalingModel:
         """
         from bayescale.fit import ScalingFit
 
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        seed = inference.check_seed(seed)
         options = inference.NUTSOptions.from_kwargs(**nuts_options)
         inference.check_counts(chains, warmup, draws)
         scaling_data = self.validate(data)

@@ -133,6 +133,9 @@ def test_other_forms_of_data(power_model, task_frame, task_fits):
     as_dict = power_model.fit_many(dict(zip("abcd", parts, strict=True)), seed=0, **SHORT)
     assert list(as_dict) == ["a", "b", "c", "d"]
     assert as_dict.summary().index.names == ["key", "parameter"]
+    tuple_keys = power_model.fit_many({("x", 1): parts[0], ("y", 2): parts[1]}, seed=0, **SHORT)
+    assert tuple_keys[("y", 2)].idata.posterior.sizes["chain"] == 4
+    assert tuple_keys.summary().loc[(("y", 2), "alpha"), "median"] > 0
 
 
 def test_several_key_columns(power_model):
