@@ -77,7 +77,7 @@ def _setup(model: ScalingModel, design: pd.DataFrame, log_refs: dict[str, float]
     data = model.validate(frame)
     if log_refs is None:
         log_refs = model.log_references(data)
-    args = model.model_args(data, log_refs)._replace(observed=None)
+    args = model.model_args(data, log_refs, pilot=False)._replace(observed=None)
     return _Setup(data, log_refs, args, len(data.group_labels))
 
 
@@ -193,7 +193,7 @@ def _warn_unhealthy(health: pd.DataFrame, what: str) -> None:
     if bad.any():
         warnings.warn(
             f"{bad.sum()} of {len(health)} simulated fits of the {what} were unhealthy ({unhealthy_reasons(health)}); "
-            "their ranks are kept (calibration is a property of the whole procedure). Try more warmup and "
+            "they are all counted (calibration is a property of the whole procedure). Try more warmup and "
             "draws, target_accept_prob=0.95, or priors that exclude the simulations that fail (study.health "
             "lists them, study.truth has their parameters)",
             SamplerWarning,

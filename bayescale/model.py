@@ -243,27 +243,38 @@ def centring(
     ...          np.array([0, 0, 0, 0, 1, 1]), 2)
     {'E': array([1., 0.]), 'A': array([1., 0.]), 'alpha': array([0., 0.])}
     """
+    measured = measured_by_design(law, treatments, inputs, groups, n_groups)
+    return {
+        par.name: (measured[par.name] & par.in_target_units).astype(float)
+        for par in law.parameters
+        if par.name in measured
+    }
+
+
+def measured_by_design(
+    law: Law, treatments: Mapping[str, str], inputs: Mapping[str, np.ndarray], groups: np.ndarray, n_groups: int
+) -> dict[str, np.ndarray]:
+    """Pooled parameter -> per group, whether the group's design can measure it (see :func:`centring`).
+
+    An input's parameters are measured where the input is; a parameter of no single
+    input (the irreducible term) where any input is.
+    """
     points = np.column_stack([inputs[x] for x in law.inputs])
     enough = np.array([len(np.unique(points[groups == g], axis=0)) > len(law.parameters) for g in range(n_groups)])
     informed = {}
-    for x, values in inputs.items():
+    for x in law.inputs:
+        values = inputs[x]
         ok = np.zeros(n_groups, dtype=bool)
         for g in range(n_groups):
             v = values[groups == g]
             ok[g] = v.size > 0 and np.unique(v).size >= INFORMATIVE_VALUES and v.max() >= INFORMATIVE_RANGE * v.min()
         informed[x] = ok & enough
-    anything = np.logical_or.reduce(list(informed.values())) if informed else np.zeros(n_groups, bool)
-    out = {}
-    for par in law.parameters:
-        if treatments.get(par.name) != "pooled":
-            continue
-        x = law.input_of(par.name)
-        if not par.in_target_units:
-            c = np.zeros(n_groups, dtype=bool)
-        else:
-            c = informed[x] if x is not None else anything
-        out[par.name] = c.astype(float)
-    return out
+    anything = np.logical_or.reduce(list(informed.values()))
+    return {
+        par.name: informed[law.input_of(par.name)] if law.input_of(par.name) is not None else anything
+        for par in law.parameters
+        if treatments.get(par.name) == "pooled"
+    }
 
 
 def _standard(name: str):

@@ -12,7 +12,8 @@ import pandas as pd
 from bayescale import data as data_mod
 from bayescale import inference, laws, likelihoods, priors
 from bayescale.laws import Law
-from bayescale.model import Z_SCALE, ModelArgs, build, centring, population_medians, z_site
+from bayescale.model import Z_SCALE, ModelArgs, build, centring, measured_by_design, population_medians, z_site
+from bayescale.pilot import exponent_centring
 
 
 class ScalingModel:
@@ -53,6 +54,14 @@ class ScalingModel:
         and the irreducible term are similar across families but not equal, and
         prefactors, pooled on the log scale at the reference scale, absorb differences
         of units and data while still borrowing strength for groups with few runs.
+    pilot : bool
+        Hierarchical models only. ``True``: before sampling, fit every group alone (a
+        Laplace approximation, a second or two) and sample a pooled exponent centred in
+        the groups whose data measure it more precisely than the groups differ
+        (:mod:`bayescale.pilot`). On 8 simulated Chinchilla families x 40 runs whose
+        exponents differ, this cut leapfrog steps per draw from ~110-220 to ~29; on
+        families that share their exponents it changes little. The posterior is the same
+        either way; only the cost differs. Default ``False``: exponents non-centred.
 
     Examples
     --------
@@ -79,6 +88,7 @@ class ScalingModel:
         pooled: list[str] | None = None,
         shared: list[str] | None = None,
         independent: list[str] | None = None,
+        pilot: bool = False,
     ) -> None:
         self.law = laws.get(law) if isinstance(law, str) else law
         if not isinstance(self.law, Law):
@@ -104,6 +114,9 @@ class ScalingModel:
             raise TypeError(f"group must be a column name (str), got {group!r}")
         self.group = group
         self.treatments = self._check_treatments({"pooled": pooled, "shared": shared, "independent": independent})
+        if not isinstance(pilot, bool):
+            raise TypeError(f"pilot must be True or False, got {pilot!r}")
+        self.pilot = pilot
         self._model = build(self.law, self.likelihood, self.treatments)
 
     # -- checks ----------------------------------------------------------------------
@@ -285,8 +298,13 @@ class ScalingModel:
         scaling_data: data_mod.ScalingData | None,
         log_refs: Mapping[str, float],
         inputs: Mapping[str, np.ndarray] | None = None,
+        pilot: bool | None = None,
     ) -> ModelArgs:
-        """Numeric arguments of the NumPyro model for these data and reference scales."""
+        """Numeric arguments of the NumPyro model for these data and reference scales.
+
+        ``pilot`` (default: the model's) runs :func:`bayescale.pilot.exponent_centring`;
+        ``False`` for a design without observations yet.
+        """
         raw = inputs if inputs is not None else scaling_data.inputs
         log_x = {x: jnp.asarray(np.log(raw[x]) - log_refs[x]) for x in self.law.inputs}
         target_unit = math.exp(log_refs[self.target])
@@ -310,11 +328,15 @@ class ScalingModel:
             n_groups = len(scaling_data.group_labels)
             group = jnp.asarray(scaling_data.groups)
             group_ids = jnp.arange(n_groups)
-            centred = {
-                k: jnp.asarray(v)
-                for k, v in centring(self.law, self.treatments, raw, scaling_data.groups, n_groups).items()
-            }
-        return ModelArgs(log_x, observed, noise, loc, scale, log_ref, group, group_ids, centred, trials)
+            centred = centring(self.law, self.treatments, raw, scaling_data.groups, n_groups)
+        args = ModelArgs(log_x, observed, noise, loc, scale, log_ref, group, group_ids, centred, trials)
+        if centred is not None:
+            if (self.pilot if pilot is None else pilot) and observed is not None:
+                measured = measured_by_design(self.law, self.treatments, raw, scaling_data.groups, n_groups)
+                exponents = {k: measured[k] for k in centred if not self.law.parameter(k).in_target_units}
+                centred.update(exponent_centring(self.law, self.likelihood, args, scaling_data.groups, exponents))
+            args = args._replace(centred={k: jnp.asarray(v) for k, v in centred.items()})
+        return args
 
     # -- fitting ---------------------------------------------------------------------
     def fit(
@@ -453,6 +475,7 @@ class ScalingModel:
             "reference": self.reference,
             "group": self.group,
             "treatments": self.treatments if self.group is not None else {},
+            "pilot": self.pilot,
         }
 
     @classmethod
@@ -476,6 +499,7 @@ class ScalingModel:
             reference=config["reference"],
             group=config.get("group"),
             **_lists(config.get("treatments", {})),
+            pilot=config.get("pilot", False),
         )
 
     def __repr__(self) -> str:
@@ -485,6 +509,7 @@ class ScalingModel:
                 how: [k for k, v in self.treatments.items() if v == how] for how in ("pooled", "shared", "independent")
             }
             grouping = f", group={self.group!r}, " + ", ".join(f"{how}={names}" for how, names in by.items() if names)
+            grouping += ", pilot=True" if self.pilot else ""
         return (
             f"ScalingModel({self.law!r}, target={self.target!r}, inputs={self.inputs}, "
             f"likelihood={self.likelihood}{grouping})"

@@ -8,6 +8,9 @@ process:
 - ``loop``: ``model.fit`` on one data set at a time (the compiled sampler is reused
   across same-shaped data; the timed fits are after one untimed warm-up fit); its
   per-fit mean is multiplied by the number of data sets when ``--loop`` is smaller;
+- ``numpyro loop`` (``--numpyro-loop K``): what users write today, ``numpyro.infer.MCMC``
+  + NUTS on a hand-written model of the same law, ``run`` once per data set (it compiles
+  again on every call); the mean of ``K`` fits, times the number of data sets;
 - ``fit_many``: the default (on CPU: one data set per call, one thread per core; on
   GPU/TPU: one vectorised batch), and with the batch sizes given by ``--batches``.
 
@@ -47,10 +50,39 @@ def simulate(n_fits: int, seed: int = 0) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def numpyro_loop(df: pd.DataFrame, tasks, n: int) -> list[float]:
+    """Wall time of ``MCMC.run`` on each of the first ``n`` data sets, a hand-written model."""
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.infer import MCMC, NUTS
+
+    def model(log_n, log_y):
+        log_e = numpyro.sample("log_E", dist.Normal(0.5, 1.0))
+        log_a = numpyro.sample("log_A", dist.Normal(1.0, 1.5))
+        alpha = numpyro.sample("alpha", dist.LogNormal(np.log(0.3), 1.0))
+        sigma = numpyro.sample("sigma", dist.HalfNormal(0.2))
+        mu = jnp.logaddexp(log_e, log_a - alpha * (log_n - np.log(1e8)))
+        numpyro.sample("obs", dist.StudentT(4.0, mu, sigma), obs=log_y)
+
+    chain_method = "parallel" if jax.local_device_count() >= 2 else "vectorized"
+    times = []
+    for k, task in enumerate(tasks[:n]):
+        part = df[df["task"] == task]
+        mcmc = MCMC(NUTS(model), num_warmup=500, num_samples=500, num_chains=2, chain_method=chain_method,
+                    progress_bar=False)  # fmt: skip
+        start = time.perf_counter()
+        mcmc.run(jax.random.key(k), np.log(part["N"].to_numpy()), np.log(part["loss"].to_numpy()))
+        mcmc.get_samples()
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--fits", type=int, default=1000)
     parser.add_argument("--loop", type=int, default=40, help="single fits timed in the loop")
+    parser.add_argument("--numpyro-loop", type=int, default=0, help="hand-written NumPyro fits timed (0: skip)")
     parser.add_argument("--batches", default="", help="extra fit_many batch sizes, e.g. 1,1000")
     args = parser.parse_args()
     warnings.simplefilter("ignore", bs.SamplerWarning)
@@ -74,6 +106,16 @@ def main() -> None:
         f"for {args.fits}; median {statistics.median(steps_loop):.1f} steps/draw"
     )
 
+    if args.numpyro_loop:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            per_fit_numpyro = numpyro_loop(df, tasks, args.numpyro_loop)
+        numpyro_total = statistics.mean(per_fit_numpyro) * args.fits
+        print(
+            f"numpyro MCMC.run loop: mean {statistics.mean(per_fit_numpyro):.3f} s per fit over "
+            f"{args.numpyro_loop} -> {numpyro_total:.0f} s for {args.fits}"
+        )
+
     variants = [None] + [int(b) for b in args.batches.split(",") if b]
     for batch in variants:
         times = []
@@ -85,8 +127,9 @@ def main() -> None:
         label = "default" if batch is None else f"batch {batch}"
         print(
             f"fit_many ({label}): cold {times[0]:.1f} s, warm {times[1]:.1f} s, "
-            f"{args.fits / times[1]:.1f} fits/s, {loop_total / times[1]:.1f}x the loop; "
-            f"{fits.healthy.mean():.1%} healthy, median {steps:.1f} steps/draw"
+            f"{args.fits / times[1]:.1f} fits/s, {loop_total / times[1]:.1f}x the loop"
+            + (f", {numpyro_total / times[1]:.1f}x the numpyro loop; " if args.numpyro_loop else "; ")
+            + f"{fits.healthy.mean():.1%} healthy, median {steps:.1f} steps/draw"
         )
     start = time.perf_counter()
     table = fits.summary()

@@ -12,6 +12,7 @@
 Writes ``benchmarks/results/calibration_pvalues.csv`` and ``calibration_coverage.csv``.
 
     python benchmarks/calibration_study.py [--sims 200] [--only chinchilla,power]
+        [--warmup 500 --draws 500] [--sbc-only]
 """
 
 from __future__ import annotations
@@ -71,7 +72,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sims", type=int, default=200)
     parser.add_argument("--only", default="")
+    parser.add_argument("--warmup", type=int, default=500, help="per chain; other values tag the case names")
+    parser.add_argument("--draws", type=int, default=500, help="per chain; other values tag the case names")
+    parser.add_argument("--sbc-only", action="store_true", help="skip the extrapolation coverage")
     args = parser.parse_args()
+    length = {"warmup": args.warmup, "draws": args.draws}
+    tag = "" if (args.warmup, args.draws) == (500, 500) else f"_w{args.warmup}_d{args.draws}"
     RESULTS.mkdir(exist_ok=True)
     warnings.simplefilter("always", bs.SamplerWarning)
     chosen = cases()
@@ -82,9 +88,10 @@ def main() -> None:
     if only:
         chosen = {k: v for k, v in chosen.items() if k in only}
     pvalues, coverage = [], []
-    for name, (model, design) in chosen.items():
+    for case, (model, design) in chosen.items():
+        name = case + tag
         start = time.perf_counter()
-        study = bs.calibration.sbc(model, design, n_sims=args.sims, seed=0)
+        study = bs.calibration.sbc(model, design, n_sims=args.sims, seed=0, **length)
         elapsed = time.perf_counter() - start
         study.plot().savefig(RESULTS / f"sbc_{name}.png", dpi=80)
         table = study.table().assign(case=name, unhealthy=int((~study.health["healthy"]).sum()), seconds=elapsed)
@@ -94,16 +101,18 @@ def main() -> None:
             f"{(~study.health['healthy']).sum()} unhealthy fits"
         )
         print(table[["p_value", "rank_mean", "rank_sd", "coverage_90"]].round(3).to_string())
+        if args.sbc_only:
+            continue
         small, large = split(design, model)
         start = time.perf_counter()
-        cov = bs.calibration.extrapolation_coverage(model, small, large, n_sims=args.sims, seed=1)
+        cov = bs.calibration.extrapolation_coverage(model, small, large, n_sims=args.sims, seed=1, **length)
         print(
             f"extrapolation coverage ({len(small)} runs fitted, {len(large)} predicted, "
             f"{time.perf_counter() - start:.0f} s):"
         )
         print(cov.table().round(3).to_string())
         coverage.append(cov.table().assign(case=name))
-    if not only or "chinchilla_real" in only:
+    if (not only or "chinchilla_real" in only) and not args.sbc_only:
         try:
             df = bs.datasets.load("chinchilla")
         except bs.datasets.DatasetNotAvailable as err:
@@ -114,11 +123,11 @@ def main() -> None:
             small, large = df[compute <= 3.4e20][["N", "D"]], df[compute > 3.4e20][["N", "D"]]
             model = bs.ScalingModel("chinchilla")
             cov = bs.calibration.extrapolation_coverage(
-                model, small.assign(loss=df["loss"]), large, n_sims=args.sims, seed=2
+                model, small.assign(loss=df["loss"]), large, n_sims=args.sims, seed=2, **length
             )
             print(f"\n== chinchilla_real design ({len(small)} runs fitted, {len(large)} predicted):")
             print(cov.table().round(3).to_string())
-            coverage.append(cov.table().assign(case="chinchilla_real_design"))
+            coverage.append(cov.table().assign(case="chinchilla_real_design" + tag))
     _save(pvalues, RESULTS / "calibration_pvalues.csv")
     _save(coverage, RESULTS / "calibration_coverage.csv")
 
