@@ -188,13 +188,15 @@ def bench_besiroglu(df, n_boot=4000, seed=0):
     return grid_s, boot_s, best.x, np.quantile(boot[:, 2], [0.025, 0.975])
 
 
-def report(name, rows):
+def report(name, rows, width=38):
+    """Print cold, median warm, steps, ESS, ESS/s, divergences (and warnings, a 5th field); return warm, ESS/s."""
     cold = rows[0][0]
     warm = statistics.median(r[0] for r in rows[1:])
     steps = statistics.median(r[1] for r in rows)
     ess = statistics.median(r[2] for r in rows[1:])
     div = sum(r[3] for r in rows)
-    print(f"{name:<38} {cold:8.2f} {warm:8.2f} {steps:8.1f} {ess:9.0f} {ess / warm:9.0f} {div:5d}")
+    extra = f" {rows[-1][4]:5d}" if len(rows[-1]) > 4 else ""
+    print(f"{name:<{width}} {cold:8.2f} {warm:8.2f} {steps:8.1f} {ess:9.0f} {ess / warm:9.0f} {div:5d}{extra}")
     return warm, ess / warm
 
 

@@ -24,10 +24,10 @@ population) and min-bulk-ESS per warm second, and the ratios.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 import warnings
 
+import bench_chinchilla_fit
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -123,13 +123,7 @@ def _min_ess(values) -> float:
 
 
 def report(name: str, rows: list[tuple]) -> tuple[float, float]:
-    cold = rows[0][0]
-    warm = statistics.median(r[0] for r in rows[1:])
-    steps = statistics.median(r[1] for r in rows)
-    ess = statistics.median(r[2] for r in rows[1:])
-    div = sum(r[3] for r in rows)
-    print(f"{name:<28} {cold:8.2f} {warm:8.2f} {steps:8.1f} {ess:9.0f} {ess / warm:9.0f} {div:5d} {rows[-1][4]:5d}")
-    return warm, ess / warm
+    return bench_chinchilla_fit.report(name, rows, width=28)
 
 
 def main() -> None:
