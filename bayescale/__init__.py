@@ -18,6 +18,7 @@ from bayescale.compare import compare  # noqa: E402
 from bayescale.data import DataError  # noqa: E402
 from bayescale.diagnostics import SamplerWarning  # noqa: E402
 from bayescale.fit import ScalingFit, load_fit  # noqa: E402
+from bayescale.fits_file import load_fits  # noqa: E402
 from bayescale.laws import Law, Parameter  # noqa: E402
 from bayescale.many import ScalingFits  # noqa: E402
 from bayescale.predict import Prediction  # noqa: E402
@@ -42,6 +43,7 @@ __all__ = [
     "laws",
     "likelihoods",
     "load_fit",
+    "load_fits",
     "plot",
     "priors",
 ]

@@ -325,11 +325,12 @@ class ScalingFits(Mapping):
     Examples
     --------
     >>> fits = model.fit_many(df, by="task", seed=0)      # doctest: +SKIP
+    >>> fits.save("fits.nc"); fits = bs.load_fits("fits.nc")   # doctest: +SKIP
     >>> fits["t3"].predict(N=1e10).interval(0.9)          # doctest: +SKIP
     >>> fits.summary().xs("alpha", level="parameter")     # doctest: +SKIP
     """
 
-    def __init__(self, model, keys, names, parts, posterior, stats, *, seed: int, options) -> None:
+    def __init__(self, model, keys, names, parts, posterior, stats, *, seed: int, options, warn: bool = True) -> None:
         self.model = model
         self.seed = seed
         self.options = options
@@ -348,7 +349,7 @@ class ScalingFits(Mapping):
         self._valid = pd.DataFrame(valid, index=self.index) if valid else None
         self.health = health
         bad = ~health["healthy"]
-        if bad.any():
+        if warn and bad.any():
             shown = ", ".join(repr(k) for k in health.index[bad][:5])
             warnings.warn(
                 f"{bad.sum()} of {len(health)} fits were unhealthy ({unhealthy_reasons(health)}): {shown}"
@@ -443,6 +444,23 @@ class ScalingFits(Mapping):
             raise KeyError(f"no parameter {name!r}; parameters: {list(self.model.posterior_names)}")
         values = self._posterior[name]
         return values.reshape((len(self), -1) + values.shape[3:])
+
+    # -- persistence ------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> str:
+        """Write every fit to one netCDF file (ArviZ's format); read it back with :func:`bayescale.load_fits`.
+
+        The file holds the draws, sampler statistics, validated rows and spec of every
+        data set (see :mod:`bayescale.fits_file`), so each fit can be rebuilt in full.
+        Keys must be strings, numbers or booleans, or tuples of them.
+
+        Examples
+        --------
+        >>> fits.save("fits.nc")          # doctest: +SKIP
+        'fits.nc'
+        """
+        from bayescale import fits_file
+
+        return fits_file.save(self, path)
 
     def __repr__(self) -> str:
         chains, draws = next(iter(self._posterior.values())).shape[1:3]

@@ -4,6 +4,8 @@ The whole model (priors, reference scaling, law, likelihood) must give a finite 
 density and finite gradients there, and fits must predict finite values.
 """
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -75,7 +77,11 @@ def test_fit_and_predictions_at_extreme_scales():
     n = rng.choice(np.geomspace(1e13, 1e15, 6), 40)
     d = rng.choice(np.geomspace(1e14, 1e16, 6), 40)
     runs = pd.DataFrame({"N": n, "D": d, "loss": law.mean(truth, N=n, D=d) * np.exp(0.002 * rng.standard_normal(40))})
-    fit = bs.ScalingModel(law).fit(runs, seed=0, chains=2, warmup=500, draws=500)
+    # at these scales the A / N^alpha term is ~1% of the loss: A and alpha are barely identified and
+    # short chains may disagree on them (a SamplerWarning says so); this test is about the numerics
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=bs.SamplerWarning)
+        fit = bs.ScalingModel(law).fit(runs, seed=0, chains=2, warmup=500, draws=500)
     pred = fit.predict(N=[1e15, 1e6], D=[1e16, 1e7]).interval(0.9)
     assert np.all(np.isfinite(pred[["median", "lower", "upper"]].to_numpy()))
     lower, upper = pred.loc[0, ["lower", "upper"]]

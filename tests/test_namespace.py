@@ -23,6 +23,7 @@ def test_top_level_names():
             "laws",
             "likelihoods",
             "load_fit",
+            "load_fits",
             "plot",
             "priors",
         ]

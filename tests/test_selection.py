@@ -109,7 +109,8 @@ def test_real_data_student_t_beats_normal_and_loo_names_the_outliers(chinchilla)
         "normal": bs.ScalingModel("chinchilla", likelihood=bs.likelihoods.Normal()),
     }
     with pytest.warns(LOOWarning, match=r"model 'normal' is unreliable: Pareto k > 0.70 at rows 5, 10 "):
-        result = bs.compare_laws(models, chinchilla, scale="C", seed=0)
+        # 0.95: the Student-t fit to the 180 smaller runs diverged once in about one seed of six at 0.9
+        result = bs.compare_laws(models, chinchilla, scale="C", seed=0, target_accept_prob=0.95)
     table = result.table()
     assert len(result.held_out) == 60 and result.held_out["C"].min() > result.cutoff
     assert table.index[0] == "student_t"
