@@ -512,20 +512,25 @@ def load_fit(path: str | os.PathLike, law=None) -> ScalingFit:
     --------
     >>> fit.save("fit.nc"); again = bs.load_fit("fit.nc")      # doctest: +SKIP
     """
+    idata, attrs, model = open_saved(path, "bayescale_format", FILE_FORMAT, "fit", law)
+    return ScalingFit(model, idata, json.loads(attrs["bayescale_log_references"]), warn=False)
+
+
+def open_saved(path, format_attr: str, file_format: int, what: str, law=None, hint: str = "") -> tuple:
+    """``(idata, attrs, model)`` of a file bayescale saved, after checking that it is one, in ``file_format``."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"no saved fit at {os.fspath(path)!r}")
+        raise FileNotFoundError(f"no saved {what} at {os.fspath(path)!r}")
     idata = az.from_netcdf(str(path))
     attrs = idata.posterior.attrs if "posterior" in idata.groups() else {}
-    if "bayescale_format" not in attrs:
-        raise DataError(f"{os.fspath(path)!r} is an ArviZ file but not a bayescale fit (no bayescale attributes)")
-    fmt = int(attrs["bayescale_format"])
-    if fmt != FILE_FORMAT:
+    if format_attr not in attrs:
+        raise DataError(f"{os.fspath(path)!r} is an ArviZ file but not a bayescale {what} (no {format_attr}){hint}")
+    fmt = int(attrs[format_attr])
+    if fmt != file_format:
         raise DataError(
             f"{os.fspath(path)!r} was saved by bayescale {attrs.get('bayescale_version')} in file format {fmt}; "
-            f"this bayescale ({__version__}) reads format {FILE_FORMAT}. Use a matching bayescale version to load it"
+            f"this bayescale ({__version__}) reads format {file_format}. Use a matching bayescale version to load it"
         )
-    model = ScalingModel.from_config(json.loads(attrs["bayescale_model"]), law=law)
-    return ScalingFit(model, idata, json.loads(attrs["bayescale_log_references"]), warn=False)
+    return idata, attrs, ScalingModel.from_config(json.loads(attrs["bayescale_model"]), law=law)
 
 
 def _obs_coordinate(index: pd.Index) -> np.ndarray:

@@ -27,7 +27,7 @@ import xarray as xr
 
 from bayescale import __version__
 from bayescale._arviz import az
-from bayescale.data import DataError, ScalingData
+from bayescale.data import ScalingData
 from bayescale.inference import NUTSOptions
 
 FILE_FORMAT = 1  # bump when saved fit collections change incompatibly
@@ -59,14 +59,7 @@ def save(fits, path: str | os.PathLike) -> str:
 
 
 def load_fits(path: str | os.PathLike, law=None):
-    """Load fits written by :meth:`ScalingFits.save`.
-
-    Parameters
-    ----------
-    path : str or path-like
-        The netCDF file.
-    law : Law, optional
-        Needed only for a custom law that is not registered with :func:`bayescale.laws.register`.
+    """Load fits written by :meth:`ScalingFits.save` (``path`` and ``law`` as in :func:`bayescale.load_fit`).
 
     Returns
     -------
@@ -78,23 +71,11 @@ def load_fits(path: str | os.PathLike, law=None):
     >>> fits.save("fits.nc"); again = bs.load_fits("fits.nc")      # doctest: +SKIP
     >>> again["t3"].predict(N=1e10).interval(0.9)                  # doctest: +SKIP
     """
+    from bayescale.fit import open_saved
     from bayescale.many import ScalingFits, _Part
-    from bayescale.scaling_model import ScalingModel
 
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no saved fits at {os.fspath(path)!r}")
-    idata = az.from_netcdf(str(path))
-    attrs = idata.posterior.attrs if "posterior" in idata.groups() else {}
-    if "bayescale_fits_format" not in attrs:
-        hint = " (a single fit: use bs.load_fit)" if "bayescale_format" in attrs else ""
-        raise DataError(f"{os.fspath(path)!r} is not a file of bayescale fits saved by ScalingFits.save{hint}")
-    fmt = int(attrs["bayescale_fits_format"])
-    if fmt != FILE_FORMAT:
-        raise DataError(
-            f"{os.fspath(path)!r} was saved by bayescale {attrs.get('bayescale_version')} in fits format {fmt}; "
-            f"this bayescale ({__version__}) reads format {FILE_FORMAT}. Use a matching bayescale version to load it"
-        )
-    model = ScalingModel.from_config(json.loads(attrs["bayescale_model"]), law=law)
+    hint = ": saved by ScalingFits.save? (a single fit's file loads with bs.load_fit)"
+    idata, attrs, model = open_saved(path, "bayescale_fits_format", FILE_FORMAT, "fits", law, hint)
     keys = [_decode_key(k) for k in json.loads(attrs["bayescale_keys"])]
     log_refs = json.loads(attrs["bayescale_log_references"])
     labels = json.loads(attrs["bayescale_group_labels"])

@@ -10,7 +10,7 @@ import pytest
 
 import bayescale as bs
 from bayescale import fits_file
-from tests.test_many import SHORT, tasks
+from tests.test_many import SHORT, families_by_task, tasks
 
 
 @pytest.fixture(scope="module")
@@ -46,17 +46,10 @@ def test_each_loaded_fit_is_the_saved_fit(saved):
 
 
 def test_hierarchical_fits_with_different_groups(tmp_path):
-    rng = np.random.default_rng(3)
-    frames = []
-    for task, families in (("x", "abc"), ("y", "ab")):
-        for fam in families:
-            c = np.geomspace(1e17, 1e21, 8)
-            y = (1.5 + 3.0 * (c / 1e19) ** -rng.uniform(0.2, 0.3)) * np.exp(0.02 * rng.standard_normal(8))
-            frames.append(pd.DataFrame({"task": task, "family": fam, "C": c, "loss": y}))
     model = bs.ScalingModel(bs.laws.SaturatingPowerLaw("C"), group="family", shared=["E"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bs.SamplerWarning)  # short chains of a hierarchy
-        fits = model.fit_many(pd.concat(frames, ignore_index=True), by="task", seed=0, chains=2, warmup=300, draws=300)
+        fits = model.fit_many(families_by_task(), by="task", seed=0, chains=2, warmup=300, draws=300)
     again = bs.load_fits(fits.save(tmp_path / "h.nc"))
     assert again["y"].groups == ("a", "b") and again["x"].groups == ("a", "b", "c")
     pd.testing.assert_frame_equal(again.summary(), fits.summary())
@@ -77,5 +70,5 @@ def test_unsaveable_keys_and_wrong_files_are_clear_errors(saved, tmp_path):
         bs.load_fits(tmp_path / "missing.nc")
     fits, _, _ = saved
     single = fits[("acc", "t0")].save(tmp_path / "one.nc")
-    with pytest.raises(bs.DataError, match="use bs.load_fit"):
+    with pytest.raises(bs.DataError, match="loads with bs.load_fit"):
         bs.load_fits(single)

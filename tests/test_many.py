@@ -31,6 +31,18 @@ def tasks(n_tasks: int = 4, seed: int = 0) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def families_by_task() -> pd.DataFrame:
+    """Two tasks of saturating power laws: task x has families a, b, c; task y has a, b."""
+    rng = np.random.default_rng(3)
+    frames = []
+    for task, families in (("x", "abc"), ("y", "ab")):
+        for fam in families:
+            c = np.geomspace(1e17, 1e21, 8)
+            y = (1.5 + 3.0 * (c / 1e19) ** -rng.uniform(0.2, 0.3)) * np.exp(0.02 * rng.standard_normal(8))
+            frames.append(pd.DataFrame({"task": task, "family": fam, "C": c, "loss": y}))
+    return pd.concat(frames, ignore_index=True)
+
+
 @pytest.fixture(scope="module")
 def power_model():
     return bs.ScalingModel(bs.laws.PowerLaw("N"), target="loss", inputs={"N": "N"})
@@ -149,14 +161,7 @@ def test_several_key_columns(power_model):
 
 def test_hierarchical_data_sets_with_different_groups():
     """A data set with fewer groups is padded with empty ones, which never show up in its results."""
-    rng = np.random.default_rng(3)
-    frames = []
-    for task, families in (("x", "abc"), ("y", "ab")):
-        for fam in families:
-            c = np.geomspace(1e17, 1e21, 8)
-            y = (1.5 + 3.0 * (c / 1e19) ** -rng.uniform(0.2, 0.3)) * np.exp(0.02 * rng.standard_normal(8))
-            frames.append(pd.DataFrame({"task": task, "family": fam, "C": c, "loss": y}))
-    df = pd.concat(frames, ignore_index=True)
+    df = families_by_task()
     model = bs.ScalingModel(bs.laws.SaturatingPowerLaw("C"), group="family", shared=["E"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bs.SamplerWarning)  # 2 x 500 draws of a hierarchy: short chains
