@@ -2,9 +2,7 @@
 
 ``numpyro.infer.MCMC.run`` traces and compiles again on every call. Here the sampler
 is built from NumPyro's functional NUTS kernel (``numpyro.infer.hmc.hmc``) with the
-data as a jit *argument*, so a second fit of same-shaped data costs only sampling. One
-compiled loop runs every warmup window and the draws (its length is a traced argument);
-the warmup itself is :mod:`bayescale.warmup`.
+data as a jit *argument*, so a second fit of same-shaped data costs only sampling.
 Chains are vmapped and, when JAX sees several devices (CPU cores exposed as devices
 by :mod:`bayescale._config`, or GPUs), split across them with ``jax.shard_map``.
 """
@@ -23,7 +21,6 @@ from jax.sharding import Mesh, PartitionSpec
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import constrain_fn, log_likelihood, potential_energy
 
-from bayescale import warmup as adaptation
 from bayescale.model import ModelArgs, n_rows, pad_rows, row_bucket
 
 CHAIN_METHODS = ("parallel", "vectorized")
@@ -40,10 +37,7 @@ class NUTSOptions:
     steps per draw, against 113 with a diagonal one). ``dense_mass=None`` (default) picks
     a dense matrix up to :data:`DENSE_MAX_DIM` unconstrained dimensions and a diagonal one
     above, where a few hundred warmup draws cannot estimate the covariance.
-    The warmup is :mod:`bayescale.warmup` (Stan's windows; each chain's mass matrix
-    partially pooled with the other chains'), not NumPyro's; ``adapt_step_size`` and
-    ``adapt_mass_matrix`` switch its two halves off.
-    ``regularize_mass_matrix=None`` (default) turns Stan's shrinkage of the adapted
+    ``regularize_mass_matrix=None`` (default) turns NumPyro's shrinkage of the adapted
     matrix towards ``1e-3 * I`` off for dense matrices of fewer than 25 dimensions (the
     first adaptation window has 25 draws, so their covariance is invertible) and on above,
     where it keeps the matrix invertible. The model's coordinates are scaled
@@ -208,13 +202,15 @@ _RUNNERS: dict = {}
 INIT_TRIES = 20  # random starts tried per chain; the most probable is kept
 
 
-def _chunks(draws: int, progress_bar: bool) -> list[int]:
-    """Split the draws into equal scan lengths: one loop, or ~20 for a progress bar."""
-    if not progress_bar:
-        return [draws]
-    target = max(draws // 20, 1)
-    step = max(d for d in range(1, target + 1) if draws % d == 0)
-    return [step] * (draws // step)
+def _chunks(warmup: int, draws: int, progress_bar: bool) -> tuple[list[int], list[int]]:
+    """Split warmup and draws into equal scan lengths so that one compiled loop serves both."""
+    step = math.gcd(warmup, draws) if warmup else draws
+    if progress_bar:
+        target = max((warmup + draws) // 20, 1)
+        step = max(d for d in range(1, step + 1) if step % d == 0 and d <= target)
+    if step < 20 and not progress_bar:  # awkward counts: two loops rather than hundreds of calls
+        return ([warmup] if warmup else []), [draws]
+    return [step] * (warmup // step), [step] * (draws // step)
 
 
 class _Runner:
@@ -230,30 +226,27 @@ class _Runner:
         pe_gen = lambda args: partial(potential_energy, model, (args,), {})  # noqa: E731
         self._init_kernel, self._sample_kernel = hmc(potential_fn_gen=pe_gen, algo="NUTS")
         self._init = self._over_chains(self._init_one)
-        self._window_end = jax.jit(jax.vmap(self._window_end_one) if batched else self._window_end_one)
-        self._end_warmup = jax.jit(jax.vmap(self._end_warmup_one) if batched else self._end_warmup_one)
-        self._loops: dict[int, Callable] = {}
+        self._advance: dict[int, Callable] = {}
         post = jax.vmap(self._values_one if batched else self._post_one, in_axes=(0, None))
         self._post = jax.jit(jax.vmap(post) if batched else post)
 
     # -- per-chain pieces ------------------------------------------------------------
     def _init_one(self, rng_key, args):
-        """A chain's NUTS state (NumPyro's own adaptation off) and its warmup state."""
         init_key, kernel_key = jax.random.split(rng_key)
         z0 = self._start(init_key, args)
         o = self.options
-        state = self._init_kernel(
+        return self._init_kernel(
             z0,
-            0,
+            self.warmup,
             dense_mass=o.dense_mass,
             target_accept_prob=o.target_accept_prob,
             max_tree_depth=o.max_tree_depth,
-            adapt_step_size=False,
-            adapt_mass_matrix=False,
+            adapt_step_size=o.adapt_step_size,
+            adapt_mass_matrix=o.adapt_mass_matrix,
+            regularize_mass_matrix=o.regularize_mass_matrix,
             model_args=(args,),
             rng_key=kernel_key,
         )
-        return state, adaptation.init(state.z, state.adapt_state.step_size)
 
     def _start(self, key, args):
         """A uniform random start: the most probable of :data:`INIT_TRIES` candidates.
@@ -276,71 +269,20 @@ class _Runner:
         best = jnp.argmin(jnp.where(jnp.isnan(energy), jnp.inf, energy))
         return jax.tree_util.tree_map(lambda a: a[best], candidates)
 
-    def _window_end_one(self, carry):
-        """Close a window for one fit's chains: pooled mass matrix, dual averaging restarted."""
-        state, tuning = carry
-        adapt = state.adapt_state
-        if self.options.adapt_mass_matrix:
-            o = self.options
-            inverse = adaptation.inverse_mass(tuning, o.dense_mass, o.regularize_mass_matrix)
-            sqrt, sqrt_inv = jax.vmap(adaptation.mass_factors)(inverse)
-            # chains that never moved give a zero variance, hence no factors: keep the old matrix then
-            usable = jnp.all(jnp.isfinite(sqrt)) & jnp.all(jnp.isfinite(sqrt_inv))
-            tile = lambda new, old: jnp.where(usable, new, old)  # noqa: E731
-            adapt = adapt._replace(
-                inverse_mass_matrix=tile(inverse, adapt.inverse_mass_matrix),
-                mass_matrix_sqrt=tile(sqrt, adapt.mass_matrix_sqrt),
-                mass_matrix_sqrt_inv=tile(sqrt_inv, adapt.mass_matrix_sqrt_inv),
-            )
-        tuning = jax.vmap(adaptation.init)(state.z, adapt.step_size)
-        return state._replace(adapt_state=adapt), tuning
-
-    def _end_warmup_one(self, carry):
-        """The state to sample from: step size set to dual averaging's average."""
-        state, tuning = carry
-        if self.options.adapt_step_size and self.warmup:
-            adapt = state.adapt_state._replace(step_size=jax.vmap(adaptation.final_step_size)(tuning))
-            state = state._replace(adapt_state=adapt)
-        return state, tuning
-
-    def warm(self, carry, args, trace_length: int, bar=None):
-        """Run the warmup :func:`~bayescale.warmup.schedule`; the state to sample from."""
-        loop = self.loop(trace_length)
-        for length, collect in adaptation.schedule(self.warmup):
-            carry, _ = loop(carry, args, length, True, collect)
-            if collect:
-                carry = self._window_end(carry)
-            if bar is not None:
-                bar(length, "warmup")
-        return self._end_warmup(carry)
-
-    def _loop_one(self, carry, args, length, adapting, collect, trace_length):
-        """``length`` NUTS iterations, recording the first ``trace_length`` draws.
-
-        ``length``, ``adapting`` and ``collect`` are traced, so one compiled loop serves
-        every warmup window (adapting; ``collect`` adds the draws to the mass-matrix window)
-        and the draws (``length == trace_length``): one compilation per model and shape.
-        """
-        o = self.options
-
-        def adapt(state, tuning):
-            tuning, step_size = adaptation.update(tuning, state.z, state.accept_prob, o.target_accept_prob, collect)
-            if o.adapt_step_size:
-                state = state._replace(adapt_state=state.adapt_state._replace(step_size=step_size))
-            return state, tuning
-
-        def body(i, value):
-            (state, tuning), trace = value
+    def _advance_one(self, state, args, length):
+        def step(state, _):
             state = self._sample_kernel(state, model_args=(args,))
-            state, tuning = jax.lax.cond(adapting, adapt, lambda s, t: (s, t), state, tuning)
-            info = _draw_info(state)
-            trace = jax.tree_util.tree_map(lambda buffer, x: buffer.at[i].set(x, mode="drop"), trace, (state.z, info))
-            return (state, tuning), trace
+            info = {
+                "diverging": state.diverging,
+                "n_steps": state.num_steps,
+                "acceptance_rate": state.accept_prob,
+                "energy": state.energy,
+                "lp": -state.potential_energy,
+                "step_size": state.adapt_state.step_size,
+            }
+            return state, (state.z, info)
 
-        state = carry[0]
-        example = (state.z, _draw_info(state))
-        trace = jax.tree_util.tree_map(lambda x: jnp.zeros((trace_length,) + jnp.shape(x), jnp.result_type(x)), example)
-        return jax.lax.fori_loop(0, length, body, (carry, trace))
+        return jax.lax.scan(step, state, None, length=length)
 
     def _post_one(self, z, args):
         values = constrain_fn(self.model, (args,), {}, z, return_deterministic=True)
@@ -354,36 +296,35 @@ class _Runner:
         return {k: v for k, v in values.items() if not (k in self.sites and k.endswith("_z"))}
 
     # -- batching over chains and devices -------------------------------------------
-    def _over_chains(self, fn, shared: int = 1):
-        """``fn(per_chain, *shared)`` vmapped over chains (and data sets), jitted, sharded over devices."""
-        batched = jax.vmap(fn, in_axes=(0,) + (None,) * shared)
+    def _over_chains(self, fn):
+        batched = jax.vmap(fn, in_axes=(0, None))
         if self.batched:  # (data set, chain) keys and states; one data set's args per member
-            return jax.jit(jax.vmap(batched, in_axes=(0, 0) + (None,) * (shared - 1)))
+            return jax.jit(jax.vmap(batched))
         if self.n_devices == 1:
             return jax.jit(batched)
         mesh = Mesh(np.array(jax.local_devices()[: self.n_devices]), ("chain",))
         spec = PartitionSpec("chain")
         return jax.jit(
-            jax.shard_map(
-                batched, mesh=mesh, in_specs=(spec,) + (PartitionSpec(),) * shared, out_specs=spec, check_vma=False
-            )
+            jax.shard_map(batched, mesh=mesh, in_specs=(spec, PartitionSpec()), out_specs=spec, check_vma=False)
         )
 
-    def loop(self, trace_length: int) -> Callable:
-        """The compiled :meth:`_loop_one` over chains, for traces of ``trace_length`` draws."""
-        if trace_length not in self._loops:
-            self._loops[trace_length] = self._over_chains(partial(self._loop_one, trace_length=trace_length), shared=4)
-        return self._loops[trace_length]
+    def advance(self, length: int) -> Callable:
+        if length not in self._advance:
+            self._advance[length] = self._over_chains(partial(self._advance_one, length=length))
+        return self._advance[length]
 
     # -- driver ----------------------------------------------------------------------
     def run(self, args, *, seed, chains, draws, progress_bar, chain_method) -> Samples:
         keys = jax.random.split(jax.random.key(seed), chains)
+        state = self._init(keys, args)
+        warm_chunks, draw_chunks = _chunks(self.warmup, draws, progress_bar)
         bar = _progress(progress_bar, self.warmup + draws, chains)
-        chunks = _chunks(draws, progress_bar)
-        state = self.warm(self._init(keys, args), args, chunks[0], bar)
+        for length in warm_chunks:
+            state, _ = self.advance(length)(state, args)
+            bar(length, "warmup")
         traces = []
-        for length in chunks:
-            state, trace = self.loop(length)(state, args, length, False, False)
+        for length in draw_chunks:
+            state, trace = self.advance(length)(state, args)
             traces.append(jax.device_get(trace))
             bar(length, "sample")
         bar.close()
@@ -397,9 +338,14 @@ class _Runner:
 
     def run_many(self, args, *, seeds, chains, draws) -> Samples:
         keys = jax.vmap(lambda s: jax.random.split(jax.random.key(s), chains))(jnp.asarray(seeds))
-        state = self.warm(self._init(keys, args), args, draws)
-        state, trace = self.loop(draws)(state, args, draws, False, False)
-        traces = [jax.device_get(trace)]
+        state = self._init(keys, args)
+        warm_chunks, draw_chunks = _chunks(self.warmup, draws, False)
+        for length in warm_chunks:
+            state, _ = self.advance(length)(state, args)
+        traces = []
+        for length in draw_chunks:
+            state, trace = self.advance(length)(state, args)
+            traces.append(jax.device_get(trace))
         n = len(seeds)
         z = {k: np.concatenate([t[0][k] for t in traces], axis=2) for k in self.sites}
         stats = {k: np.concatenate([t[1][k] for t in traces], axis=2) for k in traces[0][1]}
@@ -407,18 +353,6 @@ class _Runner:
         values = jax.device_get(self._post(flat, args))
         posterior = {k: np.asarray(v).reshape((n, chains, draws) + np.shape(v)[2:]) for k, v in values.items()}
         return Samples(posterior, None, stats, "vectorized", self.options)
-
-
-def _draw_info(state) -> dict:
-    """What the trace records of a NUTS state besides its position."""
-    return {
-        "diverging": state.diverging,
-        "n_steps": state.num_steps,
-        "acceptance_rate": state.accept_prob,
-        "energy": state.energy,
-        "lp": -state.potential_energy,
-        "step_size": state.adapt_state.step_size,
-    }
 
 
 class _progress:
