@@ -28,6 +28,7 @@ import xarray as xr
 from bayescale import __version__
 from bayescale._arviz import az
 from bayescale.data import ScalingData
+from bayescale.fit import _obs_coordinate, open_saved
 from bayescale.inference import NUTSOptions
 
 FILE_FORMAT = 1  # bump when saved fit collections change incompatibly
@@ -48,7 +49,7 @@ def save(fits, path: str | os.PathLike) -> str:
             "bayescale_key_names": json.dumps(list(fits.names)),
             "bayescale_log_references": json.dumps([p.log_refs for p in parts], sort_keys=True),
             "bayescale_group_labels": json.dumps([list(p.data.group_labels) for p in parts]),
-            "bayescale_row_labels": json.dumps([_index_kind(p.data.index) for p in parts]),
+            "bayescale_row_labels": json.dumps([_index_kind(p.data.index) for p in parts]),  # str or int
             "seed": fits.seed,
             "inference_library": "numpyro",
         },
@@ -71,7 +72,6 @@ def load_fits(path: str | os.PathLike, law=None):
     >>> fits.save("fits.nc"); again = bs.load_fits("fits.nc")      # doctest: +SKIP
     >>> again["t3"].predict(N=1e10).interval(0.9)                  # doctest: +SKIP
     """
-    from bayescale.fit import open_saved
     from bayescale.many import ScalingFits, _Part
 
     hint = ": saved by ScalingFits.save? (a single fit's file loads with bs.load_fit)"
@@ -80,19 +80,19 @@ def load_fits(path: str | os.PathLike, law=None):
     log_refs = json.loads(attrs["bayescale_log_references"])
     labels = json.loads(attrs["bayescale_group_labels"])
     kinds = json.loads(attrs["bayescale_row_labels"])
-    rows = idata.constant_data
-    dataset = rows["dataset"].values
+    columns = {name: values.values for name, values in idata.constant_data.data_vars.items()}
+    ends = np.cumsum(np.bincount(columns["dataset"], minlength=len(keys)))[:-1]  # rows are stacked in order
+    pieces = {name: np.split(values, ends) for name, values in columns.items()}
     parts = []
     for i in range(len(keys)):
-        mine = dataset == i
         data = ScalingData(
-            inputs={name: rows[f"input_{name}"].values[mine] for name in model.law.inputs},
-            target=rows["target"].values[mine],
-            noise=rows["noise"].values[mine] if "noise" in rows else None,
-            index=_index(rows["row"].values[mine], kinds[i]),
-            groups=rows["group"].values[mine] if "group" in rows else None,
+            inputs={name: pieces[f"input_{name}"][i] for name in model.law.inputs},
+            target=pieces["target"][i],
+            noise=pieces["noise"][i] if "noise" in pieces else None,
+            index=_index(pieces["row"][i], kinds[i]),
+            groups=pieces["group"][i] if "group" in pieces else None,
             group_labels=tuple(labels[i]),
-            trials=rows["trials"].values[mine] if "trials" in rows else None,
+            trials=pieces["trials"][i] if "trials" in pieces else None,
         )
         parts.append(_Part(data, log_refs[i]))
     posterior = {name: np.asarray(idata.posterior[name].values) for name in idata.posterior.data_vars}
@@ -109,11 +109,11 @@ def _dims(ndim: int) -> tuple[str, ...]:
 
 
 def _rows(parts) -> xr.Dataset:
-    """The validated rows of every data set, stacked along ``row``."""
+    """The validated rows of every data set, stacked in order along ``row_number``."""
     data = [p.data for p in parts]
     columns = {
         "dataset": np.concatenate([np.full(d.n_rows, i) for i, d in enumerate(data)]),
-        "row": np.concatenate([_labels(d.index) for d in data]),
+        "row": np.concatenate([_obs_coordinate(d.index).astype(str) for d in data]),
         "target": np.concatenate([d.target for d in data]),
     }
     for name in data[0].inputs:
@@ -125,19 +125,8 @@ def _rows(parts) -> xr.Dataset:
 
 
 def _index_kind(index: pd.Index) -> str:
-    if pd.api.types.is_integer_dtype(index.dtype):
-        return "int"
-    if pd.api.types.is_string_dtype(index.dtype) and index.map(type).isin([str]).all():
-        return "str"
-    return "position"  # other labels (dates, tuples, floats) are kept as positions
-
-
-def _labels(index: pd.Index) -> np.ndarray:
-    """Row labels as strings: the labels themselves (integer or string), else positions."""
-    kind = _index_kind(index)
-    if kind == "str":
-        return np.asarray(index, dtype=str)
-    return (np.asarray(index, dtype=np.int64) if kind == "int" else np.arange(len(index))).astype(str)
+    """``"str"`` for string row labels; ``"int"`` for integer labels, or positions (what ScalingFit.save keeps)."""
+    return "str" if _obs_coordinate(index).dtype.kind == "U" else "int"
 
 
 def _index(values: np.ndarray, kind: str) -> pd.Index:
