@@ -3,7 +3,8 @@
 import warnings
 
 with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message="ArviZ is undergoing a major refactor", category=FutureWarning)
+    # The banner starts with a newline, and filters match at the start of the message.
+    warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing a major refactor", category=FutureWarning)
     import arviz as az
 
 __all__ = ["az"]
