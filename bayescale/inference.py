@@ -10,7 +10,9 @@ by :mod:`bayescale._config`, or GPUs), split across them with ``jax.shard_map``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -25,6 +27,56 @@ from bayescale.model import ModelArgs, n_rows, pad_rows, row_bucket
 
 CHAIN_METHODS = ("parallel", "vectorized")
 DENSE_MAX_DIM = 64  # largest model given a dense mass matrix by default (see NUTSOptions)
+KEEP_COMPILED = 16  # compiled samplers kept per process (see CompiledCache)
+
+
+class CompiledCache:
+    """The most recently used compiled programs of a process, at most ``maxsize`` of them.
+
+    Every compiled program holds machine code that the operating system counts as
+    memory mappings (about 1,000 for one NUTS sampler on CPU), and Linux stops a
+    process at ``vm.max_map_count`` of them (65,530 by default) with a segmentation
+    fault inside the compiler. A notebook that fits a few dozen model variants would
+    get there if every sampler stayed alive, so the least recently used one is dropped
+    (and freed) when a new one needs the room; fitting it again compiles it again.
+
+    Examples
+    --------
+    >>> cache = CompiledCache(maxsize=2)
+    >>> [cache.get(k, lambda k=k: k.upper()) for k in "aba"]
+    ['A', 'B', 'A']
+    >>> cache.get("c", lambda: "C"), list(cache)
+    ('C', ['a', 'c'])
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        if maxsize < 1:
+            raise ValueError(f"maxsize must be at least 1, got {maxsize!r}")
+        self.maxsize = maxsize
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()  # fit_many looks samplers up from several threads
+
+    def get(self, key: Hashable, make: Callable[[], object]):
+        """The entry of ``key``, made by ``make()`` when absent; it becomes the most recent."""
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            value = self._items[key] = make()
+            while len(self._items) > self.maxsize:
+                self._items.popitem(last=False)
+            return value
+
+    def clear(self) -> None:
+        """Drop every entry (their compiled programs are freed when nothing else holds them)."""
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self):
+        return iter(list(self._items))
 
 
 @dataclass(frozen=True)
@@ -144,9 +196,7 @@ def sample(
         tuple(sorted(sites.items())),
         str(shapes),
     )
-    runner = _RUNNERS.get(key)
-    if runner is None:
-        runner = _RUNNERS[key] = _Runner(model, sites, warmup, options, n_devices)
+    runner = _RUNNERS.get(key, lambda: _Runner(model, sites, warmup, options, n_devices))
     samples = runner.run(
         args, seed=seed, chains=chains, draws=draws, progress_bar=progress_bar, chain_method=chain_method
     )
@@ -182,9 +232,7 @@ def sample_many(
     shapes = jax.tree_util.tree_map(lambda a: (jnp.shape(a)[1:], jnp.result_type(a)), args)
     key = ("batch", cache_key, model if cache_key is None else None, warmup, options, tuple(sorted(sites.items())))
     key += (str(shapes),)
-    runner = _RUNNERS.get(key)
-    if runner is None:
-        runner = _RUNNERS[key] = _Runner(model, sites, warmup, options, 1, batched=True)
+    runner = _RUNNERS.get(key, lambda: _Runner(model, sites, warmup, options, 1, batched=True))
     return runner.run_many(args, seeds=np.asarray(seeds), chains=chains, draws=draws)
 
 
@@ -198,7 +246,7 @@ def _resolved(options: NUTSOptions, sites) -> NUTSOptions:
     return options
 
 
-_RUNNERS: dict = {}
+_RUNNERS = CompiledCache(KEEP_COMPILED)
 INIT_TRIES = 20  # random starts tried per chain; the most probable is kept
 
 

@@ -42,13 +42,14 @@ from jax.flatten_util import ravel_pytree
 from numpyro.infer import init_to_median
 from numpyro.infer.util import initialize_model, potential_energy
 
+from bayescale.inference import KEEP_COMPILED, CompiledCache
 from bayescale.model import ROW_FIELDS, Z_SCALE, ModelArgs, build, n_rows, pad_rows, row_bucket, z_site
 
 MIN_GROUPS = 3  # groups that measure an exponent needed to estimate its spread at all
 CENTRE_BELOW = 2.0  # centre where a group's posterior sd < this x the spread (1.0: 39 divergences, 2.0: 1-4)
 NEWTON_STEPS = 60  # damped Newton steps to each group's posterior mode
 
-_SOLVERS: dict = {}
+_SOLVERS = CompiledCache(KEEP_COMPILED)  # bounded: every compiled solver holds machine code
 
 
 def exponent_centring(
@@ -151,9 +152,7 @@ def _rows(args: ModelArgs, rows: np.ndarray) -> ModelArgs:
 def _laplace(law, likelihood, batch: ModelArgs) -> tuple[dict, dict]:
     """Posterior modes and marginal variances of every site, per group (vectorised)."""
     key = (law, likelihood, jax.tree.structure(batch), tuple(np.shape(x) for x in jax.tree.leaves(batch)))
-    solver = _SOLVERS.get(key)
-    if solver is None:
-        solver = _SOLVERS[key] = _solver(law, likelihood, jax.tree.map(lambda x: x[0], batch))
+    solver = _SOLVERS.get(key, lambda: _solver(law, likelihood, jax.tree.map(lambda x: x[0], batch)))
     return solver(batch)
 
 

@@ -1,5 +1,7 @@
 """Results plumbing: the issue's usage contract, seeds, predictions, intervals and file round trips."""
 
+import gc
+import os
 import subprocess
 import sys
 import textwrap
@@ -177,3 +179,31 @@ def test_one_input_law_predicts_at_any_compute_budget():
     table = fit.predict(C=[1e24, 1e30]).interval(0.9, kind="mean")
     assert np.all(np.isfinite(table[["median", "lower", "upper"]].to_numpy()))
     assert table["median"][1] < table["median"][0]
+
+
+@pytest.mark.filterwarnings("ignore::bayescale.SamplerWarning")  # 2 x (20 + 20) draws: about memory, not mixing
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts the process's memory mappings in /proc")
+def test_compiled_samplers_are_bounded_and_freed(monkeypatch):
+    """Only the most recent samplers stay compiled. Each holds ~1,600 memory mappings on CPU, and Linux
+    kills a process at vm.max_map_count (65,530) of them with a segfault inside the compiler: a long
+    session (this test suite, a notebook trying many models) used to get there."""
+    from bayescale import inference
+
+    monkeypatch.setattr(inference, "_RUNNERS", inference.CompiledCache(maxsize=1))
+    x = np.geomspace(1e7, 1e10, 20)
+    runs = pd.DataFrame({"N": x, "loss": 3.0 * (x / 1e8) ** -0.2 * np.exp(0.02 * np.sin(np.arange(20.0)))})
+    model = bs.ScalingModel(bs.laws.PowerLaw("N"), target="loss")
+
+    def mappings() -> int:
+        gc.collect()
+        with open(f"/proc/{os.getpid()}/maps") as maps:
+            return sum(1 for _ in maps)
+
+    model.fit(runs, seed=0, chains=2, warmup=20, draws=20)
+    before = mappings()
+    for warmup in (21, 22, 23):  # the warmup length is compiled in: three new samplers
+        model.fit(runs, seed=0, chains=2, warmup=warmup, draws=20)
+        assert len(inference._RUNNERS) == 1
+    assert [key[2] for key in inference._RUNNERS] == [23]  # the most recent one
+    # kept, the three would add ~4,000-4,800 mappings (measured); dropped, a few hundred remain
+    assert mappings() - before < 1_600

@@ -1,5 +1,7 @@
 """Hierarchical models: parameters shared, pooled or independent across a group column."""
 
+import warnings
+
 import jax
 import numpy as np
 import pandas as pd
@@ -157,7 +159,13 @@ def test_pilot_changes_the_parameterisation_not_the_posterior(family_fit, famili
         bs.ScalingModel(LAW, group="family").model_args(data, model.log_references(data)).centred["alpha"].tolist()
         == [0.0] * 7
     )
-    fit = model.fit(df, seed=0, **DEEP)
+    # centred exponents put a funnel where alpha_spread nears 0: the pilot's documented cost is an
+    # occasional divergence there (0-6 per fit of 8,000 draws, depending on the CPU's floating point)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", bs.SamplerWarning)
+        fit = model.fit(df, seed=0, **DEEP)
+    assert all("divergent transitions" in str(w.message) for w in caught), [str(w.message) for w in caught]
+    assert int(fit.idata.sample_stats["diverging"].sum()) <= 8  # 0.1% of the draws
     ours, default = fit.summary(), family_fit.summary()
     for name in ["alpha_pop", "alpha_spread", "E_pop", "A_pop", "alpha[fam2]", "E[sparse]", "sigma"]:
         se = np.hypot(ours.loc[name, "sd"] / np.sqrt(ours.loc[name, "ess_bulk"]),
