@@ -34,7 +34,7 @@ class CompiledCache:
     """The most recently used compiled programs of a process, at most ``maxsize`` of them.
 
     Every compiled program holds machine code that the operating system counts as
-    memory mappings (about 1,000 for one NUTS sampler on CPU), and Linux stops a
+    memory mappings (1,000-1,600 for one NUTS sampler on CPU), and Linux stops a
     process at ``vm.max_map_count`` of them (65,530 by default) with a segmentation
     fault inside the compiler. A notebook that fits a few dozen model variants would
     get there if every sampler stayed alive, so the least recently used one is dropped
