@@ -208,6 +208,12 @@ def data_dir() -> Path:
     """The directory datasets are read from and downloaded to."""
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR]).expanduser()
+    return user_cache_dir()
+
+
+def user_cache_dir() -> Path:
+    """bayescale's per-user cache: ``$XDG_CACHE_HOME/bayescale`` or ``~/.cache/bayescale``
+    (``%LOCALAPPDATA%\\bayescale`` on Windows)."""
     if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
         return Path(os.environ["LOCALAPPDATA"]) / "bayescale"
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bayescale"

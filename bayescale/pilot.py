@@ -42,7 +42,7 @@ from jax.flatten_util import ravel_pytree
 from numpyro.infer import init_to_median
 from numpyro.infer.util import initialize_model, potential_energy
 
-from bayescale.inference import KEEP_COMPILED, CompiledCache
+from bayescale.inference import KEEP_COMPILED, CompiledCache, compiled
 from bayescale.model import ROW_FIELDS, Z_SCALE, ModelArgs, build, n_rows, pad_rows, row_bucket, z_site
 
 MIN_GROUPS = 3  # groups that measure an exponent needed to estimate its spread at all
@@ -172,7 +172,7 @@ def _solver(law, likelihood, example: ModelArgs):
         covariance = jnp.linalg.inv(jax.hessian(energy)(y, args))
         return unravel(y * scale), unravel(jnp.diag(covariance) * scale**2)
 
-    return jax.jit(jax.vmap(one))
+    return compiled(jax.vmap(one), runs_once=True)
 
 
 def _newton(f, y0, steps: int = NEWTON_STEPS):

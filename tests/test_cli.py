@@ -1,5 +1,6 @@
 """The command line: a real fit on the bundled data, and one-line errors with exit status 2."""
 
+import os
 import subprocess
 import sys
 
@@ -27,6 +28,22 @@ def test_fit_prints_summary_prediction_and_writes_plot(tmp_path):
     assert "prediction at N=7e+10, D=1.4e+12" in out and "loss of a new run" in out
     assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
     assert nc.exists()
+
+
+@pytest.mark.parametrize("chosen", [None, "chosen"])
+def test_compiled_samplers_are_kept_in_the_user_cache_unless_jax_is_told_otherwise(tmp_path, chosen):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+    if chosen:
+        env["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path / chosen)
+    code = "import jax; from bayescale import cli; print(cli.use_compilation_cache(), jax.config."
+    code += "jax_compilation_cache_max_size)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, check=True)
+    folder, limit = result.stdout.split()
+    if chosen:
+        assert (folder, limit) == (str(tmp_path / chosen), "-1")  # the user's choice, untouched
+    else:
+        assert (folder, int(limit)) == (str(tmp_path / "xdg" / "bayescale" / "jax"), cli.CACHE_MAX_BYTES)
 
 
 def test_help_explains_the_laws_and_the_columns():

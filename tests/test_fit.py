@@ -201,9 +201,9 @@ def test_compiled_samplers_are_bounded_and_freed(monkeypatch):
 
     model.fit(runs, seed=0, chains=2, warmup=20, draws=20)
     before = mappings()
-    for warmup in (21, 22, 23):  # the warmup length is compiled in: three new samplers
+    for warmup in (40, 60, 80):  # the warmup length is compiled in: three new samplers (one scan length each)
         model.fit(runs, seed=0, chains=2, warmup=warmup, draws=20)
         assert len(inference._RUNNERS) == 1
-    assert [key[2] for key in inference._RUNNERS] == [23]  # the most recent one
+    assert [key[2] for key in inference._RUNNERS] == [80]  # the most recent one
     # kept, the three would add ~4,000-4,800 mappings (measured); dropped, a few hundred remain
     assert mappings() - before < 1_600
