@@ -37,10 +37,11 @@ def compiled(fn: Callable, *, runs_once: bool = False) -> Callable:
     Compiling is most of a small fit's cold wall time, and a fit's start (random starts,
     NumPyro's initial step-size search) and its post-processing run once per fit. For those
     LLVM's optimisation is wasted work: at :data:`CPU_OPTIMIZATION_LEVEL` 1 instead of
-    XLA's default they compile about 40% faster. The sampling loop keeps XLA's default:
-    at level 1 it compiled ~1 s faster but sampled ~30% slower, a loss for every fit that
-    reuses it (``benchmarks/bench_compile.py``). Other backends keep XLA's defaults;
-    ``None`` keeps them on CPU too.
+    XLA's default they compile about 40% faster, a cold fit takes 0.7-1.3 s less and its
+    draws do not change (``benchmarks/bench_compile.py``). The sampling loop, which every
+    refit reuses, keeps XLA's default: at level 1 it saved at most another 0.4 s, changed
+    one model's draws, and in one of two runs of the benchmark sampled 30-40% slower.
+    Other backends keep XLA's defaults; ``None`` keeps them on CPU too.
     """
     if not runs_once or CPU_OPTIMIZATION_LEVEL is None or jax.default_backend() != "cpu":
         return jax.jit(fn)
