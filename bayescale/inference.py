@@ -3,16 +3,20 @@
 ``numpyro.infer.MCMC.run`` traces and compiles again on every call. Here the sampler
 is built from NumPyro's functional NUTS kernel (``numpyro.infer.hmc.hmc``) with the
 data as a jit *argument*, so a second fit of same-shaped data costs only sampling.
-Chains are vmapped and, when JAX sees several devices (CPU cores exposed as devices
-by :mod:`bayescale._config`, or GPUs), split across them with ``jax.shard_map``.
+On CPU every chain is its own call of a single-chain program and the calls run in one
+thread per core; on GPU and TPU the chains are vmapped into one program (see
+:func:`default_chain_method`), and ``chain_method="parallel"`` splits them over devices
+with ``jax.shard_map``.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -25,7 +29,7 @@ from numpyro.infer.util import constrain_fn, log_likelihood, potential_energy
 
 from bayescale.model import ModelArgs, n_rows, pad_rows, row_bucket
 
-CHAIN_METHODS = ("parallel", "vectorized")
+CHAIN_METHODS = ("parallel", "threads", "vectorized")
 DENSE_MAX_DIM = 64  # largest model given a dense mass matrix by default (see NUTSOptions)
 KEEP_COMPILED = 16  # compiled samplers kept per process (see CompiledCache)
 CPU_OPTIMIZATION_LEVEL = 1  # LLVM optimisation level of run-once programs compiled for CPU (see compiled)
@@ -164,15 +168,30 @@ def check_seed(seed) -> int:
     return int(seed)
 
 
-def default_chain_method() -> str:
-    """``"vectorized"``: all chains in one compiled program on the default device.
+def cpu_count() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
-    ``"parallel"`` (chains split over local devices with ``jax.shard_map``) is opt-in: on
-    CPU devices made with ``--xla_force_host_platform_device_count`` it halved the wall
-    time of small fits on 2 cores, but a 61-dimensional model with a dense mass matrix
-    hung there (every thread idle), so it is not the default.
+
+def default_chain_method() -> str:
+    """``"threads"`` on CPU, ``"vectorized"`` on GPU and TPU.
+
+    ``"threads"``: every chain is its own call of a single-chain program, and the calls
+    run in one thread per CPU core (JAX releases the GIL while a program runs).
+    ``"vectorized"``: all chains in one program, vmapped; what a GPU or TPU wants. On CPU
+    vmapping NUTS costs more than it gives: tracing the vmapped sampler takes ~10x longer
+    (JAX batches each of NumPyro's nested while loops several times over to find which
+    of their carries are batched), the program is larger to compile, and every iteration
+    runs the longest trajectory among the chains. On 2 cores, threads halved both the
+    cold and the warm time of a fit (``benchmarks/bench_chain_methods.py``).
+    ``"parallel"`` (chains split over devices with ``jax.shard_map``) is opt-in: a
+    61-dimensional model with a dense mass matrix hung on CPU devices made with
+    ``--xla_force_host_platform_device_count``.
     """
-    return "vectorized"
+    return "threads" if jax.default_backend() == "cpu" else "vectorized"
 
 
 def sample(
@@ -204,21 +223,53 @@ def sample(
     if chain_method not in CHAIN_METHODS:
         raise ValueError(f"chain_method must be one of {CHAIN_METHODS}, got {chain_method!r}")
     n_devices = math.gcd(chains, jax.local_device_count()) if chain_method == "parallel" else 1
-    shapes = jax.tree_util.tree_map(lambda a: (jnp.shape(a), jnp.result_type(a)), args)
-    key = (
-        cache_key,
-        model if cache_key is None else None,
-        warmup,
-        options,
-        n_devices,
-        tuple(sorted(sites.items())),
-        str(shapes),
-    )
-    runner = _RUNNERS.get(key, lambda: _Runner(model, sites, warmup, options, n_devices))
-    samples = runner.run(
-        args, seed=seed, chains=chains, draws=draws, progress_bar=progress_bar, chain_method=chain_method
-    )
-    return replace(samples, log_likelihood=samples.log_likelihood[..., :rows])
+    mode = "chain" if chain_method == "threads" else "chains"
+    runner = _runner(model, args, sites, warmup, options, mode, n_devices, cache_key)
+    keys = list(jax.random.split(jax.random.key(seed), chains))
+    with _progress(progress_bar, warmup + draws, chains, threads=mode == "chain") as bar:
+        if mode == "chain":
+            per_chain = runner.run_threads([(key, args) for key in keys], draws, bar)
+            z, stats = (_stacked([c[i] for c in per_chain]) for i in (0, 1))
+        else:
+            z, stats = runner.run_chains(jnp.stack(keys), args, draws, bar)
+    values, loglik = jax.device_get(runner.post(loglik=True)(_flat(z, 0), args))
+    posterior = {k: np.asarray(v).reshape((chains, draws) + np.shape(v)[1:]) for k, v in values.items()}
+    loglik = np.asarray(loglik).reshape((chains, draws) + np.shape(loglik)[1:])
+    return Samples(posterior, loglik[..., :rows], stats, chain_method, options)
+
+
+def sample_each(
+    model: Callable,
+    args: list[ModelArgs],
+    sites: dict[str, tuple[int, ...]],
+    *,
+    seeds: np.ndarray,
+    chains: int,
+    warmup: int,
+    draws: int,
+    options: NUTSOptions,
+    cache_key: object = None,
+) -> Samples:
+    """Run NUTS on many data sets, every chain of every data set its own call, in one thread per core.
+
+    The CPU counterpart of :func:`sample_many`: ``args`` holds one data set per entry, all
+    of the same shapes (padded by :func:`~bayescale.model.pad_rows`), and data set ``b``
+    draws with the random keys a single fit with seed ``seeds[b]`` would use. One
+    single-chain program serves all of them; no chain waits for another's trajectory.
+    The returned arrays have leading axes (data set, chain, draw); the pointwise log
+    likelihood is not computed (``None``, as in :func:`sample_many`).
+    """
+    check_counts(chains, warmup, draws)
+    options = _resolved(options, sites)
+    runner = _runner(model, args[0], sites, warmup, options, "chain", 1, cache_key)
+    tasks = [
+        (key, a) for a, seed in zip(args, seeds, strict=True) for key in jax.random.split(jax.random.key(seed), chains)
+    ]
+    with _progress(False, 0, chains) as bar:
+        per_chain = runner.run_threads(tasks, draws, bar, values=True)
+    per_set = [_stacked([c[0] for c in per_chain[b : b + chains]]) for b in range(0, len(tasks), chains)]
+    per_set_stats = [_stacked([c[1] for c in per_chain[b : b + chains]]) for b in range(0, len(tasks), chains)]
+    return Samples(_stacked(per_set), None, _stacked(per_set_stats), "threads", options)
 
 
 def sample_many(
@@ -247,11 +298,31 @@ def sample_many(
     """
     check_counts(chains, warmup, draws)
     options = _resolved(options, sites)
-    shapes = jax.tree_util.tree_map(lambda a: (jnp.shape(a)[1:], jnp.result_type(a)), args)
-    key = ("batch", cache_key, model if cache_key is None else None, warmup, options, tuple(sorted(sites.items())))
-    key += (str(shapes),)
-    runner = _RUNNERS.get(key, lambda: _Runner(model, sites, warmup, options, 1, batched=True))
-    return runner.run_many(args, seeds=np.asarray(seeds), chains=chains, draws=draws)
+    one = jax.tree_util.tree_map(lambda a: a[0], args)
+    runner = _runner(model, one, sites, warmup, options, "batch", 1, cache_key)
+    keys = jax.vmap(lambda s: jax.random.split(jax.random.key(s), chains))(jnp.asarray(seeds))
+    with _progress(False, 0, chains) as bar:
+        z, stats = runner.run_chains(keys, args, draws, bar)
+    values = jax.device_get(runner.post(loglik=False)(_flat(z, 1), args))
+    posterior = {k: np.asarray(v).reshape((len(seeds), chains, draws) + np.shape(v)[2:]) for k, v in values.items()}
+    return Samples(posterior, None, stats, "vectorized", options)
+
+
+def _runner(model, args, sites, warmup, options, mode, n_devices, cache_key) -> _Runner:
+    """The cached :class:`_Runner` of this model structure, data shape and layout."""
+    shapes = jax.tree_util.tree_map(lambda a: (jnp.shape(a), jnp.result_type(a)), args)
+    key = (mode, cache_key, model if cache_key is None else None, warmup, options, n_devices)
+    key += (tuple(sorted(sites.items())), str(shapes))
+    return _RUNNERS.get(key, lambda: _Runner(model, sites, warmup, options, mode, n_devices))
+
+
+def _stacked(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.stack([p[k] for p in parts]) for k in parts[0]}
+
+
+def _flat(z: dict[str, np.ndarray], lead: int) -> dict[str, np.ndarray]:
+    """Merge the (chain, draw) axes that follow ``lead`` leading axes into one."""
+    return {k: v.reshape(v.shape[:lead] + (-1,) + v.shape[lead + 2 :]) for k, v in z.items()}
 
 
 def _resolved(options: NUTSOptions, sites) -> NUTSOptions:
@@ -280,21 +351,29 @@ def _chunks(warmup: int, draws: int, progress_bar: bool) -> tuple[list[int], lis
 
 
 class _Runner:
-    """Compiled init, advance and post-processing functions for one model structure."""
+    """Compiled init, advance and post-processing programs for one model structure and data shape.
 
-    def __init__(self, model, sites, warmup, options: NUTSOptions, n_devices: int, batched: bool = False):
+    ``mode`` says what one call of the init and advance programs covers: ``"chain"`` one
+    chain (:meth:`run_threads` runs the calls in threads), ``"chains"`` all chains of a
+    fit (vmapped, split over ``n_devices`` with ``jax.shard_map``), ``"batch"`` all chains
+    of a batch of data sets (vmapped twice). The post-processing program always covers
+    all draws of a fit (or, in ``"batch"`` mode, of a batch).
+    """
+
+    def __init__(self, model, sites, warmup, options: NUTSOptions, mode: str, n_devices: int = 1):
         self.model = model
         self.sites = sites
         self.warmup = warmup
         self.options = options
+        self.mode = mode
         self.n_devices = n_devices
-        self.batched = batched
         pe_gen = lambda args: partial(potential_energy, model, (args,), {})  # noqa: E731
         self._init_kernel, self._sample_kernel = hmc(potential_fn_gen=pe_gen, algo="NUTS")
-        self._init = self._over_chains(self._init_one, runs_once=True)
+        self._init = self._vectorised(self._init_one, runs_once=True)
         self._advance: dict[int, Callable] = {}
-        post = jax.vmap(self._values_one if batched else self._post_one, in_axes=(0, None))
-        self._post = compiled(jax.vmap(post) if batched else post, runs_once=True)
+        self._post: dict[bool, Callable] = {}
+        self._executables: dict[Hashable, Callable] = {}
+        self._lock = threading.Lock()
 
     # -- per-chain pieces ------------------------------------------------------------
     def _init_one(self, rng_key, args):
@@ -361,10 +440,13 @@ class _Runner:
     def _reported(self, values):
         return {k: v for k, v in values.items() if not (k in self.sites and k.endswith("_z"))}
 
-    # -- batching over chains and devices -------------------------------------------
-    def _over_chains(self, fn, runs_once: bool = False):
+    # -- programs --------------------------------------------------------------------
+    def _vectorised(self, fn, runs_once: bool = False):
+        """``fn(key or state, args)`` of one chain, compiled for one call of this runner's mode."""
+        if self.mode == "chain":
+            return compiled(fn, runs_once=runs_once)
         batched = jax.vmap(fn, in_axes=(0, None))
-        if self.batched:  # (data set, chain) keys and states; one data set's args per member
+        if self.mode == "batch":  # (data set, chain) keys and states; one data set's args per member
             return compiled(jax.vmap(batched), runs_once=runs_once)
         if self.n_devices == 1:
             return compiled(batched, runs_once=runs_once)
@@ -376,16 +458,34 @@ class _Runner:
         )
 
     def advance(self, length: int) -> Callable:
+        """The program that runs ``length`` NUTS iterations: ``(state, args) -> (state, (z, stats))``."""
         if length not in self._advance:
-            self._advance[length] = self._over_chains(partial(self._advance_one, length=length))
+            self._advance[length] = self._vectorised(partial(self._advance_one, length=length))
         return self._advance[length]
 
-    # -- driver ----------------------------------------------------------------------
-    def run(self, args, *, seed, chains, draws, progress_bar, chain_method) -> Samples:
-        keys = jax.random.split(jax.random.key(seed), chains)
+    def post(self, loglik: bool) -> Callable:
+        """The program from flattened draws (``(draw, ...)``, or ``(data set, draw, ...)`` in ``"batch"``
+        mode) to the reported values, with the pointwise log likelihood when ``loglik``."""
+        if loglik not in self._post:
+            post = jax.vmap(self._post_one if loglik else self._values_one, in_axes=(0, None))
+            self._post[loglik] = compiled(jax.vmap(post) if self.mode == "batch" else post, runs_once=True)
+        return self._post[loglik]
+
+    def _executable(self, name: Hashable, program: Callable, *specimen) -> Callable:
+        """``program`` compiled ahead of time for arguments shaped like ``specimen``, once.
+
+        Threads calling a jitted function for the first time at once would each compile it.
+        """
+        with self._lock:
+            if name not in self._executables:
+                self._executables[name] = program.lower(*specimen).compile()
+            return self._executables[name]
+
+    # -- drivers -----------------------------------------------------------------------
+    def run_chains(self, keys, args, draws: int, bar: _progress):
+        """All chains (of all data sets) in each call: draws and stats with leading axes (..., chain, draw)."""
         state = self._init(keys, args)
-        warm_chunks, draw_chunks = _chunks(self.warmup, draws, progress_bar)
-        bar = _progress(progress_bar, self.warmup + draws, chains)
+        warm_chunks, draw_chunks = _chunks(self.warmup, draws, bar.enabled)
         for length in warm_chunks:
             state, _ = self.advance(length)(state, args)
             bar(length, "warmup")
@@ -394,49 +494,82 @@ class _Runner:
             state, trace = self.advance(length)(state, args)
             traces.append(jax.device_get(trace))
             bar(length, "sample")
-        bar.close()
-        z = {k: np.concatenate([t[0][k] for t in traces], axis=1) for k in self.sites}
-        stats = {k: np.concatenate([t[1][k] for t in traces], axis=1) for k in traces[0][1]}
-        flat = {k: v.reshape((chains * draws,) + v.shape[2:]) for k, v in z.items()}
-        values, loglik = jax.device_get(self._post(flat, args))
-        posterior = {k: np.asarray(v).reshape((chains, draws) + np.shape(v)[1:]) for k, v in values.items()}
-        loglik = np.asarray(loglik).reshape((chains, draws) + np.shape(loglik)[1:])
-        return Samples(posterior, loglik, stats, chain_method, self.options)
+        axis = keys.ndim  # the draw axis follows the key axes
+        z = {k: np.concatenate([t[0][k] for t in traces], axis=axis) for k in self.sites}
+        stats = {k: np.concatenate([t[1][k] for t in traces], axis=axis) for k in traces[0][1]}
+        return z, stats
 
-    def run_many(self, args, *, seeds, chains, draws) -> Samples:
-        keys = jax.vmap(lambda s: jax.random.split(jax.random.key(s), chains))(jnp.asarray(seeds))
-        state = self._init(keys, args)
-        warm_chunks, draw_chunks = _chunks(self.warmup, draws, False)
-        for length in warm_chunks:
-            state, _ = self.advance(length)(state, args)
-        traces = []
-        for length in draw_chunks:
-            state, trace = self.advance(length)(state, args)
-            traces.append(jax.device_get(trace))
-        n = len(seeds)
-        z = {k: np.concatenate([t[0][k] for t in traces], axis=2) for k in self.sites}
-        stats = {k: np.concatenate([t[1][k] for t in traces], axis=2) for k in traces[0][1]}
-        flat = {k: v.reshape((n, chains * draws) + v.shape[3:]) for k, v in z.items()}
-        values = jax.device_get(self._post(flat, args))
-        posterior = {k: np.asarray(v).reshape((n, chains, draws) + np.shape(v)[2:]) for k, v in values.items()}
-        return Samples(posterior, None, stats, "vectorized", self.options)
+    def run_threads(self, tasks, draws: int, bar: _progress, values: bool = False) -> list[tuple[dict, dict]]:
+        """One chain per ``(key, args)`` task, in one thread per CPU core: per task (draws, stats), axes (draw, ...).
+
+        Every program is compiled here first, so no two threads compile the same one. With
+        ``values`` the draws come post-processed (the reported values, no log likelihood).
+        """
+        warm_chunks, draw_chunks = _chunks(self.warmup, draws, bar.enabled)
+        key, args = tasks[0]
+        init = self._executable("init", self._init, key, args)
+        state = init.out_info
+        advance = {n: self._executable(n, self.advance(n), state, args) for n in set(warm_chunks + draw_chunks)}
+        if values:
+            specimen = {k: jax.ShapeDtypeStruct((draws,) + v.shape, v.dtype) for k, v in state.z.items()}
+            post = self._executable(("values", draws), self.post(loglik=False), specimen, args)
+        stop = threading.Event()
+
+        def chain(task):
+            key, args = task
+            state = init(key, args)
+            for length in warm_chunks:
+                if stop.is_set():
+                    return None
+                state, _ = advance[length](state, args)
+                bar(length, "warmup")
+            traces = []
+            for length in draw_chunks:
+                if stop.is_set():
+                    return None
+                state, trace = advance[length](state, args)
+                traces.append(trace)
+                bar(length, "sample")
+            z = {k: jnp.concatenate([t[0][k] for t in traces]) for k in self.sites}
+            stats = {k: np.concatenate([jax.device_get(t[1][k]) for t in traces]) for k in traces[0][1]}
+            return jax.device_get(post(z, args) if values else z), stats
+
+        pool = ThreadPoolExecutor(max_workers=min(len(tasks), cpu_count()))
+        try:
+            return list(pool.map(chain, tasks))
+        finally:  # on an error or KeyboardInterrupt the other chains stop after their current call
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _progress:
-    """A tqdm bar over iterations when asked for, otherwise nothing."""
+    """A tqdm bar over iterations when asked for, otherwise nothing; a context manager.
 
-    def __init__(self, enabled: bool, total: int, chains: int):
+    With ``threads`` (chains running at once, each reporting its own iterations) the bar
+    counts the iterations of all chains.
+    """
+
+    def __init__(self, enabled: bool, total: int, chains: int, threads: bool = False):
+        self.enabled = enabled
         self._bar = None
+        self._lock = threading.Lock()
         if enabled:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=total, desc=f"NUTS ({chains} chains)", unit="it")
+            total, desc = (
+                (total * chains, f"NUTS ({chains} chains, threads)") if threads else (total, f"NUTS ({chains} chains)")
+            )
+            self._bar = tqdm(total=total, desc=desc, unit="it")
 
     def __call__(self, n: int, phase: str) -> None:
         if self._bar is not None:
-            self._bar.set_postfix_str(phase)
-            self._bar.update(n)
+            with self._lock:
+                self._bar.set_postfix_str(phase, refresh=False)
+                self._bar.update(n)
 
-    def close(self) -> None:
+    def __enter__(self) -> _progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
         if self._bar is not None:
             self._bar.close()

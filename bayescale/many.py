@@ -2,20 +2,20 @@
 
 Users' real workloads are many small fits: every task, metric and family of a benchmark
 suite, every bootstrap or backtest split, every simulation of a calibration study. All
-data sets go through one compiled NUTS program, vmapped over the data sets
-(:func:`bayescale.inference.sample_many`): rows are padded to a common length
+data sets go through one compiled NUTS program: rows are padded to a common length
 (:func:`bayescale.model.pad_rows`, masked out of the likelihood) and groups to a common
 count (an extra group without rows is a draw from the population, which leaves the
 others' posterior unchanged), so data sets of different sizes share the program.
 
-Vectorised NUTS pays at every iteration for the longest trajectory in its batch (and,
-inside NumPyro's iterative tree building, for the deepest tree at every level). On a GPU
-or TPU the arithmetic of the other members is free, so by default every data set goes in
-one batch. On CPU it is not: 64 small saturating-law fits (2 x (500 + 500), 2 cores)
-took 0.30 s per fit one data set per call, 0.39 s in batches of 4 and 0.58 s in batches
-of 16, and batches of 500 were slower still. So on CPU every data set is its own call
-and the calls run in one thread per core (JAX releases the GIL); the gain over a loop of
-``fit`` is the cores and the InferenceData built only on demand, not vectorisation.
+On GPU and TPU the program is vmapped over the data sets and their chains
+(:func:`bayescale.inference.sample_many`): the arithmetic of the other members is free.
+On CPU it is not: vectorised NUTS pays at every iteration for the longest trajectory in
+its batch (and, inside NumPyro's iterative tree building, for the deepest tree at every
+level), and 64 small saturating-law fits (2 x (500 + 500), 2 cores) took 0.30 s per fit
+one data set per call, 0.39 s in batches of 4 and 0.58 s in batches of 16. So on CPU the
+program is a single chain's, every chain of every data set is its own call, and the
+calls run in one thread per core (:func:`bayescale.inference.sample_each`; JAX releases
+the GIL): no chain waits for another. ``batch_size=`` asks for vectorised batches anyway.
 """
 
 from __future__ import annotations
@@ -40,14 +40,6 @@ from bayescale.model import ModelArgs, pad_rows, row_bucket
 # -- the engine: many data sets through one compiled sampler ------------------------------
 
 
-def cpu_count() -> int:
-    """CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def sample_batches(
     model,
     args_of: Callable[[np.ndarray], ModelArgs],
@@ -63,19 +55,30 @@ def sample_batches(
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Fit ``n`` data sets of ``model``: posterior arrays and sample stats, (data set, chain, draw, ...).
 
-    ``args_of(idx)`` returns the stacked model arguments of the data sets ``idx``. The
-    data sets run in batches of ``batch_size`` (default: all of them on GPU/TPU, one on
-    CPU; see the module docstring), the batches in one thread per CPU core. The last
-    batch is padded with repeats, then trimmed.
+    ``args_of(idx)`` returns the stacked model arguments of the data sets ``idx``. By
+    default on CPU every chain of every data set is its own call, in one thread per core
+    (:func:`bayescale.inference.sample_each`); on GPU and TPU all data sets go in one
+    vectorised batch. ``batch_size`` asks for vectorised batches of that size (on CPU,
+    run in one thread per core); the last batch is padded with repeats, then trimmed.
     """
-    workers = 1
-    if batch_size is None:
-        on_cpu = jax.default_backend() == "cpu"
-        batch_size = 1 if on_cpu else n
-    if jax.default_backend() == "cpu":
-        workers = cpu_count()
-    batch_size = min(batch_size, n)
     sites = model.latent_sites(n_groups)
+    on_cpu = jax.default_backend() == "cpu"
+    if batch_size is None and on_cpu:
+        stacked = args_of(np.arange(n))
+        samples = inference.sample_each(
+            model._model,
+            [jax.tree_util.tree_map(lambda a, i=i: a[i], stacked) for i in range(n)],
+            sites,
+            seeds=seeds,
+            chains=chains,
+            warmup=warmup,
+            draws=draws,
+            options=options,
+            cache_key=model.structure_key,
+        )
+        return samples.posterior, samples.stats
+    batch_size = min(batch_size or n, n)
+    workers = inference.cpu_count() if on_cpu else 1
 
     def run(start: int):
         idx = np.arange(start, start + batch_size) % n
@@ -522,5 +525,5 @@ class ScalingFits(Mapping):
             noise_log_sd=None if data.noise is None else data.noise / data.target,
             trials=data.trials,
         )
-        samples = inference.Samples(posterior, loglik.reshape(chains, draws, -1), stats, "vectorized", self.options)
+        samples = inference.Samples(posterior, loglik.reshape(chains, draws, -1), stats, "fit_many", self.options)
         return ScalingFit.from_samples(model, data, part.log_refs, samples, seed=self.seed, warn=False)

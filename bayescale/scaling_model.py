@@ -363,10 +363,12 @@ class ScalingModel:
             Seed of all randomness; the same seed gives the same draws.
         chains, warmup, draws : int
             Number of chains, warmup iterations and kept draws per chain.
-        chain_method : {"parallel", "vectorized"}, optional
-            How chains run. Default ``"vectorized"``: one compiled program for all chains
-            on the default device (CPU, GPU or TPU). ``"parallel"`` splits them over the
-            local devices (see the README for CPU cores as devices).
+        chain_method : {"threads", "vectorized", "parallel"}, optional
+            How chains run. Default on CPU ``"threads"``: every chain is a call of one
+            compiled single-chain program, the calls in one thread per core; default on
+            GPU and TPU ``"vectorized"``: one compiled program for all chains.
+            ``"parallel"`` splits vectorised chains over the local devices. The draws
+            of a chain do not depend on the method beyond floating-point rounding.
         progress_bar : bool
             Show a tqdm progress bar.
         **nuts_options
@@ -415,12 +417,14 @@ class ScalingModel:
         batch_size: int | None = None,
         **nuts_options,
     ):
-        """Fit the model to many data sets in one compiled, vectorised call; a :class:`~bayescale.ScalingFits`.
+        """Fit the model to many data sets through one compiled program; a :class:`~bayescale.ScalingFits`.
 
         Every data set gets the fit :meth:`fit` would give it (its own reference scales,
         step size and mass matrix, the same seed), but all of them run through one
-        compiled NUTS program vmapped over data sets: rows are padded to a common length
-        and masked, so data sets of different lengths share it (see :mod:`bayescale.many`).
+        compiled NUTS program: rows are padded to a common length and masked, so data
+        sets of different lengths share it. On GPU/TPU the program is vmapped over the
+        data sets; on CPU every chain of every data set is a call of it, in one thread
+        per core (see :mod:`bayescale.many`).
 
         Parameters
         ----------
@@ -433,9 +437,10 @@ class ScalingModel:
         seed, chains, warmup, draws, **nuts_options
             As in :meth:`fit`, for every data set.
         batch_size : int, optional
-            Data sets per vectorised batch. Default: all of them on GPU/TPU; on CPU one
-            (a vectorised batch pays for its longest trajectory, which costs more than it
-            saves there), with one thread per core.
+            Data sets per vectorised batch. Default: all of them on GPU/TPU; on CPU no
+            vectorised batches (one chain per call: a vectorised batch pays for its longest
+            trajectory, which costs more than it saves there). Given on CPU, the batches
+            run in one thread per core.
 
         Returns
         -------

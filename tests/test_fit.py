@@ -161,13 +161,18 @@ def test_known_noise_column_is_used(quickstart_runs):
     assert np.median(fit.draws("sigma")) < 0.01
 
 
-def test_progress_bar_reports_iterations(quickstart_runs, capsys):
-    fit = bs.ScalingModel("chinchilla").fit(quickstart_runs, seed=1, progress_bar=True)
+@pytest.mark.parametrize(
+    ("chain_method", "bar"), [("threads", "NUTS (4 chains, threads)"), ("vectorized", "NUTS (4 chains)")]
+)
+def test_progress_bar_reports_iterations(quickstart_runs, capsys, chain_method, bar):
+    model = bs.ScalingModel("chinchilla")
+    fit = model.fit(quickstart_runs, seed=1, progress_bar=True, chain_method=chain_method)
     err = capsys.readouterr().err
-    assert "NUTS (4 chains)" in err and "2000/2000" in err
+    total = 4 * 2000 if chain_method == "threads" else 2000  # threads: every chain's iterations
+    assert f"{bar}: 100%" in err and f"{total}/{total}" in err
     # chunked for the bar, the same draws as without it
     np.testing.assert_array_equal(
-        fit.draws("alpha")[:10], bs.ScalingModel("chinchilla").fit(quickstart_runs, seed=1).draws("alpha")[:10]
+        fit.draws("alpha")[:10], model.fit(quickstart_runs, seed=1, chain_method=chain_method).draws("alpha")[:10]
     )
 
 
@@ -204,6 +209,6 @@ def test_compiled_samplers_are_bounded_and_freed(monkeypatch):
     for warmup in (40, 60, 80):  # the warmup length is compiled in: three new samplers (one scan length each)
         model.fit(runs, seed=0, chains=2, warmup=warmup, draws=20)
         assert len(inference._RUNNERS) == 1
-    assert [key[2] for key in inference._RUNNERS] == [80]  # the most recent one
+    assert [key[3] for key in inference._RUNNERS] == [80]  # the most recent one (key: mode, model, ..., warmup)
     # kept, the three would add ~4,000-4,800 mappings (measured); dropped, a few hundred remain
     assert mappings() - before < 1_600

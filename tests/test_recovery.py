@@ -29,9 +29,12 @@ def assert_recovers(fit, truth, sigma, level=0.9):
 
 
 def test_recovers_chinchilla_law():
+    """Models up to 3e10 parameters, as Chinchilla's. Up to 4e9 E is weakly identified (its posterior has a long
+    tail towards small E, large A and small alpha) and the default fit was healthy for 3 of 6 seeds (tail ESS, R-hat
+    1.01-1.06), for either chain method; up to 3e10, for 5 of 6 (one had R-hat 1.013 and a divergence)."""
     law = bs.laws.Chinchilla()
     truth = {"E": 1.9, "A": 600.0, "alpha": 0.36, "B": 1500.0, "beta": 0.33}
-    n, r = (a.ravel() for a in np.meshgrid(np.geomspace(3e7, 4e9, 9), [5.0, 10, 20, 40, 80], indexing="ij"))
+    n, r = (a.ravel() for a in np.meshgrid(np.geomspace(3e7, 3e10, 9), [5.0, 10, 20, 40, 80], indexing="ij"))
     df = simulate(law, truth, {"N": n, "D": n * r}, sigma=0.01, seed=11, nu=4).rename(columns={"y": "loss"})
     fit = bs.ScalingModel(law).fit(df, seed=0)
     assert fit.healthy, str(fit.health)

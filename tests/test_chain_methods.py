@@ -1,0 +1,69 @@
+"""How chains run: threads of a single-chain program (CPU default) or one vectorised program."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayescale as bs
+from bayescale import inference
+
+Z_MATCH = 4.5  # |mean difference| / its Monte Carlo SE: two-sided p ~ 7e-6 per comparison
+SD_MATCH = 5.0  # |sd ratio - 1| / its approximate SE, sqrt(1 / (2 ESS_a) + 1 / (2 ESS_b))
+
+
+@pytest.fixture(scope="module")
+def runs() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    c = np.geomspace(1e18, 1e22, 30)
+    return pd.DataFrame({"C": c, "loss": (1.7 + 8.0 * (c / 1e20) ** -0.15) * np.exp(0.01 * rng.standard_normal(30))})
+
+
+@pytest.fixture(scope="module")
+def model() -> bs.ScalingModel:
+    return bs.ScalingModel(bs.laws.SaturatingPowerLaw("C"), target="loss", inputs={"C": "C"})
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CPU default")
+def test_chains_run_as_threads_by_default_on_cpu(model, runs):
+    assert inference.default_chain_method() == "threads"
+    fit = model.fit(runs, seed=0, chains=2, warmup=300, draws=300)
+    assert fit.idata.posterior.attrs["chain_method"] == "threads"
+
+
+def test_threads_and_vectorised_chains_sample_the_same_posterior(model, runs):
+    fits = model.fit(runs, seed=0, chain_method="threads"), model.fit(runs, seed=1, chain_method="vectorized")
+    assert all(fit.healthy for fit in fits)
+    threads, vectorised = (fit.summary() for fit in fits)
+    for name in model.parameter_names:
+        a, b = threads.loc[name], vectorised.loc[name]
+        se = np.hypot(a["sd"] / np.sqrt(a["ess_bulk"]), b["sd"] / np.sqrt(b["ess_bulk"]))
+        assert abs(a["mean"] - b["mean"]) < Z_MATCH * se, name
+        sd_se = np.sqrt(1 / (2 * a["ess_bulk"]) + 1 / (2 * b["ess_bulk"]))
+        assert abs(a["sd"] / b["sd"] - 1) < SD_MATCH * sd_se, name
+
+
+@pytest.mark.filterwarnings("ignore::bayescale.SamplerWarning")  # short chains: about determinism, not mixing
+def test_draws_do_not_depend_on_the_number_of_threads(model, runs, monkeypatch):
+    """Every chain is the same program on its own key, whichever thread runs it."""
+    fits = []
+    for threads in (1, 3):
+        monkeypatch.setattr(inference, "cpu_count", lambda threads=threads: threads)
+        fits.append(model.fit(runs, seed=5, chains=3, warmup=200, draws=200, chain_method="threads"))
+    for name in model.parameter_names:
+        np.testing.assert_array_equal(fits[0].idata.posterior[name], fits[1].idata.posterior[name])
+
+
+def test_an_error_in_one_chain_reaches_the_caller(model, runs):
+    """A chain that fails raises in the caller, and the other chains stop instead of running on."""
+    data = model.validate(runs)
+    args = model.model_args(data, model.log_references(data))
+    sites = model.latent_sites(0)
+    options = inference._resolved(inference.NUTSOptions(), sites)
+    runner = inference._runner(model._model, args, sites, 100, options, "chain", 1, model.structure_key)
+    short = args._replace(observed=args.observed[:-1])  # one row fewer: not the compiled shape
+    keys = jax.random.split(jax.random.key(0), 3)
+    with inference._progress(False, 0, 3) as bar, pytest.raises(TypeError, match="compiled"):
+        runner.run_threads([(keys[0], args), (keys[1], short), (keys[2], args)], 100, bar)
