@@ -8,12 +8,13 @@ time (a new sampler: traced and compiled again), the median warm wall time (same
 shape, new seeds), mean leapfrog steps per draw, the median minimum bulk ESS of the law
 parameters and that ESS per warm second, then the ratios threads / vectorized. Models:
 the Chinchilla law on the bundled quickstart data (60 rows) and on the 240 Chinchilla
-rows when the dataset is available, a one-input saturating power law (30 rows) and a
-hierarchical Chinchilla law (4 families x 15 runs); 4 chains x (1000 + 1000). JAX's
+rows when the dataset is available, a one-input saturating power law (30 rows) and, with
+``--hierarchical``, a hierarchical Chinchilla law (4 families x 15 runs; over 20 minutes on
+2 cores); 4 chains x (1000 + 1000). JAX's
 persistent compilation cache must be off (it is unless ``JAX_COMPILATION_CACHE_DIR`` is
 set).
 
-    BAYESCALE_DATA_DIR=../shared/datasets python benchmarks/bench_chain_methods.py [--repeats 3] [--warm 3]
+    BAYESCALE_DATA_DIR=../shared/datasets python benchmarks/bench_chain_methods.py [--repeats 3] [--hierarchical]
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 METHODS = ["threads", "vectorized"]
 
 
-def cases() -> dict[str, tuple[bs.ScalingModel, pd.DataFrame]]:
+def cases(hierarchical: bool) -> dict[str, tuple[bs.ScalingModel, pd.DataFrame]]:
     rng = np.random.default_rng(0)
     c = np.geomspace(1e18, 1e22, 30)
     one_input = pd.DataFrame(
@@ -57,6 +58,8 @@ def cases() -> dict[str, tuple[bs.ScalingModel, pd.DataFrame]]:
         out["chinchilla, 240 rows"] = (bs.ScalingModel("chinchilla"), chinchilla[~chinchilla["besiroglu_excluded"]])
     except DatasetNotAvailable as err:
         print(f"(skipping the 240 Chinchilla rows: {err})")
+    if not hierarchical:
+        return out
     law = bs.laws.Chinchilla()
     truth = {"E": 1.8, "A": 400.0, "alpha": 0.34, "B": 1500.0, "beta": 0.3}
     families = []
@@ -85,13 +88,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="cold fits per model and method (default 3)")
     parser.add_argument("--warm", type=int, default=3, help="warm fits after each cold one (default 3)")
+    parser.add_argument("--hierarchical", action="store_true", help="add the slowest model")
     args = parser.parse_args()
     warnings.simplefilter("ignore", bs.SamplerWarning)  # short synthetic fits; the health is not measured here
     if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         raise SystemExit("unset JAX_COMPILATION_CACHE_DIR: cached programs would not be compiled")
     print(f"{inference.cpu_count()} CPU cores; default chain method here: {inference.default_chain_method()}")
     rows = []
-    for name, (model, data) in cases().items():
+    for name, (model, data) in cases(args.hierarchical).items():
         runs = {m: {"cold": [], "warm": [], "steps": [], "ess": []} for m in METHODS}
         for repeat in range(args.repeats):
             for method in METHODS if repeat % 2 == 0 else METHODS[::-1]:

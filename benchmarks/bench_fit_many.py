@@ -11,8 +11,10 @@ process:
 - ``numpyro loop`` (``--numpyro-loop K``): what users write today, ``numpyro.infer.MCMC``
   + NUTS on a hand-written model of the same law, ``run`` once per data set (it compiles
   again on every call); the mean of ``K`` fits, times the number of data sets;
-- ``fit_many``: the default (on CPU: one data set per call, one thread per core; on
-  GPU/TPU: one vectorised batch), and with the batch sizes given by ``--batches``.
+- ``fit_many``: the default (on CPU: every chain of every data set its own call, one
+  thread per core; on GPU/TPU: one vectorised batch), and with the batch sizes given by
+  ``--batches`` (``--batches 1``: one vectorised data set per call, the CPU default
+  before chains ran in threads).
 
 Each ``fit_many`` variant runs twice: the first time includes compilation, the second
 is warm. Prints wall times, fits per second, the ratio to the loop, the share of
