@@ -24,55 +24,14 @@ import os
 import statistics
 import time
 import warnings
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
+from bench_compile import cases  # the same models (run as a script: this folder is on sys.path)
 
 import bayescale as bs
 from bayescale import inference
-from bayescale.datasets import DatasetNotAvailable
 
-REPO = Path(__file__).resolve().parents[1]
 METHODS = ["threads", "vectorized"]
-
-
-def cases(hierarchical: bool) -> dict[str, tuple[bs.ScalingModel, pd.DataFrame]]:
-    rng = np.random.default_rng(0)
-    c = np.geomspace(1e18, 1e22, 30)
-    one_input = pd.DataFrame(
-        {"C": c, "loss": (1.7 + 8.0 * (c / 1e20) ** -0.15) * np.exp(0.01 * rng.standard_normal(30))}
-    )
-    out = {
-        "chinchilla, bundled data (60 rows)": (
-            bs.ScalingModel("chinchilla"),
-            pd.read_csv(REPO / "data" / "simulated_runs.csv"),
-        ),
-        "saturating power law (30 rows)": (
-            bs.ScalingModel(bs.laws.SaturatingPowerLaw("C"), target="loss", inputs={"C": "C"}),
-            one_input,
-        ),
-    }
-    try:
-        chinchilla = bs.datasets.load("chinchilla")
-        out["chinchilla, 240 rows"] = (bs.ScalingModel("chinchilla"), chinchilla[~chinchilla["besiroglu_excluded"]])
-    except DatasetNotAvailable as err:
-        print(f"(skipping the 240 Chinchilla rows: {err})")
-    if not hierarchical:
-        return out
-    law = bs.laws.Chinchilla()
-    truth = {"E": 1.8, "A": 400.0, "alpha": 0.34, "B": 1500.0, "beta": 0.3}
-    families = []
-    for f in range(4):
-        n, d = np.geomspace(1e8, 1e10, 15), np.geomspace(2e9, 2e11, 15)[rng.permutation(15)]
-        mean = np.asarray(law.mean({**truth, "alpha": truth["alpha"] + 0.02 * f}, N=n, D=d))
-        noise = np.exp(0.01 * rng.standard_normal(15))
-        families.append(pd.DataFrame({"N": n, "D": d, "loss": mean * noise, "f": f"f{f}"}))
-    out["hierarchical chinchilla (4 x 15)"] = (
-        bs.ScalingModel(law, target="loss", inputs={"N": "N", "D": "D"}, group="f"),
-        pd.concat(families, ignore_index=True),
-    )
-    return out
 
 
 def fitted(model, data, seed, method):
