@@ -24,6 +24,13 @@ data instead of by kind raised the minimum bulk ESS from 245-260 to 850-1,000 of
 draws and cut divergences from 4-6 to 1-2 (``B_spread`` near zero; see
 :mod:`bayescale.diagnostics`).
 
+A law that declares :attr:`~bayescale.laws.Law.level_terms` (``E + A x^-alpha``) has its
+three shared parameters sampled in level coordinates instead: the curve's level and slope at
+the reference scale and the split between ``E`` and ``A`` (:func:`level_terms`), the same prior
+reparameterised with unit Jacobian. On the 11 OLMo ladder evaluation sets (exponents
+0.05-0.1, E weakly identified) this cut leapfrog steps per draw from 38-54 to 7-8.5 (median
+over the sets) and made every fit healthy, against 0-6 of 11 before.
+
 The standardised coordinates are multiplied by :data:`Z_SCALE` before NUTS sees them, so
 that NumPyro's mass-matrix shrinkage towards ``1e-3 * I`` is negligible against the
 posterior variance of well-measured parameters.
@@ -37,6 +44,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
@@ -152,7 +160,9 @@ def to_transformed(law: Law, p: Mapping) -> dict:
     }
 
 
-def build(law: Law, likelihood, treatments: Mapping[str, str] | None = None) -> Callable[[ModelArgs], None]:
+def build(
+    law: Law, likelihood, treatments: Mapping[str, str] | None = None, level_coordinates: bool = True
+) -> Callable[[ModelArgs], None]:
     """Return the NumPyro model function ``model(args)``.
 
     Parameters
@@ -162,6 +172,10 @@ def build(law: Law, likelihood, treatments: Mapping[str, str] | None = None) -> 
     treatments : mapping, optional
         Law parameter -> ``"shared"``, ``"pooled"`` or ``"independent"`` across groups
         (default all shared, the only choice without a group column).
+    level_coordinates : bool
+        Sample a law's :attr:`~bayescale.laws.Law.level_terms` in the coordinates of
+        :func:`_sample_level_coordinates` where :func:`level_terms` allows (the default); False keeps
+        one standardised site per parameter (what :mod:`bayescale.pilot` reads).
 
     Examples
     --------
@@ -172,11 +186,15 @@ def build(law: Law, likelihood, treatments: Mapping[str, str] | None = None) -> 
     True
     """
     treatments = dict(treatments or {})
+    trio = level_terms(law, treatments) if level_coordinates else ()
 
     def model(args: ModelArgs) -> None:
         n_groups = 0 if args.group_ids is None else args.group_ids.shape[0]
-        groups, population = {}, {}
+        groups = _sample_level_coordinates(trio, args) if trio else {}
+        population = dict(groups)
         for par in law.parameters:
+            if par.name in trio:
+                continue
             how = treatments.get(par.name, "shared")
             loc, scale = args.prior_loc[par.name], args.prior_scale[par.name]
             if how == "shared":
@@ -215,6 +233,68 @@ def build(law: Law, likelihood, treatments: Mapping[str, str] | None = None) -> 
         numpyro.sample("obs", observation, obs=args.observed)
 
     return model
+
+
+LEVEL_SITES = ("split_z", "level_z", "slope_z")
+
+
+def level_terms(law: Law, treatments: Mapping[str, str]) -> tuple[str, ...]:
+    """The law's ``(irreducible, prefactor, exponent)`` sampled in level coordinates, or ``()``.
+
+    Where a law declares :attr:`~bayescale.laws.Law.level_terms` and all three are shared
+    (one value for all rows), :func:`build` samples them as :func:`_sample_level_coordinates`
+    says; pooled or independent ones keep their own standardised sites.
+    """
+    trio = tuple(getattr(law, "level_terms", None) or ())
+    if not trio:
+        return ()
+    e, a, alpha = trio
+    if (
+        any(law.parameter(name).transform != "log" for name in trio)
+        or law.parameter(a).prefactor_of is None
+        or (law.parameter(a).prefactor_of[1] != alpha)
+    ):
+        raise ValueError(
+            f"law {law.name!r} declares level_terms={trio!r}: they must be positive (LogNormal priors) and "
+            f"{a!r} the prefactor of the term with exponent {alpha!r} (prefactor_of=(input, {alpha!r}))"
+        )
+    if any(treatments.get(name, "shared") != "shared" for name in trio):
+        return ()
+    return trio
+
+
+def _sample_level_coordinates(trio: tuple[str, ...], args: ModelArgs) -> dict:
+    """``log E``, ``log A`` and ``log alpha`` of ``E + A x^-alpha`` from the curve's level, slope and split.
+
+    NUTS sees three coordinates instead of the three parameters' own: the split
+    ``q = log E - log A`` between the irreducible term and the power-law term at the
+    reference scale, the level ``log(E + A)`` of the curve there and its slope
+    ``log(A alpha)`` there. Data pin down the level and the slope tightly and nearly
+    independently of the split, which only the curvature measures; in ``(log E, log A,
+    log alpha)`` the same posterior is a curved ridge where the data do not show the
+    curve levelling off (``log E`` runs to ``-inf`` as ``A`` takes over the level). The
+    prior is the same (independent Normals on ``log E``, ``log A``, ``log alpha``),
+    factorised exactly as ``p(q) p(level | q) p(slope | level, q)``: ``q`` is Normal, the
+    level given ``q`` is ``log E`` given ``q`` (Gaussian conditioning) shifted by
+    ``softplus(-q)``, and the slope given the rest is ``log alpha`` shifted by ``log A``;
+    every map has unit Jacobian. The level and slope are sampled centred on those
+    conditionals, standardised by constants only.
+    """
+    e, a, alpha = trio
+    loc, scale = args.prior_loc, args.prior_scale
+    m_e, s_e, m_a, s_a = loc[e], scale[e], loc[a], scale[a]
+    m_q, s_q = m_e - m_a, jnp.hypot(s_e, s_a)
+    q = m_q + s_q * _standard(LEVEL_SITES[0])
+    s_level = s_e * s_a / s_q  # sd of log E given q
+    m_level = jnp.logaddexp(m_e, m_a)
+    level_mean = m_e + (s_e / s_q) ** 2 * (q - m_q) + jax.nn.softplus(-q)
+    z_level = numpyro.sample(LEVEL_SITES[1], dist.Normal(Z_SCALE * (level_mean - m_level) / s_level, Z_SCALE))
+    level = m_level + s_level * z_level / Z_SCALE
+    log_e, log_a = level - jax.nn.softplus(-q), level - jax.nn.softplus(q)
+    m_alpha, s_alpha = loc[alpha], scale[alpha]
+    z_slope = numpyro.sample(LEVEL_SITES[2], dist.Normal(Z_SCALE * (log_a - m_a) / s_alpha, Z_SCALE))
+    log_slope = m_alpha + m_a + s_alpha * z_slope / Z_SCALE
+    return {e: log_e, a: log_a, alpha: log_slope - log_a}
 
 
 INFORMATIVE_VALUES = 3  # distinct values of an input a group needs for its term to be measured ...

@@ -157,7 +157,7 @@ def _laplace(law, likelihood, batch: ModelArgs) -> tuple[dict, dict]:
 
 
 def _solver(law, likelihood, example: ModelArgs):
-    model = build(law, likelihood)
+    model = build(law, likelihood, level_coordinates=False)
     start = initialize_model(jax.random.key(0), model, model_args=(example,), init_strategy=init_to_median)[0].z
     start = {k: jnp.zeros_like(v) if k.endswith("_z") else v for k, v in start.items()}  # law at its prior median
     y0, unravel = ravel_pytree(start)

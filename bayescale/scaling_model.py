@@ -12,7 +12,17 @@ import pandas as pd
 from bayescale import data as data_mod
 from bayescale import inference, laws, likelihoods, priors
 from bayescale.laws import Law
-from bayescale.model import Z_SCALE, ModelArgs, build, centring, measured_by_design, population_medians, z_site
+from bayescale.model import (
+    LEVEL_SITES,
+    Z_SCALE,
+    ModelArgs,
+    build,
+    centring,
+    level_terms,
+    measured_by_design,
+    population_medians,
+    z_site,
+)
 from bayescale.pilot import exponent_centring
 
 
@@ -251,8 +261,11 @@ class ScalingModel:
         (in the sampling coordinates, which are ``Z_SCALE`` times standardised values for
         most sites), so that R-hat can see chains that settle in different modes.
         """
-        sites = {}
+        trio = level_terms(self.law, self.treatments)
+        sites = {name: ((), 2.0 * Z_SCALE) for name in LEVEL_SITES if trio}
         for par in self.law.parameters:
+            if par.name in trio:
+                continue
             how = self.treatments[par.name]
             sites[z_site(par.name)] = (() if how == "shared" else (n_groups,), 2.0 * Z_SCALE)
             if how == "pooled":

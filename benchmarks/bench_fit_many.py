@@ -16,11 +16,15 @@ process:
   ``--batches`` (``--batches 1``: one vectorised data set per call, the CPU default
   before chains ran in threads).
 
+With ``--own-coordinates`` the default ``fit_many`` also runs on the same law sampled in
+each parameter's own standardised coordinate (no level coordinates, as before they
+existed; ``bayescale.model.level_terms``), side by side.
+
 Each ``fit_many`` variant runs twice: the first time includes compilation, the second
 is warm. Prints wall times, fits per second, the ratio to the loop, the share of
 healthy fits and the median leapfrog steps per draw.
 
-    python benchmarks/bench_fit_many.py [--fits 1000] [--loop 40] [--batches 1,1000]
+    python benchmarks/bench_fit_many.py [--fits 1000] [--loop 40] [--batches 1,1000] [--own-coordinates]
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import argparse
 import statistics
 import time
 import warnings
+from dataclasses import dataclass
 
 import jax
 import numpy as np
@@ -37,6 +42,13 @@ import pandas as pd
 import bayescale as bs
 
 SETTINGS = {"chains": 2, "warmup": 500, "draws": 500}
+
+
+@dataclass(frozen=True, repr=False)
+class OwnCoordinates(bs.laws.SaturatingPowerLaw):
+    """The saturating law with one standardised coordinate per parameter (no level coordinates)."""
+
+    level_terms = None
 
 
 def simulate(n_fits: int, seed: int = 0) -> pd.DataFrame:
@@ -86,6 +98,7 @@ def main() -> None:
     parser.add_argument("--loop", type=int, default=40, help="single fits timed in the loop")
     parser.add_argument("--numpyro-loop", type=int, default=0, help="hand-written NumPyro fits timed (0: skip)")
     parser.add_argument("--batches", default="", help="extra fit_many batch sizes, e.g. 1,1000")
+    parser.add_argument("--own-coordinates", action="store_true", help="also fit_many without level coordinates")
     args = parser.parse_args()
     warnings.simplefilter("ignore", bs.SamplerWarning)
     df = simulate(args.fits)
@@ -118,20 +131,24 @@ def main() -> None:
             f"{args.numpyro_loop} -> {numpyro_total:.0f} s for {args.fits}"
         )
 
-    variants = [None] + [int(b) for b in args.batches.split(",") if b]
-    for batch in variants:
+    own = bs.ScalingModel(OwnCoordinates("N"), target="loss", inputs={"N": "N"})
+    variants = [(model, None)] + [(model, int(b)) for b in args.batches.split(",") if b]
+    variants += [(own, None)] if args.own_coordinates else []
+    for fitted, batch in variants:
         times = []
         for _ in range(2):
             start = time.perf_counter()
-            fits = model.fit_many(df, by="task", seed=0, batch_size=batch, **SETTINGS)
+            fits = fitted.fit_many(df, by="task", seed=0, batch_size=batch, **SETTINGS)
             times.append(time.perf_counter() - start)
-        steps = statistics.median(fits._stats["n_steps"].mean(axis=(1, 2)))
+        per_fit = fits._stats["n_steps"].mean(axis=(1, 2))
+        steps = f"median {statistics.median(per_fit):.1f}, 99th percentile {np.quantile(per_fit, 0.99):.0f}"
         label = "default" if batch is None else f"batch {batch}"
+        label += ", own coordinates" if fitted is own else ""
         print(
             f"fit_many ({label}): cold {times[0]:.1f} s, warm {times[1]:.1f} s, "
             f"{args.fits / times[1]:.1f} fits/s, {loop_total / times[1]:.1f}x the loop"
             + (f", {numpyro_total / times[1]:.1f}x the numpyro loop; " if args.numpyro_loop else "; ")
-            + f"{fits.healthy.mean():.1%} healthy, median {steps:.1f} steps/draw"
+            + f"{fits.healthy.mean():.1%} healthy; steps/draw {steps}"
         )
     start = time.perf_counter()
     table = fits.summary()

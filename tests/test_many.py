@@ -233,29 +233,22 @@ def test_olmo_ladder_eval_sets(olmo_final_losses):
     """Real workload: the compute scaling law of every evaluation set of the OLMo ladder, in one call.
 
     The exponents are small (0.05-0.1), where the irreducible term and the prefactor
-    trade off: several of the 11 fits have 250-400 effective draws of E and A, below the
-    400 a healthy fit wants, and say so in one warning.
+    trade off along a curved ridge. Sampled in level coordinates (level, slope and split
+    of the curve at the reference scale) every fit is healthy: over seeds 0-2 and both
+    chain methods, 11 of 11 each time, minimum ESS 437-857 of 4,000 draws, median 6.9-8.5
+    leapfrog steps per draw. In each parameter's own coordinates the same calls gave 0-6
+    healthy fits of 11, 35-54 steps per draw and R-hat up to 1.19.
     """
     df = olmo_final_losses
     model = bs.ScalingModel(bs.laws.SaturatingPowerLaw("C"), target="loss", inputs={"C": "C"})
-    with pytest.warns(bs.SamplerWarning, match="of 11 fits were unhealthy"):
-        fits = model.fit_many(df, by="eval_set", seed=0)
+    fits = model.fit_many(df, by="eval_set", seed=0)  # a SamplerWarning (an unhealthy fit) fails the test
     assert len(fits) == df["eval_set"].nunique() == 11
-    # slow mixing along the E-A ridge gives R-hat 1.003-1.05 (the worst set differs between CPUs, whose floating
-    # point changes the trajectories). Now and then a chain sticks on the ridge (R-hat >= 1.1): this call at seeds
-    # 0, 1, 2 gave 2, 0, 0 such fits of 11 with chains in threads and 0, 0, 0 with vectorised chains, the same
-    # algorithm up to rounding: ~3% of fits (2 of 66). Three or more of 11 would then have probability ~0.5%.
-    # A stuck fit must be flagged unhealthy; more than two divergences in a fit of 4,000 draws would be a pattern.
-    health = fits.health
-    stuck = health["max_rhat"] >= 1.1
-    assert stuck.sum() <= 2 and not health.loc[stuck, "healthy"].any(), health
-    assert (health["divergences"] <= 2).all(), health
+    assert fits.healthy.all(), fits.health
+    assert np.median(fits._stats["n_steps"].mean(axis=(1, 2))) < 15
     alpha = fits.summary().xs("alpha", level="parameter")
     assert ((alpha["median"] > 0.02) & (alpha["median"] < 1.0)).all(), alpha
     key = "loss_c4_en"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", bs.SamplerWarning)  # the same weak identification, see above
-        single = model.fit(df[df["eval_set"] == key], seed=1).summary()
+    single = model.fit(df[df["eval_set"] == key], seed=1).summary()
     many = fits[key].summary()
     for name in model.parameter_names:
         se = np.hypot(

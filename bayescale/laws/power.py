@@ -99,6 +99,7 @@ class SaturatingPowerLaw(OneInputLaw):
     """
 
     name = "saturating_power"
+    level_terms = ("E", "A", "alpha")
 
     @property
     def parameters(self) -> tuple[Parameter, ...]:
