@@ -74,6 +74,20 @@ def simulate(law: bs.Law, params: dict, inputs: dict, sigma: float, seed: int, n
     return pd.DataFrame({**inputs, "y": mean * np.exp(sigma * noise)})
 
 
+Z_MATCH = 4.5  # |mean difference| / its Monte Carlo SE: two-sided p ~ 7e-6 per comparison
+SD_MATCH = 5.0  # |sd ratio - 1| / its approximate SE, sqrt(1 / (2 ESS_a) + 1 / (2 ESS_b))
+
+
+def assert_same_posterior(a: pd.DataFrame, b: pd.DataFrame, names) -> None:
+    """Two fits' ``summary()`` tables agree on every mean and sd, within their Monte Carlo errors."""
+    for name in names:
+        x, y = a.loc[name], b.loc[name]
+        se = np.hypot(x["sd"] / np.sqrt(x["ess_bulk"]), y["sd"] / np.sqrt(y["ess_bulk"]))
+        assert abs(x["mean"] - y["mean"]) < Z_MATCH * se, name
+        sd_se = np.sqrt(1 / (2 * x["ess_bulk"]) + 1 / (2 * y["ess_bulk"]))
+        assert abs(x["sd"] / y["sd"] - 1) < SD_MATCH * sd_se, name
+
+
 def pytest_collection_modifyitems(config, items):
     """The notebooks first: each takes minutes, and the pytest-xdist workers balance the
     rest around them instead of waiting on one at the end of the run."""

@@ -9,9 +9,7 @@ import pytest
 
 import bayescale as bs
 from bayescale import inference
-
-Z_MATCH = 4.5  # |mean difference| / its Monte Carlo SE: two-sided p ~ 7e-6 per comparison
-SD_MATCH = 5.0  # |sd ratio - 1| / its approximate SE, sqrt(1 / (2 ESS_a) + 1 / (2 ESS_b))
+from tests.conftest import assert_same_posterior
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +34,7 @@ def test_chains_run_as_threads_by_default_on_cpu(model, runs):
 def test_threads_and_vectorised_chains_sample_the_same_posterior(model, runs):
     fits = model.fit(runs, seed=0, chain_method="threads"), model.fit(runs, seed=1, chain_method="vectorized")
     assert all(fit.healthy for fit in fits)
-    threads, vectorised = (fit.summary() for fit in fits)
-    for name in model.parameter_names:
-        a, b = threads.loc[name], vectorised.loc[name]
-        se = np.hypot(a["sd"] / np.sqrt(a["ess_bulk"]), b["sd"] / np.sqrt(b["ess_bulk"]))
-        assert abs(a["mean"] - b["mean"]) < Z_MATCH * se, name
-        sd_se = np.sqrt(1 / (2 * a["ess_bulk"]) + 1 / (2 * b["ess_bulk"]))
-        assert abs(a["sd"] / b["sd"] - 1) < SD_MATCH * sd_se, name
+    assert_same_posterior(*(fit.summary() for fit in fits), model.parameter_names)
 
 
 @pytest.mark.filterwarnings("ignore::bayescale.SamplerWarning")  # short chains: about determinism, not mixing

@@ -13,9 +13,8 @@ from scipy import stats
 
 import bayescale as bs
 from bayescale.model import LEVEL_SITES, level_terms
+from tests.conftest import assert_same_posterior
 
-Z_MATCH = 4.5  # |mean difference| / its Monte Carlo SE: two-sided p ~ 7e-6 per comparison
-SD_MATCH = 5.0  # |sd ratio - 1| / its approximate SE, sqrt(1 / (2 ESS_a) + 1 / (2 ESS_b))
 PRIOR_DRAWS = 20_000
 KS_P_MIN = 1e-4  # exact draws from the stated prior pass a KS test at this level with probability 0.9999
 
@@ -84,13 +83,7 @@ def test_same_posterior_as_in_each_parameters_own_coordinates():
     runs = pd.DataFrame({"N": n, "loss": (1.7 + 8.0 * (n / 1e8) ** -0.3) * np.exp(0.02 * rng.standard_normal(40))})
     fits = model(bs.laws.SaturatingPowerLaw("N")).fit(runs, seed=0), model(OwnCoordinates("N")).fit(runs, seed=1)
     assert all(fit.healthy for fit in fits)
-    level, own = (fit.summary() for fit in fits)
-    for name in ("E", "A", "alpha", "sigma"):
-        a, b = level.loc[name], own.loc[name]
-        se = np.hypot(a["sd"] / np.sqrt(a["ess_bulk"]), b["sd"] / np.sqrt(b["ess_bulk"]))
-        assert abs(a["mean"] - b["mean"]) < Z_MATCH * se, name
-        sd_se = np.sqrt(1 / (2 * a["ess_bulk"]) + 1 / (2 * b["ess_bulk"]))
-        assert abs(a["sd"] / b["sd"] - 1) < SD_MATCH * sd_se, name
+    assert_same_posterior(*(fit.summary() for fit in fits), ("E", "A", "alpha", "sigma"))
 
 
 @pytest.mark.filterwarnings("ignore::bayescale.SamplerWarning")  # the own-coordinates fit is the unhealthy one
