@@ -244,6 +244,14 @@ def level_terms(law: Law, treatments: Mapping[str, str]) -> tuple[str, ...]:
     Where a law declares :attr:`~bayescale.laws.Law.level_terms` and all three are shared
     (one value for all rows), :func:`build` samples them as :func:`_sample_level_coordinates`
     says; pooled or independent ones keep their own standardised sites.
+
+    Examples
+    --------
+    >>> import bayescale as bs
+    >>> level_terms(bs.laws.SaturatingPowerLaw("N"), {})
+    ('E', 'A', 'alpha')
+    >>> level_terms(bs.laws.SaturatingPowerLaw("N"), {"alpha": "pooled"})
+    ()
     """
     trio = tuple(getattr(law, "level_terms", None) or ())
     if not trio:
