@@ -23,14 +23,17 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, PartitionSpec
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import constrain_fn, log_likelihood, potential_energy
 
-from bayescale.model import ModelArgs, n_rows, pad_rows, row_bucket
+from bayescale.laplace import laplace
+from bayescale.model import Z_SCALE, ModelArgs, n_rows, pad_rows, row_bucket
 
 CHAIN_METHODS = ("parallel", "threads", "vectorized")
 DENSE_MAX_DIM = 64  # largest model given a dense mass matrix by default (see NUTSOptions)
+LAPLACE_MAX_DIM = 64  # largest model whose chains start adapting from a Laplace mass matrix (exact Hessians)
 KEEP_COMPILED = 16  # compiled samplers kept per process (see CompiledCache)
 CPU_OPTIMIZATION_LEVEL = 1  # LLVM optimisation level of run-once programs compiled for CPU (see compiled)
 
@@ -119,6 +122,10 @@ class NUTSOptions:
     preconditioner (26 instead of 7 steps per draw on the Chinchilla data), and on weakly
     identified single fits it still cost effective draws (OLMo ladder, 16 runs: min ESS
     160 with it, 780 without), hence off where it is not needed.
+    ``laplace_mass=True`` (default) starts adapting from the inverse Hessian at the
+    posterior mode instead of NumPyro's identity matrix, where that mode exists and the
+    model has at most :data:`LAPLACE_MAX_DIM` unconstrained dimensions (see
+    ``_Runner._laplace_mass``): 200 small saturating fits took 1.3-1.5x less time.
     """
 
     dense_mass: bool | None = None
@@ -127,6 +134,7 @@ class NUTSOptions:
     adapt_step_size: bool = True
     adapt_mass_matrix: bool = True
     regularize_mass_matrix: bool | None = None
+    laplace_mass: bool = True
 
     @classmethod
     def from_kwargs(cls, **options) -> NUTSOptions:
@@ -383,6 +391,7 @@ class _Runner:
         return self._init_kernel(
             z0,
             self.warmup,
+            inverse_mass_matrix=self._laplace_mass(z0, args) if o.laplace_mass else None,
             dense_mass=o.dense_mass,
             target_accept_prob=o.target_accept_prob,
             max_tree_depth=o.max_tree_depth,
@@ -413,6 +422,36 @@ class _Runner:
         energy = jax.vmap(lambda z: potential_energy(self.model, (args,), {}, z))(candidates)
         best = jnp.argmin(jnp.where(jnp.isnan(energy), jnp.inf, energy))
         return jax.tree_util.tree_map(lambda a: a[best], candidates)
+
+    def _laplace_mass(self, z0, args):
+        """The inverse Hessian at the mode nearest ``z0`` (its diagonal for a diagonal mass matrix).
+
+        NumPyro starts adapting from an identity mass matrix, and in this package's
+        coordinates (``Z_SCALE`` times prior-standardised values) the posterior is up to
+        hundreds of times narrower than that in some directions and as wide in others:
+        the first warmup iterations of a small fit took hundreds of leapfrog steps each,
+        over half of all its steps. Damped Newton steps from the chain's random start
+        (:func:`bayescale.laplace.laplace`) find the mode and its curvature instead; the
+        chain itself still starts at its random start, so that chains start apart and
+        R-hat can tell when they do not meet. Where there is no mode to trust (a
+        hierarchical funnel, a ridge Newton does not cross in time), and above
+        :data:`LAPLACE_MAX_DIM` unconstrained dimensions (where each Newton step's exact
+        Hessian costs as many gradients as there are dimensions), the matrix is the
+        identity, as before. Warmup adapts the matrix from the draws either way (with
+        ``adapt_mass_matrix=False`` this one is kept).
+        """
+        flat, unravel = ravel_pytree(z0)
+        if flat.size > LAPLACE_MAX_DIM:
+            return None
+        # Newton's damping is isotropic, so it runs on prior-standardised coordinates
+        scale = ravel_pytree({k: jnp.full_like(v, Z_SCALE if k.endswith("_z") else 1.0) for k, v in z0.items()})[0]
+        fit = laplace(lambda y: potential_energy(self.model, (args,), {}, unravel(y * scale)), flat / scale)
+        covariance = fit.covariance * jnp.outer(scale, scale)
+        if self.options.dense_mass:
+            inverse_mass = jnp.where(fit.ok, covariance, jnp.eye(flat.size))
+        else:
+            inverse_mass = jnp.where(fit.ok, jnp.diag(covariance), jnp.ones(flat.size))
+        return inverse_mass
 
     def _advance_one(self, state, args, length):
         def step(state, _):

@@ -11,7 +11,7 @@ family measures its own, a non-centred one forces long curved trajectories (8
 Chinchilla families x 40 runs: ~300 leapfrog steps per draw against ~30 centred).
 
 So before sampling, every group whose design measures the exponent's input is fitted
-alone with the law's priors (damped Newton steps to the posterior mode, vectorised
+alone with the law's priors (damped Newton steps to the posterior mode, :func:`bayescale.laplace.newton`, vectorised
 over the groups and compiled once), and the inverse Hessian there gives the precision of its exponent.
 The spread is estimated from the groups' modes and posterior variances as in a
 random-effects meta-analysis (DerSimonian and Laird 1986), and a group is centred where
@@ -43,6 +43,7 @@ from numpyro.infer import init_to_median
 from numpyro.infer.util import initialize_model, potential_energy
 
 from bayescale.inference import KEEP_COMPILED, CompiledCache, compiled
+from bayescale.laplace import newton
 from bayescale.model import ROW_FIELDS, Z_SCALE, ModelArgs, build, n_rows, pad_rows, row_bucket, z_site
 
 MIN_GROUPS = 3  # groups that measure an exponent needed to estimate its spread at all
@@ -168,31 +169,8 @@ def _solver(law, likelihood, example: ModelArgs):
         return potential_energy(model, (args,), {}, unravel(y * scale))
 
     def one(args):
-        y = _newton(lambda y: energy(y, args), y0)
+        y = newton(lambda y: energy(y, args), y0, NEWTON_STEPS)
         covariance = jnp.linalg.inv(jax.hessian(energy)(y, args))
         return unravel(y * scale), unravel(jnp.diag(covariance) * scale**2)
 
     return compiled(jax.vmap(one), runs_once=True)
-
-
-def _newton(f, y0, steps: int = NEWTON_STEPS):
-    """Minimise ``f`` by Levenberg-Marquardt-damped Newton steps (a few parameters, so exact Hessians).
-
-    Robust where a line search gives up (curved, weakly identified laws): a step that does
-    not lower ``f`` is refused and the damping raised.
-    """
-    grad, hess = jax.grad(f), jax.hessian(f)
-    eye = jnp.eye(y0.size)
-
-    def step(_, state):
-        y, fy, damping = state
-        proposal = y - jnp.linalg.solve(hess(y) + damping * eye, grad(y))
-        fp = f(proposal)
-        better = jnp.isfinite(fp) & (fp < fy)
-        return (
-            jnp.where(better, proposal, y),
-            jnp.where(better, fp, fy),
-            jnp.where(better, damping / 3.0, damping * 4.0),
-        )
-
-    return jax.lax.fori_loop(0, steps, step, (y0, f(y0), 1.0))[0]
