@@ -388,8 +388,9 @@ class ScalingModel:
             Passed to NumPyro's NUTS: ``dense_mass`` (default: dense up to 64 dimensions),
             ``target_accept_prob`` (0.9), ``max_tree_depth`` (10), ``adapt_step_size``,
             ``adapt_mass_matrix``, ``regularize_mass_matrix``; and ``laplace_mass``
-            (default True: adaptation starts from the inverse Hessian at the posterior
-            mode, not from an identity matrix). See :class:`bayescale.inference.NUTSOptions`.
+            (default False; True: adaptation starts from the inverse Hessian at the
+            posterior mode, not from an identity matrix). See
+            :class:`bayescale.inference.NUTSOptions`.
 
         Examples
         --------

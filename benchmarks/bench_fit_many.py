@@ -18,16 +18,16 @@ process:
 
 With ``--own-coordinates`` the default ``fit_many`` also runs on the same law sampled in
 each parameter's own standardised coordinate (no level coordinates, as before they
-existed; ``bayescale.model.level_terms``), side by side; with ``--identity-mass`` it also
-runs with NUTS' adaptation started from the identity matrix (``laplace_mass=False``, as
-before the Laplace initial mass matrix).
+existed; ``bayescale.model.level_terms``), side by side; with ``--laplace-mass`` it also
+runs with NUTS' adaptation started from the inverse Hessian at the mode
+(``laplace_mass=True``, opt-in) instead of the identity.
 
 Each ``fit_many`` variant runs twice: the first time includes compilation, the second
 is warm. Prints wall times, fits per second, the ratio to the loop, the share of
 healthy fits and the median leapfrog steps per draw.
 
     python benchmarks/bench_fit_many.py [--fits 1000] [--loop 40] [--batches 1,1000] [--own-coordinates]
-        [--identity-mass]
+        [--laplace-mass]
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def main() -> None:
     parser.add_argument("--numpyro-loop", type=int, default=0, help="hand-written NumPyro fits timed (0: skip)")
     parser.add_argument("--batches", default="", help="extra fit_many batch sizes, e.g. 1,1000")
     parser.add_argument("--own-coordinates", action="store_true", help="also fit_many without level coordinates")
-    parser.add_argument("--identity-mass", action="store_true", help="also fit_many with laplace_mass=False")
+    parser.add_argument("--laplace-mass", action="store_true", help="also fit_many with laplace_mass=True")
     args = parser.parse_args()
     warnings.simplefilter("ignore", bs.SamplerWarning)
     df = simulate(args.fits)
@@ -138,7 +138,7 @@ def main() -> None:
     own = bs.ScalingModel(OwnCoordinates("N"), target="loss", inputs={"N": "N"})
     variants = [(model, None, {})] + [(model, int(b), {}) for b in args.batches.split(",") if b]
     variants += [(own, None, {})] if args.own_coordinates else []
-    variants += [(model, None, {"laplace_mass": False})] if args.identity_mass else []
+    variants += [(model, None, {"laplace_mass": True})] if args.laplace_mass else []
     for fitted, batch, options in variants:
         times = []
         for _ in range(2):
@@ -149,7 +149,7 @@ def main() -> None:
         steps = f"median {statistics.median(per_fit):.1f}, 99th percentile {np.quantile(per_fit, 0.99):.0f}"
         label = "default" if batch is None else f"batch {batch}"
         label += ", own coordinates" if fitted is own else ""
-        label += ", identity mass" if options else ""
+        label += ", Laplace mass" if options else ""
         print(
             f"fit_many ({label}): cold {times[0]:.1f} s, warm {times[1]:.1f} s, "
             f"{args.fits / times[1]:.1f} fits/s, {loop_total / times[1]:.1f}x the loop"

@@ -25,7 +25,6 @@ def model() -> bs.ScalingModel:
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CPU default")
-@pytest.mark.filterwarnings("ignore::bayescale.SamplerWarning")  # short chains: about how they run, not mixing
 def test_chains_run_as_threads_by_default_on_cpu(model, runs):
     assert inference.default_chain_method() == "threads"
     fit = model.fit(runs, seed=0, chains=2, warmup=300, draws=300)

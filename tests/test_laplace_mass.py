@@ -59,7 +59,7 @@ def test_laplace_refuses_a_density_without_a_mode():
 
 def test_the_initial_mass_is_the_inverse_hessian_at_the_mode(quickstart_runs):
     model = bs.ScalingModel("chinchilla")
-    sampler, args = runner(model, quickstart_runs)
+    sampler, args = runner(model, quickstart_runs, laplace_mass=True)
     state = sampler._init(jax.random.key(3), args)
     flat, unravel = ravel_pytree(state.z)
 
@@ -83,7 +83,7 @@ def test_where_newton_finds_no_mode_the_mass_starts_at_the_identity(quickstart_r
     # one Newton step from a random start is not a mode (a hierarchical funnel, whose density grows
     # without bound as the groups' spread shrinks, has none: see test_laplace_refuses_a_density_without_a_mode)
     monkeypatch.setattr(inference, "laplace", lambda f, y0: laplace(f, y0, steps=1))
-    sampler, args = runner(bs.ScalingModel("chinchilla"), quickstart_runs, warmup=100)
+    sampler, args = runner(bs.ScalingModel("chinchilla"), quickstart_runs, warmup=100, laplace_mass=True)
     state = sampler._init(jax.random.key(3), args)
     inverse_mass = np.asarray(state.adapt_state.inverse_mass_matrix)
     np.testing.assert_array_equal(inverse_mass, np.eye(len(inverse_mass)))
@@ -93,7 +93,7 @@ def test_where_newton_finds_no_mode_the_mass_starts_at_the_identity(quickstart_r
 
 def test_a_large_model_starts_at_the_identity(quickstart_runs, monkeypatch):
     monkeypatch.setattr(inference, "LAPLACE_MAX_DIM", 5)  # the Chinchilla law has 6 unconstrained dimensions
-    sampler, args = runner(bs.ScalingModel("chinchilla"), quickstart_runs, warmup=100)
+    sampler, args = runner(bs.ScalingModel("chinchilla"), quickstart_runs, warmup=100, laplace_mass=True)
     inverse_mass = np.asarray(sampler._init(jax.random.key(3), args).adapt_state.inverse_mass_matrix)
     np.testing.assert_array_equal(inverse_mass, np.eye(6))
 
@@ -113,5 +113,5 @@ def test_the_mass_cuts_warmup_steps():
 
 def test_the_same_posterior_with_either_initial_mass(chinchilla, chinchilla_fit):
     model = bs.ScalingModel(bs.laws.Chinchilla(), target="loss", inputs={"N": "N", "D": "D"})
-    identity = model.fit(chinchilla, seed=1, chains=4, warmup=1000, draws=1000, laplace_mass=False)
-    assert_same_posterior(chinchilla_fit.summary(), identity.summary(), ["E", "A", "alpha", "B", "beta", "sigma"])
+    started = model.fit(chinchilla, seed=1, chains=4, warmup=1000, draws=1000, laplace_mass=True)
+    assert_same_posterior(chinchilla_fit.summary(), started.summary(), ["E", "A", "alpha", "B", "beta", "sigma"])
