@@ -28,8 +28,9 @@ from jax.sharding import Mesh, PartitionSpec
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import constrain_fn, log_likelihood, potential_energy
 
+from bayescale import adaptation
 from bayescale.laplace import laplace
-from bayescale.model import Z_SCALE, ModelArgs, n_rows, pad_rows, row_bucket
+from bayescale.model import ModelArgs, n_rows, pad_rows, row_bucket, standardising_scale
 
 CHAIN_METHODS = ("parallel", "threads", "vectorized")
 DENSE_MAX_DIM = 64  # largest model given a dense mass matrix by default (see NUTSOptions)
@@ -126,8 +127,14 @@ class NUTSOptions:
     posterior mode instead of NumPyro's identity matrix, where that mode exists and the
     model has at most :data:`LAPLACE_MAX_DIM` unconstrained dimensions (see
     ``_Runner._laplace_mass``): 200 small saturating fits took 1.3-1.7x less time. Not
-    the default yet: with it on, two seed-fixed tests of the suite (a Chinchilla recovery
-    and a real-data LOO comparison) got fewer effective draws than they require.
+    the default: on a 45-run Chinchilla recovery design over 12 seeds it made 8 fits
+    healthy against 9, with a lower median tail ESS (513 against 864 of 4,000 draws) and
+    1.9 s instead of 1.5 s a fit.
+    ``diagonal_shrinkage=None`` (default) adapts a dense matrix of at least
+    :data:`~bayescale.adaptation.FIRST_WINDOW` dimensions with :mod:`bayescale.adaptation`'s
+    warmup (windows from iteration 25, each estimate shrunk towards its diagonal) instead
+    of NumPyro's, whose first estimates are singular there (a hierarchy's warmup took
+    2.5x fewer leapfrog steps); ``regularize_mass_matrix`` then has no effect.
     """
 
     dense_mass: bool | None = None
@@ -137,6 +144,7 @@ class NUTSOptions:
     adapt_mass_matrix: bool = True
     regularize_mass_matrix: bool | None = None
     laplace_mass: bool = False
+    diagonal_shrinkage: bool | None = None
 
     @classmethod
     def from_kwargs(cls, **options) -> NUTSOptions:
@@ -342,6 +350,11 @@ def _resolved(options: NUTSOptions, sites) -> NUTSOptions:
         options = replace(options, dense_mass=dims <= DENSE_MAX_DIM)
     if options.regularize_mass_matrix is None:
         options = replace(options, regularize_mass_matrix=not (options.dense_mass and dims < 25))
+    if options.diagonal_shrinkage is None:
+        own = options.dense_mass and options.adapt_mass_matrix and dims >= adaptation.FIRST_WINDOW
+        options = replace(options, diagonal_shrinkage=own)
+    elif options.diagonal_shrinkage and not (options.dense_mass and options.adapt_mass_matrix):
+        raise ValueError("diagonal_shrinkage=True needs dense_mass=True and adapt_mass_matrix=True")
     return options
 
 
@@ -379,6 +392,11 @@ class _Runner:
         self.n_devices = n_devices
         pe_gen = lambda args: partial(potential_energy, model, (args,), {})  # noqa: E731
         self._init_kernel, self._sample_kernel = hmc(potential_fn_gen=pe_gen, algo="NUTS")
+        if options.diagonal_shrinkage:
+            dims = sum(math.prod(shape) for shape, _ in sites.values())
+            self._step = adaptation.adapting(self._sample_kernel, warmup, dims)
+        else:
+            self._step = lambda state, model_args: self._sample_kernel(state, model_args=model_args)
         self._init = self._vectorised(self._init_one, runs_once=True)
         self._advance: dict[int, Callable] = {}
         self._post: dict[bool, Callable] = {}
@@ -398,7 +416,7 @@ class _Runner:
             target_accept_prob=o.target_accept_prob,
             max_tree_depth=o.max_tree_depth,
             adapt_step_size=o.adapt_step_size,
-            adapt_mass_matrix=o.adapt_mass_matrix,
+            adapt_mass_matrix=o.adapt_mass_matrix and not o.diagonal_shrinkage,  # then self._step adapts it
             regularize_mass_matrix=o.regularize_mass_matrix,
             model_args=(args,),
             rng_key=kernel_key,
@@ -446,7 +464,7 @@ class _Runner:
         if flat.size > LAPLACE_MAX_DIM:
             return None
         # Newton's damping is isotropic, so it runs on prior-standardised coordinates
-        scale = ravel_pytree({k: jnp.full_like(v, Z_SCALE if k.endswith("_z") else 1.0) for k, v in z0.items()})[0]
+        scale = standardising_scale(z0)
         fit = laplace(lambda y: potential_energy(self.model, (args,), {}, unravel(y * scale)), flat / scale)
         covariance = fit.covariance * jnp.outer(scale, scale)
         if self.options.dense_mass:
@@ -457,7 +475,7 @@ class _Runner:
 
     def _advance_one(self, state, args, length):
         def step(state, _):
-            state = self._sample_kernel(state, model_args=(args,))
+            state = self._step(state, (args,))
             info = {
                 "diverging": state.diverging,
                 "n_steps": state.num_steps,

@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from jax.flatten_util import ravel_pytree
 
 from bayescale.laws import Law
 
@@ -135,6 +136,22 @@ def pad_rows(args: ModelArgs, rows: int) -> ModelArgs:
 def z_site(name: str) -> str:
     """Name of the standardised sampling site behind law parameter ``name``."""
     return f"{name}_z"
+
+
+def standardising_scale(z: Mapping) -> jnp.ndarray:
+    """Per coordinate of ``ravel_pytree(z)``: sampling value / prior-standardised value.
+
+    ``Z_SCALE`` for the standardised (``*_z``) sites, 1 for the rest (the noise scale
+    and other sites sampled on their own scale). Damped Newton steps
+    (:mod:`bayescale.laplace`) have isotropic damping, so they run on ``flat / scale``.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> standardising_scale({"A_z": jnp.zeros(2), "sigma": jnp.array(0.1)}).tolist()
+    [100.0, 100.0, 1.0]
+    """
+    return ravel_pytree({k: jnp.full_like(v, Z_SCALE if k.endswith("_z") else 1.0) for k, v in z.items()})[0]
 
 
 def from_transformed(law: Law, t: Mapping) -> dict:

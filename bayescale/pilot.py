@@ -44,7 +44,17 @@ from numpyro.infer.util import initialize_model, potential_energy
 
 from bayescale.inference import KEEP_COMPILED, CompiledCache, compiled
 from bayescale.laplace import newton
-from bayescale.model import ROW_FIELDS, Z_SCALE, ModelArgs, build, n_rows, pad_rows, row_bucket, z_site
+from bayescale.model import (
+    ROW_FIELDS,
+    Z_SCALE,
+    ModelArgs,
+    build,
+    n_rows,
+    pad_rows,
+    row_bucket,
+    standardising_scale,
+    z_site,
+)
 
 MIN_GROUPS = 3  # groups that measure an exponent needed to estimate its spread at all
 CENTRE_BELOW = 2.0  # centre where a group's posterior sd < this x the spread (1.0: 39 divergences, 2.0: 1-4)
@@ -163,7 +173,7 @@ def _solver(law, likelihood, example: ModelArgs):
     start = {k: jnp.zeros_like(v) if k.endswith("_z") else v for k, v in start.items()}  # law at its prior median
     y0, unravel = ravel_pytree(start)
     # the search runs on prior-standardised coordinates (the z sites divided by Z_SCALE)
-    scale = ravel_pytree({k: jnp.full_like(v, Z_SCALE if k.endswith("_z") else 1.0) for k, v in start.items()})[0]
+    scale = standardising_scale(start)
 
     def energy(y, args):
         return potential_energy(model, (args,), {}, unravel(y * scale))

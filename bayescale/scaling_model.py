@@ -389,7 +389,9 @@ class ScalingModel:
             ``target_accept_prob`` (0.9), ``max_tree_depth`` (10), ``adapt_step_size``,
             ``adapt_mass_matrix``, ``regularize_mass_matrix``; and ``laplace_mass``
             (default False; True: adaptation starts from the inverse Hessian at the
-            posterior mode, not from an identity matrix). See
+            posterior mode, not from an identity matrix) and ``diagonal_shrinkage``
+            (default: True for a dense matrix of 25 or more dimensions; bayescale's
+            warmup of the matrix, :mod:`bayescale.adaptation`). See
             :class:`bayescale.inference.NUTSOptions`.
 
         Examples

