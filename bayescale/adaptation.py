@@ -84,7 +84,7 @@ def shrunk_covariance(welford_state) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndar
     sample = m2 / (n - 1)
     w = shrinkage(n, d)
     cov = (1.0 - w) * sample + w * jnp.diag(jnp.diag(sample)) + RIDGE * 5.0 / (n + 5.0) * jnp.eye(d)
-    # as numpyro.infer.hmc_util.welford_covariance: the lower Cholesky factor of the precision's inverse
+    # as numpyro.infer.hmc_util.welford_covariance: tril_inv lower triangular, tril_inv' tril_inv = cov
     tril_inv = jnp.swapaxes(jnp.linalg.cholesky(cov[::-1, ::-1])[::-1, ::-1], -2, -1)
     return cov, solve_triangular(tril_inv, jnp.eye(d), lower=True), tril_inv
 
