@@ -20,14 +20,16 @@ With ``--own-coordinates`` the default ``fit_many`` also runs on the same law sa
 each parameter's own standardised coordinate (no level coordinates, as before they
 existed; ``bayescale.model.level_terms``), side by side; with ``--laplace-mass`` it also
 runs with NUTS' adaptation started from the inverse Hessian at the mode
-(``laplace_mass=True``, opt-in) instead of the identity.
+(``laplace_mass=True``, opt-in) instead of the identity; with ``--diagonal-shrinkage`` with
+:mod:`bayescale.adaptation`'s warmup of the mass matrix (``diagonal_shrinkage=True``; the default
+only from 25 dimensions).
 
 Each ``fit_many`` variant runs twice: the first time includes compilation, the second
 is warm. Prints wall times, fits per second, the ratio to the loop, the share of
 healthy fits and the median leapfrog steps per draw.
 
     python benchmarks/bench_fit_many.py [--fits 1000] [--loop 40] [--batches 1,1000] [--own-coordinates]
-        [--laplace-mass]
+        [--laplace-mass] [--diagonal-shrinkage]
 """
 
 from __future__ import annotations
@@ -103,6 +105,11 @@ def main() -> None:
     parser.add_argument("--batches", default="", help="extra fit_many batch sizes, e.g. 1,1000")
     parser.add_argument("--own-coordinates", action="store_true", help="also fit_many without level coordinates")
     parser.add_argument("--laplace-mass", action="store_true", help="also fit_many with laplace_mass=True")
+    parser.add_argument(
+        "--diagonal-shrinkage",
+        action="store_true",
+        help="also fit_many with diagonal_shrinkage=True (bayescale.adaptation's warmup, windows from iteration 25)",
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore", bs.SamplerWarning)
     df = simulate(args.fits)
@@ -139,6 +146,7 @@ def main() -> None:
     variants = [(model, None, {})] + [(model, int(b), {}) for b in args.batches.split(",") if b]
     variants += [(own, None, {})] if args.own_coordinates else []
     variants += [(model, None, {"laplace_mass": True})] if args.laplace_mass else []
+    variants += [(model, None, {"diagonal_shrinkage": True})] if args.diagonal_shrinkage else []
     for fitted, batch, options in variants:
         times = []
         for _ in range(2):
@@ -149,7 +157,7 @@ def main() -> None:
         steps = f"median {statistics.median(per_fit):.1f}, 99th percentile {np.quantile(per_fit, 0.99):.0f}"
         label = "default" if batch is None else f"batch {batch}"
         label += ", own coordinates" if fitted is own else ""
-        label += ", Laplace mass" if options else ""
+        label += "".join(f", {k}={v}" for k, v in options.items())
         print(
             f"fit_many ({label}): cold {times[0]:.1f} s, warm {times[1]:.1f} s, "
             f"{args.fits / times[1]:.1f} fits/s, {loop_total / times[1]:.1f}x the loop"
