@@ -99,7 +99,7 @@ def test_a_hierarchy_warms_up_in_fewer_leapfrog_steps():
     assert _resolved(NUTSOptions(), model.latent_sites(7)).diagonal_shrinkage
     ours = [warmup_steps(model, df, seed) for seed in range(2)]
     numpyro = [warmup_steps(model, df, seed, diagonal_shrinkage=False) for seed in range(2)]
-    # measured 2.2x (two chains each); 1.5x leaves room for chain-to-chain variation
+    # measured 1.79x (246,357 against 441,392 steps, two chains each); 1.5x leaves room for chain-to-chain variation
     assert sum(numpyro) > 1.5 * sum(ours), (ours, numpyro)
 
 
