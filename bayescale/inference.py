@@ -343,9 +343,14 @@ def _flat(z: dict[str, np.ndarray], lead: int) -> dict[str, np.ndarray]:
     return {k: v.reshape(v.shape[:lead] + (-1,) + v.shape[lead + 2 :]) for k, v in z.items()}
 
 
+def _dimension(sites) -> int:
+    """Unconstrained dimensions of the latent ``sites`` (name -> (shape, init half-width))."""
+    return sum(math.prod(shape) for shape, _ in sites.values())
+
+
 def _resolved(options: NUTSOptions, sites) -> NUTSOptions:
     """Fill the defaults of ``dense_mass`` and ``regularize_mass_matrix`` from the model's dimension."""
-    dims = sum(math.prod(shape) for shape, _ in sites.values())
+    dims = _dimension(sites)
     if options.dense_mass is None:
         options = replace(options, dense_mass=dims <= DENSE_MAX_DIM)
     if options.regularize_mass_matrix is None:
@@ -393,8 +398,7 @@ class _Runner:
         pe_gen = lambda args: partial(potential_energy, model, (args,), {})  # noqa: E731
         self._init_kernel, self._sample_kernel = hmc(potential_fn_gen=pe_gen, algo="NUTS")
         if options.diagonal_shrinkage:
-            dims = sum(math.prod(shape) for shape, _ in sites.values())
-            self._step = adaptation.adapting(self._sample_kernel, warmup, dims)
+            self._step = adaptation.adapting(self._sample_kernel, warmup, _dimension(sites))
         else:
             self._step = lambda state, model_args: self._sample_kernel(state, model_args=model_args)
         self._init = self._vectorised(self._init_one, runs_once=True)
