@@ -272,7 +272,7 @@ def fit_many(
     rows = row_bucket(max(p.data.n_rows for p in parts))
     n_groups = max(len(p.data.group_labels) for p in parts)
     stacked = _stack([_padded(model, p, rows, n_groups) for p in parts])
-    options = inference._resolved(options, model.latent_sites(n_groups))
+    options = inference._resolved(options, model.latent_sites(n_groups), rows)
     posterior, stats = sample_batches(
         model,
         lambda idx: jax.tree_util.tree_map(lambda a: a[idx], stacked),

@@ -387,12 +387,15 @@ class ScalingModel:
         **nuts_options
             Passed to NumPyro's NUTS: ``dense_mass`` (default: dense up to 64 dimensions),
             ``target_accept_prob`` (0.9), ``max_tree_depth`` (10), ``adapt_step_size``,
-            ``adapt_mass_matrix``, ``regularize_mass_matrix``; and ``laplace_mass``
-            (default False; True: adaptation starts from the inverse Hessian at the
-            posterior mode, not from an identity matrix) and ``diagonal_shrinkage``
-            (default: True for a dense matrix of 25 or more dimensions; bayescale's
-            warmup of the matrix, :mod:`bayescale.adaptation`). See
-            :class:`bayescale.inference.NUTSOptions`.
+            ``adapt_mass_matrix``, ``regularize_mass_matrix``; and ``init`` (``"mode"``:
+            every chain starts at a draw from the Laplace approximation at the posterior
+            mode nearest its random start, with the inverse Hessian there as initial
+            mass matrix; ``"random"``: at the random start, identity matrix; default
+            ``"mode"`` from about 1,000 rows, up to 64 dimensions), ``laplace_mass`` (default False; True with
+            ``init="random"``: the Laplace matrix, the random start) and
+            ``diagonal_shrinkage`` (default: True for a dense matrix of 25 or more
+            dimensions; bayescale's warmup of the matrix, :mod:`bayescale.adaptation`).
+            See :class:`bayescale.inference.NUTSOptions`.
 
         Examples
         --------

@@ -6,9 +6,10 @@ families of 20 runs each (the simulator of ``bench_hierarchical_fit.py``). Every
 4 chains x (500 + 500); for each size the script prints the cold wall time (with
 compilation), the warm wall time (a second fit, new seed, same shape), mean leapfrog
 steps per draw, the warm time per leapfrog step of one chain, divergences and the
-minimum bulk ESS per warm second.
+minimum bulk ESS per warm second. ``--init random`` fits with the chains at random
+starts and an identity mass matrix (the default before chains started at the mode).
 
-    python benchmarks/bench_cost_scaling.py [--rows 100,1000,10000,100000] [--groups 2,8,32,128]
+    python benchmarks/bench_cost_scaling.py [--rows 100,1000,10000,100000] [--groups 2,8,32,128] [--init random]
 """
 
 from __future__ import annotations
@@ -37,13 +38,13 @@ def simulate_rows(rows: int, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"N": n, "D": d, "loss": y})
 
 
-def time_fits(model: bs.ScalingModel, df: pd.DataFrame) -> dict:
+def time_fits(model: bs.ScalingModel, df: pd.DataFrame, **options) -> dict:
     out = {}
     for label, seed in (("cold", 0), ("warm", 1)):
         start = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", bs.SamplerWarning)
-            fit = model.fit(df, seed=seed, **SETTINGS)
+            fit = model.fit(df, seed=seed, **SETTINGS, **options)
         out[label] = time.perf_counter() - start
     stats = fit.idata.sample_stats
     steps = float(stats["n_steps"].mean())
@@ -72,16 +73,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="100,1000,10000,100000")
     parser.add_argument("--groups", default="2,8,32,128")
+    parser.add_argument("--init", default=None, choices=["mode", "random"], help="chains' start (default: the fit's)")
     args = parser.parse_args()
-    print(f"jax {jax.__version__}, {jax.local_device_count()} {jax.default_backend()} device(s); 4 x (500 + 500)")
+    options = {} if args.init is None else {"init": args.init}
+    print(
+        f"jax {jax.__version__}, {jax.local_device_count()} {jax.default_backend()} device(s); 4 x (500 + 500); "
+        f"init {args.init or 'default'}"
+    )
     heads = ("cold s", 8), ("warm s", 8), ("steps", 8), ("us/step", 9), ("div", 5), ("ESS/s", 8), ("warn", 5)
     print(f"{'':<8} {'size':>7} " + " ".join(f"{h:>{w}}" for h, w in heads))
     single = bs.ScalingModel(bs.laws.Chinchilla(), target="loss")
     for rows in (int(v) for v in args.rows.split(",") if v):
-        show("rows", rows, time_fits(single, simulate_rows(rows)))
+        show("rows", rows, time_fits(single, simulate_rows(rows), **options))
     grouped = bs.ScalingModel(bs.laws.Chinchilla(), target="loss", group="family")
     for groups in (int(v) for v in args.groups.split(",") if v):
-        show("groups", groups, time_fits(grouped, simulate_families(groups, 20)))
+        show("groups", groups, time_fits(grouped, simulate_families(groups, 20), **options))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ def model() -> bs.ScalingModel:
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CPU default")
+# short chains, about the method, not mixing: R-hat was above 1.01 for 6-8 of 20 seeds (either init)
+@pytest.mark.filterwarnings("ignore::bayescale.SamplerWarning")
 def test_chains_run_as_threads_by_default_on_cpu(model, runs):
     assert inference.default_chain_method() == "threads"
     fit = model.fit(runs, seed=0, chains=2, warmup=300, draws=300)
@@ -53,7 +55,7 @@ def test_an_error_in_one_chain_reaches_the_caller(model, runs):
     data = model.validate(runs)
     args = model.model_args(data, model.log_references(data))
     sites = model.latent_sites(0)
-    options = inference._resolved(inference.NUTSOptions(), sites)
+    options = inference._resolved(inference.NUTSOptions(), sites, len(runs))
     runner = inference._runner(model._model, args, sites, 100, options, "chain", 1, model.structure_key)
     short = args._replace(observed=args.observed[:-1])  # one row fewer: not the compiled shape
     keys = jax.random.split(jax.random.key(0), 3)

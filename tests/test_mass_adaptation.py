@@ -13,7 +13,7 @@ from bayescale.adaptation import END_BUFFER, FIRST_WINDOW, START_BUFFER, shrunk_
 from bayescale.inference import NUTSOptions, _resolved
 from tests.conftest import assert_same_posterior
 from tests.test_hierarchy import LAW, fit_families, simulate_families
-from tests.test_laplace_mass import runner
+from tests.test_laplace_start import runner
 
 
 @pytest.mark.parametrize("warmup", [20, 60, 99, 100, 150, 500, 1000, 1001, 5000])
@@ -76,13 +76,13 @@ def test_with_many_draws_the_window_estimate_is_the_sample_covariance():
 def test_the_default_applies_where_numpyro_s_first_estimate_is_singular():
     small = {"a": ((FIRST_WINDOW - 1,), 1.0)}
     large = {"a": ((FIRST_WINDOW,), 1.0)}
-    assert not _resolved(NUTSOptions(), small).diagonal_shrinkage
-    assert _resolved(NUTSOptions(), large).diagonal_shrinkage
-    assert not _resolved(NUTSOptions(dense_mass=False), large).diagonal_shrinkage
-    assert not _resolved(NUTSOptions(adapt_mass_matrix=False), large).diagonal_shrinkage
-    assert _resolved(NUTSOptions(diagonal_shrinkage=True), small).diagonal_shrinkage
+    assert not _resolved(NUTSOptions(), small, 64).diagonal_shrinkage
+    assert _resolved(NUTSOptions(), large, 64).diagonal_shrinkage
+    assert not _resolved(NUTSOptions(dense_mass=False), large, 64).diagonal_shrinkage
+    assert not _resolved(NUTSOptions(adapt_mass_matrix=False), large, 64).diagonal_shrinkage
+    assert _resolved(NUTSOptions(diagonal_shrinkage=True), small, 64).diagonal_shrinkage
     with pytest.raises(ValueError, match="needs dense_mass=True"):
-        _resolved(NUTSOptions(dense_mass=False, diagonal_shrinkage=True), large)
+        _resolved(NUTSOptions(dense_mass=False, diagonal_shrinkage=True), large, 64)
 
 
 def warmup_steps(model, df, seed: int, **options) -> int:
@@ -96,7 +96,7 @@ def test_a_hierarchy_warms_up_in_fewer_leapfrog_steps():
     # 7 families x 3 pooled parameters: 28 dimensions, more than NumPyro's first window's 25 draws
     df, _ = simulate_families()
     model = bs.ScalingModel(LAW, group="family")
-    assert _resolved(NUTSOptions(), model.latent_sites(7)).diagonal_shrinkage
+    assert _resolved(NUTSOptions(), model.latent_sites(7), 64).diagonal_shrinkage
     ours = [warmup_steps(model, df, seed) for seed in range(2)]
     numpyro = [warmup_steps(model, df, seed, diagonal_shrinkage=False) for seed in range(2)]
     # measured 1.79x (246,357 against 441,392 steps, two chains each); 1.5x leaves room for chain-to-chain variation
