@@ -20,9 +20,8 @@ With ``--own-coordinates`` the default ``fit_many`` also runs on the same law sa
 each parameter's own standardised coordinate (no level coordinates, as before they
 existed; ``bayescale.model.level_terms``), side by side; with ``--laplace-mass`` it also
 runs with NUTS' adaptation started from the inverse Hessian at the mode
-(``laplace_mass=True``) but the chains at their random starts; with ``--random-init`` with
-the chains started at random points and the identity matrix (``init="random"``, the
-default before the chains started at the mode); with ``--diagonal-shrinkage`` with
+(``laplace_mass=True``) but the chains at their random starts; with ``--mode-init`` with
+the chains started at the mode (``init="mode"``, the default only from 1,000 rows); with ``--diagonal-shrinkage`` with
 :mod:`bayescale.adaptation`'s warmup of the mass matrix (``diagonal_shrinkage=True``; the default
 only from 25 dimensions).
 
@@ -31,7 +30,7 @@ is warm. Prints wall times, fits per second, the ratio to the loop, the share of
 healthy fits and the median leapfrog steps per draw.
 
     python benchmarks/bench_fit_many.py [--fits 1000] [--loop 40] [--batches 1,1000] [--own-coordinates]
-        [--laplace-mass] [--random-init] [--diagonal-shrinkage]
+        [--laplace-mass] [--mode-init] [--diagonal-shrinkage]
 """
 
 from __future__ import annotations
@@ -107,7 +106,7 @@ def main() -> None:
     parser.add_argument("--batches", default="", help="extra fit_many batch sizes, e.g. 1,1000")
     parser.add_argument("--own-coordinates", action="store_true", help="also fit_many without level coordinates")
     parser.add_argument("--laplace-mass", action="store_true", help="also fit_many with laplace_mass=True")
-    parser.add_argument("--random-init", action="store_true", help='also fit_many with init="random"')
+    parser.add_argument("--mode-init", action="store_true", help='also fit_many with init="mode"')
     parser.add_argument(
         "--diagonal-shrinkage",
         action="store_true",
@@ -149,7 +148,7 @@ def main() -> None:
     variants = [(model, None, {})] + [(model, int(b), {}) for b in args.batches.split(",") if b]
     variants += [(own, None, {})] if args.own_coordinates else []
     variants += [(model, None, {"laplace_mass": True})] if args.laplace_mass else []
-    variants += [(model, None, {"init": "random"})] if args.random_init else []
+    variants += [(model, None, {"init": "mode"})] if args.mode_init else []
     variants += [(model, None, {"diagonal_shrinkage": True})] if args.diagonal_shrinkage else []
     for fitted, batch, options in variants:
         times = []
