@@ -385,7 +385,7 @@ def _resolved(options: NUTSOptions, sites, rows: int) -> NUTSOptions:
     elif options.init == "mode" and dims > LAPLACE_MAX_DIM:
         raise ValueError(
             f'init="mode" needs exact Hessians, and this model has {dims} unconstrained dimensions '
-            f"(at most {LAPLACE_MAX_DIM}); use init=\"random\""
+            f'(at most {LAPLACE_MAX_DIM}); use init="random"'
         )
     return options
 

@@ -82,7 +82,8 @@ def test_recovers_chinchilla_law_from_ten_thousand_runs():
     truth = {"E": 1.8, "A": 400.0, "alpha": 0.34, "B": 1500.0, "beta": 0.28}
     rng = np.random.default_rng(0)
     n = np.exp(rng.uniform(np.log(5e7), np.log(5e9), 10_000))
-    df = simulate(law, truth, {"N": n, "D": n * np.exp(rng.uniform(np.log(5.0), np.log(80.0), n.size))}, 0.01, seed=1, nu=4)
+    d = n * np.exp(rng.uniform(np.log(5.0), np.log(80.0), n.size))
+    df = simulate(law, truth, {"N": n, "D": d}, sigma=0.01, seed=1, nu=4)
     fit = bs.ScalingModel(law).fit(df.rename(columns={"y": "loss"}), seed=0, warmup=500, draws=500)
     assert fit.healthy, str(fit.health)
     assert_recovers(fit, truth, sigma=0.01)
