@@ -9,6 +9,7 @@ import pytest
 from numpyro.handlers import seed, trace
 
 import bayescale as bs
+from tests.conftest import Z_MATCH, assert_same_posterior
 
 LAW = bs.laws.SaturatingPowerLaw("N")
 POP = {"E": 1.8, "A": 400.0, "alpha": 0.3}
@@ -159,7 +160,12 @@ def test_grouped_fit_round_trips_through_a_file(family_fit, tmp_path):
         np.testing.assert_array_equal(again.predict(rows).draws(kind), family_fit.predict(rows).draws(kind))
 
 
-Z_MATCH = 4.5  # |mean difference| / its Monte Carlo SE: two-sided p ~ 7e-6 per comparison
+def test_the_same_posterior_as_numpyro_s_warmup(family_fit, families):
+    # bayescale.adaptation's warmup of the dense matrix (the default here) against NumPyro's own
+    theirs = fit_families(families[0], seed=1, diagonal_shrinkage=False)
+    assert family_fit.options.diagonal_shrinkage and not theirs.options.diagonal_shrinkage
+    names = ["alpha_pop", "alpha_spread", "E_pop", "A_pop", "A_spread", "alpha[fam2]", "E[sparse]", "sigma"]
+    assert_same_posterior(family_fit.summary(), theirs.summary(), names)
 
 
 def test_pilot_changes_the_parameterisation_not_the_posterior(family_fit, families, tmp_path):
