@@ -19,7 +19,7 @@ against ``d``, and within 1% of ``S`` by the 500-draw window, where a larger pul
 towards the diagonal would cost sampling efficiency along strongly correlated
 directions. The step size's dual averaging restarts at every window end, as in NumPyro.
 Same benchmark: a chain's warmup from ~231,000 to ~93,000 leapfrog steps; the draws are
-the same posterior (``tests/test_mass_adaptation.py``).
+the same posterior (``tests/test_hierarchy.py::test_the_same_posterior_as_numpyro_s_warmup``).
 
 It runs on NumPyro's kernel with ``adapt_mass_matrix=False``: NumPyro then adapts the
 step size only, and :func:`adapting` sets the matrix (and its square roots, as NumPyro
