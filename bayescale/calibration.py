@@ -90,11 +90,14 @@ def _prior_draws(model: ScalingModel, setup: _Setup, n: int, key) -> tuple[dict,
     """
     sites = model.latent_sites(setup.n_groups)
     predictive = Predictive(model._model, num_samples=n)
-    joint = jax.jit(jax.vmap(lambda z, y: log_density(model._model, (setup.args._replace(observed=y),), {}, z)[0]))
+    simulate = inference.compiled(lambda key: predictive(key, setup.args), runs="once")
+    joint = inference.compiled(
+        jax.vmap(lambda z, y: log_density(model._model, (setup.args._replace(observed=y),), {}, z)[0]), runs="once"
+    )
     kept: list[dict[str, np.ndarray]] = []
     total = 0
     for attempt in range(MAX_PRIOR_ROUNDS):
-        draws = predictive(jax.random.fold_in(key, attempt), setup.args)
+        draws = simulate(jax.random.fold_in(key, attempt))
         finite = np.isfinite(np.asarray(joint({k: draws[k] for k in sites}, draws["obs"])))
         kept.append({k: np.asarray(v)[finite] for k, v in draws.items()})
         total += int(finite.sum())

@@ -11,6 +11,7 @@ with ``jax.shard_map``.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -40,23 +41,58 @@ START_NEWTON_STEPS = 400  # most Newton steps from a chain's random start to the
 INITS = ("mode", "random")
 KEEP_COMPILED = 16  # compiled samplers kept per process (see CompiledCache)
 CPU_OPTIMIZATION_LEVEL = 1  # LLVM optimisation level of run-once programs compiled for CPU (see compiled)
+CPU_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}  # CPU programs that run briefly (see compiled)
+RUNS = ("once", "fit", "many")  # how long a compiled program runs (see compiled)
 
 
-def compiled(fn: Callable, *, runs_once: bool = False) -> Callable:
-    """``jax.jit(fn)``; a program that ``runs_once`` per fit is optimised less on CPU.
+def compiled(fn: Callable, *, runs: str = "fit") -> Callable:
+    """``jax.jit(fn)``, compiled for CPU as suits how long the program ``runs``.
 
-    Compiling is most of a small fit's cold wall time, and a fit's start (random starts,
-    NumPyro's initial step-size search) and its post-processing run once per fit. For those
-    LLVM's optimisation is wasted work: at :data:`CPU_OPTIMIZATION_LEVEL` 1 instead of
-    XLA's default they compile about 40% faster, a cold fit takes 0.7-1.3 s less and its
-    draws do not change (``benchmarks/bench_compile.py``). The sampling loop, which every
-    refit reuses, keeps XLA's default: at level 1 it saved at most another 0.4 s, changed
-    one model's draws, and in one of two runs of the benchmark sampled 30-40% slower.
-    Other backends keep XLA's defaults; ``None`` keeps them on CPU too.
+    Compiling is most of a small fit's cold wall time (and of the test suite's), so on CPU
+    bayescale trades some of a program's speed for compile time where the program runs
+    briefly, and keeps XLA's defaults where it runs long (``benchmarks/bench_compile.py``,
+    this 2-core machine):
+
+    - ``"once"``: once per fit (random starts, NumPyro's initial step-size search,
+      post-processing, the pilot). LLVM optimisation at :data:`CPU_OPTIMIZATION_LEVEL` 1 and
+      XLA's older LLVM emitters for fused loops instead of its MLIR fusion emitters
+      (:data:`CPU_COMPILER_OPTIONS`): a start program compiles in 1.4 instead of 2.2 s.
+    - ``"fit"``: the sampling loop of one fit, seconds of sampling. The older emitters
+      only: it compiles in 2.3-2.5 instead of 3.1-3.7 s and samples 5-8% slower (a cold
+      fit of the bundled data in 6.6 instead of 8.1 s, a warm one in 1.18 instead of 1.12 s).
+      At level 1 too it compiled little faster and once sampled 30-40% slower.
+    - ``"many"``: the sampling loop of many fits (``fit_many``, calibration studies):
+      XLA's defaults, as sampling is most of their time.
+
+    Other backends keep XLA's defaults.
     """
-    if not runs_once or CPU_OPTIMIZATION_LEVEL is None or jax.default_backend() != "cpu":
+    if runs not in RUNS:
+        raise ValueError(f"runs must be one of {RUNS}, got {runs!r}")
+    if runs == "many" or jax.default_backend() != "cpu":
         return jax.jit(fn)
-    return jax.jit(fn, compiler_options={"xla_backend_optimization_level": CPU_OPTIMIZATION_LEVEL})
+    options = dict(CPU_COMPILER_OPTIONS)
+    if runs == "once" and CPU_OPTIMIZATION_LEVEL is not None:
+        options["xla_backend_optimization_level"] = CPU_OPTIMIZATION_LEVEL
+    options = cpu_compiler_options(tuple(sorted(options.items())))
+    return jax.jit(fn, compiler_options=options) if options else jax.jit(fn)
+
+
+@functools.cache
+def cpu_compiler_options(options: tuple[tuple[str, object], ...]) -> dict:
+    """The ``options`` (sorted ``(name, value)`` pairs) that this jaxlib's CPU compiler accepts.
+
+    XLA's debug options come and go between releases, and an unknown one fails only when a
+    program is compiled; each is tried once per process on a trivial program, and one that
+    fails is left out (the programs then compile as XLA would by default).
+    """
+    accepted = {}
+    for name, value in options:
+        try:
+            jax.jit(lambda x: x + 1, compiler_options={name: value}).lower(0.0).compile()
+        except Exception:  # noqa: BLE001 - jaxlib raises its own runtime error types
+            continue
+        accepted[name] = value
+    return accepted
 
 
 class CompiledCache:
@@ -298,7 +334,7 @@ def sample_each(
     """
     check_counts(chains, warmup, draws)
     options = _resolved(options, sites, n_rows(args[0]))
-    runner = _runner(model, args[0], sites, warmup, options, "chain", 1, cache_key)
+    runner = _runner(model, args[0], sites, warmup, options, "chain", 1, cache_key, many=True)
     tasks = [
         (key, a) for a, seed in zip(args, seeds, strict=True) for key in jax.random.split(jax.random.key(seed), chains)
     ]
@@ -336,7 +372,7 @@ def sample_many(
     check_counts(chains, warmup, draws)
     one = jax.tree_util.tree_map(lambda a: a[0], args)
     options = _resolved(options, sites, n_rows(one))
-    runner = _runner(model, one, sites, warmup, options, "batch", 1, cache_key)
+    runner = _runner(model, one, sites, warmup, options, "batch", 1, cache_key, many=True)
     keys = jax.vmap(lambda s: jax.random.split(jax.random.key(s), chains))(jnp.asarray(seeds))
     with _progress(False, 0, chains) as bar:
         z, stats = runner.run_chains(keys, args, draws, bar)
@@ -345,12 +381,13 @@ def sample_many(
     return Samples(posterior, None, stats, "vectorized", options)
 
 
-def _runner(model, args, sites, warmup, options, mode, n_devices, cache_key) -> _Runner:
-    """The cached :class:`_Runner` of this model structure, data shape and layout."""
+def _runner(model, args, sites, warmup, options, mode, n_devices, cache_key, many: bool = False) -> _Runner:
+    """The cached :class:`_Runner` of this model structure, data shape and layout; ``many`` for the
+    sampler of many fits (its sampling loop compiled with ``runs="many"``)."""
     shapes = jax.tree_util.tree_map(lambda a: (jnp.shape(a), jnp.result_type(a)), args)
-    key = (mode, cache_key, model if cache_key is None else None, warmup, options, n_devices)
+    key = (mode, cache_key, model if cache_key is None else None, warmup, options, n_devices, many)
     key += (tuple(sorted(sites.items())), str(shapes))
-    return _RUNNERS.get(key, lambda: _Runner(model, sites, warmup, options, mode, n_devices))
+    return _RUNNERS.get(key, lambda: _Runner(model, sites, warmup, options, mode, n_devices, many))
 
 
 def _stacked(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -412,11 +449,14 @@ class _Runner:
     chain (:meth:`run_threads` runs the calls in threads), ``"chains"`` all chains of a
     fit (vmapped, split over ``n_devices`` with ``jax.shard_map``), ``"batch"`` all chains
     of a batch of data sets (vmapped twice). The post-processing program always covers
-    all draws of a fit (or, in ``"batch"`` mode, of a batch).
+    all draws of a fit (or, in ``"batch"`` mode, of a batch). ``many`` marks the runner of
+    many fits (:func:`sample_each`, :func:`sample_many`), whose sampling loop is compiled
+    with ``runs="many"`` (see :func:`compiled`).
     """
 
-    def __init__(self, model, sites, warmup, options: NUTSOptions, mode: str, n_devices: int = 1):
+    def __init__(self, model, sites, warmup, options: NUTSOptions, mode: str, n_devices: int = 1, many=False):
         self.model = model
+        self.many = many
         self.sites = sites
         self.warmup = warmup
         self.options = options
@@ -428,7 +468,7 @@ class _Runner:
             self._step = adaptation.adapting(self._sample_kernel, warmup, _dimension(sites))
         else:
             self._step = lambda state, model_args: self._sample_kernel(state, model_args=model_args)
-        self._init = self._vectorised(self._init_one, runs_once=True)
+        self._init = self._vectorised(self._init_one, runs="once")
         self._advance: dict[int, Callable] = {}
         self._post: dict[bool, Callable] = {}
         self._executables: dict[Hashable, Callable] = {}
@@ -543,26 +583,27 @@ class _Runner:
         return {k: v for k, v in values.items() if not (k in self.sites and k.endswith("_z"))}
 
     # -- programs --------------------------------------------------------------------
-    def _vectorised(self, fn, runs_once: bool = False):
+    def _vectorised(self, fn, runs: str):
         """``fn(key or state, args)`` of one chain, compiled for one call of this runner's mode."""
         if self.mode == "chain":
-            return compiled(fn, runs_once=runs_once)
+            return compiled(fn, runs=runs)
         batched = jax.vmap(fn, in_axes=(0, None))
         if self.mode == "batch":  # (data set, chain) keys and states; one data set's args per member
-            return compiled(jax.vmap(batched), runs_once=runs_once)
+            return compiled(jax.vmap(batched), runs=runs)
         if self.n_devices == 1:
-            return compiled(batched, runs_once=runs_once)
+            return compiled(batched, runs=runs)
         mesh = Mesh(np.array(jax.local_devices()[: self.n_devices]), ("chain",))
         spec = PartitionSpec("chain")
         return compiled(
             jax.shard_map(batched, mesh=mesh, in_specs=(spec, PartitionSpec()), out_specs=spec, check_vma=False),
-            runs_once=runs_once,
+            runs=runs,
         )
 
     def advance(self, length: int) -> Callable:
         """The program that runs ``length`` NUTS iterations: ``(state, args) -> (state, (z, stats))``."""
         if length not in self._advance:
-            self._advance[length] = self._vectorised(partial(self._advance_one, length=length))
+            runs = "many" if self.many else "fit"
+            self._advance[length] = self._vectorised(partial(self._advance_one, length=length), runs)
         return self._advance[length]
 
     def post(self, loglik: bool) -> Callable:
@@ -570,7 +611,7 @@ class _Runner:
         mode) to the reported values, with the pointwise log likelihood when ``loglik``."""
         if loglik not in self._post:
             post = jax.vmap(self._post_one if loglik else self._values_one, in_axes=(0, None))
-            self._post[loglik] = compiled(jax.vmap(post) if self.mode == "batch" else post, runs_once=True)
+            self._post[loglik] = compiled(jax.vmap(post) if self.mode == "batch" else post, runs="once")
         return self._post[loglik]
 
     def _executable(self, name: Hashable, program: Callable, *specimen) -> Callable:

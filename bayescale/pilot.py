@@ -183,4 +183,4 @@ def _solver(law, likelihood, example: ModelArgs):
         covariance = jnp.linalg.inv(jax.hessian(energy)(y, args))
         return unravel(y * scale), unravel(jnp.diag(covariance) * scale**2)
 
-    return compiled(jax.vmap(one), runs_once=True)
+    return compiled(jax.vmap(one), runs="once")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -10,10 +11,12 @@ import numpy as np
 import pandas as pd
 
 from bayescale._arviz import az
+from bayescale.inference import KEEP_COMPILED, CompiledCache, compiled
 from bayescale.laws import Law
-from bayescale.model import from_transformed, to_transformed
+from bayescale.model import from_transformed, row_bucket, to_transformed
 
 KINDS = ("observation", "mean")
+_OBSERVERS = CompiledCache(KEEP_COMPILED)  # likelihood -> compiled draw of new observations
 METHODS = ("eti", "hdi")
 
 
@@ -125,13 +128,27 @@ def posterior_draws(
     draw its parameters from the population (one draw per group and posterior draw, so
     all rows of one new group share them), which needs every non-shared parameter pooled.
     """
+    # rows padded to a bucket (copies of the first row, cut off at the end), so that
+    # predictions at grids of similar lengths reuse the compiled operations
+    rows = len(next(iter(log_x.values())))
+    index = np.concatenate([np.arange(rows), np.zeros(row_bucket(rows) - rows, dtype=int)])
+    log_x = {x: np.asarray(v)[index] for x, v in log_x.items()}
+    row_groups = None if row_groups is None else np.asarray(row_groups)[index]
+    trials = None if trials is None else jnp.asarray(np.asarray(trials)[index])
     group_key, noise_key = jax.random.split(rng_key)
     log_mean = _log_mean(law, treatments, posterior, log_ref, log_x, group_key, fitted_groups, row_groups)
     noise = {k: jnp.asarray(posterior[k])[:, None] for k in likelihood.parameter_names}
     if getattr(likelihood, "trials", None) is not None and trials is None:
-        return np.asarray(log_mean), None  # a new count needs its number of items
-    observation = likelihood.distribution(log_mean, noise, trials=trials).sample(noise_key)
-    return np.asarray(log_mean), np.asarray(likelihood.log_target(observation, trials))
+        return np.asarray(log_mean)[:, :rows], None  # a new count needs its number of items
+    log_observation = _OBSERVERS.get(likelihood, lambda: compiled(partial(_log_observation, likelihood), runs="once"))
+    return np.asarray(log_mean)[:, :rows], np.asarray(log_observation(noise_key, log_mean, noise, trials))[:, :rows]
+
+
+def _log_observation(likelihood, key, log_mean, noise, trials):
+    """Log target of a new observation per posterior draw and row (one compiled program per likelihood:
+    drawing a Student-t or Binomial value runs a rejection sampler that takes seconds to compile)."""
+    observation = likelihood.distribution(log_mean, noise, trials=trials).sample(key)
+    return likelihood.log_target(observation, trials)
 
 
 def log_density(

@@ -1,19 +1,22 @@
-"""Benchmark: what compiling a sampler costs, at XLA's default and at bayescale's CPU setting.
+"""Benchmark: what compiling a sampler costs, at XLA's defaults and at bayescale's CPU settings.
 
-bayescale compiles for CPU with LLVM optimisation level 1
-(``bayescale.inference.CPU_OPTIMIZATION_LEVEL``) the programs that run once per fit (start,
-step-size search, post-processing); the sampling loop keeps XLA's default. This script fits the same models
-each way in one process, alternating, and prints per model and setting the median
-cold wall time (tracing and compiling included), the median warm wall time (same data
-shape, new seed), and whether a setting gave the default's draws. A third setting, the
-sampling loop at level 1 too, shows why bayescale does not do that. Models: the
-Chinchilla law on the bundled quickstart data (60 rows), the same law on the 240
-Chinchilla rows when the dataset is available, a one-input saturating power law
-(30 rows) and a hierarchical Chinchilla law (4 families x 15 runs); default chains,
-warmup and draws. JAX's persistent compilation cache must be off (it is unless
-``JAX_COMPILATION_CACHE_DIR`` is set).
+bayescale compiles the CPU programs of one fit with XLA's older LLVM emitters for fused
+loops instead of its MLIR fusion emitters (``bayescale.inference.CPU_COMPILER_OPTIONS``),
+and the programs that run once per fit (start, step-size search, post-processing) also at
+LLVM optimisation level 1 (``CPU_OPTIMIZATION_LEVEL``); the sampling loop keeps XLA's
+default level (at level 1 too it compiled little faster and once sampled 30-40% slower).
+See ``bayescale.inference.compiled``. This script fits the same models each way in one
+process, alternating, and prints per model and setting the median cold wall time (tracing
+and compiling included), the median warm wall time (same data shape, new seed), and
+whether a setting gave the default's draws. Then, since one warm fit per repeat is noisy,
+``--warm`` more warm fits per model with the last two settings' samplers both kept
+(alternating, in one process) and the ratio of their medians. Models: the Chinchilla law
+on the bundled quickstart data (60 rows), on the 240 Chinchilla rows when the dataset is
+available and on 3,000 simulated rows, a one-input saturating power law (30 rows) and a
+hierarchical Chinchilla law (4 families x 15 runs); default chains, warmup and draws.
+JAX's persistent compilation cache must be off (it is unless ``JAX_COMPILATION_CACHE_DIR`` is set).
 
-    python benchmarks/bench_compile.py [--repeats 3] [--skip-hierarchical]
+    python benchmarks/bench_compile.py [--repeats 3] [--warm 7] [--skip-hierarchical]
 """
 
 from __future__ import annotations
@@ -33,18 +36,15 @@ from bayescale import inference
 from bayescale.datasets import DatasetNotAvailable
 
 REPO = Path(__file__).resolve().parents[1]
-SETTINGS = ["XLA default", "level 1 (bayescale)", "level 1 everywhere"]
-compiled_by_bayescale = inference.compiled
-
-
-def compiled_everywhere(fn, *, runs_once=False):
-    """The sampling loop at level 1 too (the road not taken: little faster to compile, once 30-40% slower to sample)."""
-    return compiled_by_bayescale(fn, runs_once=True)
+SETTINGS = {  # name -> (CPU_OPTIMIZATION_LEVEL, CPU_COMPILER_OPTIONS)
+    "XLA default": (None, {}),
+    "level 1 once": (1, {}),
+    "level 1 once, LLVM emitters (bayescale)": (1, {"xla_cpu_use_fusion_emitters": False}),
+}
 
 
 def use(setting: str) -> None:
-    inference.CPU_OPTIMIZATION_LEVEL = None if setting == "XLA default" else 1
-    inference.compiled = compiled_everywhere if setting == "level 1 everywhere" else compiled_by_bayescale
+    inference.CPU_OPTIMIZATION_LEVEL, inference.CPU_COMPILER_OPTIONS = SETTINGS[setting]
 
 
 def cases(hierarchical: bool) -> dict[str, tuple[bs.ScalingModel, pd.DataFrame]]:
@@ -66,8 +66,15 @@ def cases(hierarchical: bool) -> dict[str, tuple[bs.ScalingModel, pd.DataFrame]]
         out["chinchilla, 240 rows"] = (bs.ScalingModel("chinchilla"), chinchilla[~chinchilla["besiroglu_excluded"]])
     except DatasetNotAvailable as err:
         print(f"(skipping the 240 Chinchilla rows: {err})")
+    law = bs.laws.Chinchilla()
+    n = np.exp(rng.uniform(np.log(5e7), np.log(5e9), 3000))
+    d = n * np.exp(rng.uniform(np.log(5.0), np.log(80.0), 3000))
+    mean = np.asarray(law.mean({"E": 1.8, "A": 400.0, "alpha": 0.34, "B": 1500.0, "beta": 0.3}, N=n, D=d))
+    out["chinchilla, 3,000 simulated rows"] = (
+        bs.ScalingModel("chinchilla"),
+        pd.DataFrame({"N": n, "D": d, "loss": mean * np.exp(0.01 * rng.standard_normal(3000))}),
+    )
     if hierarchical:
-        law = bs.laws.Chinchilla()
         truth = {"E": 1.8, "A": 400.0, "alpha": 0.34, "B": 1500.0, "beta": 0.3}
         families = []
         for f in range(4):
@@ -92,6 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="cold fits per model and setting (default 3)")
     parser.add_argument("--skip-hierarchical", action="store_true", help="leave out the slowest model")
+    parser.add_argument("--warm", type=int, default=7, help="warm fits per model and setting, side by side (default 7)")
     args = parser.parse_args()
     warnings.simplefilter("ignore", bs.SamplerWarning)  # short synthetic fits; the health is not measured here
     if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
@@ -126,12 +134,33 @@ def main() -> None:
     ratios = pd.DataFrame(
         {
             f"{kind} ratio, {setting} / default": wide[(f"{kind} s", setting)] / wide[(f"{kind} s", "XLA default")]
-            for setting in SETTINGS[1:]
+            for setting in list(SETTINGS)[1:]
             for kind in ("cold", "warm")
         }
     )
     print(f"\nmedians of {args.repeats} alternating runs per setting\n{table.round(2).to_string(index=False)}")
     print(ratios.round(2).to_string())
+    warm_side_by_side(cases(not args.skip_hierarchical), list(SETTINGS)[-2:], args.warm)
+
+
+def warm_side_by_side(models: dict, settings: list[str], repeats: int) -> None:
+    """Median warm wall time per setting, every setting's sampler kept, fits alternating."""
+    caches = {s: inference.CompiledCache(inference.KEEP_COMPILED) for s in settings}
+    print(f"\nwarm, medians of {repeats} alternating fits per setting")
+    for name, (model, data) in models.items():
+        times = {s: [] for s in settings}
+        for s in settings:  # compile
+            use(s)
+            inference._RUNNERS = caches[s]
+            model.fit(data, seed=0)
+        for r in range(repeats):
+            for s in settings if r % 2 == 0 else settings[::-1]:
+                use(s)
+                inference._RUNNERS = caches[s]
+                times[s].append(timed(model, data, seed=r + 1)[0])
+        medians = [statistics.median(times[s]) for s in settings]
+        cells = ", ".join(f"{s}: {m:.3f} s" for s, m in zip(settings, medians, strict=True))
+        print(f"{name}: {cells}; ratio {medians[1] / medians[0]:.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -161,6 +161,9 @@ def test_known_noise_column_is_used(quickstart_runs):
     assert np.median(fit.draws("sigma")) < 0.01
 
 
+# The fit's health is not what this tests (it is the same fit as without the bar): the vectorised chains
+# of seed 1 end with an R-hat of 1.010 for alpha, on the threshold.
+@pytest.mark.filterwarnings("ignore:R-hat above 1.01 for alpha:bayescale.SamplerWarning")
 @pytest.mark.parametrize(
     ("chain_method", "bar"), [("threads", "NUTS (4 chains, threads)"), ("vectorized", "NUTS (4 chains)")]
 )
