@@ -16,8 +16,8 @@ from bayescale.laws import Law
 from bayescale.model import from_transformed, row_bucket, to_transformed
 
 KINDS = ("observation", "mean")
-_OBSERVERS = CompiledCache(KEEP_COMPILED)  # likelihood -> compiled draw of new observations
 METHODS = ("eti", "hdi")
+_OBSERVERS = CompiledCache(KEEP_COMPILED)  # likelihood -> compiled draw of new observations (_log_observation)
 
 
 class Prediction:
