@@ -103,6 +103,19 @@ def row_bucket(rows: int) -> int:
     return -(-rows // step) * step
 
 
+def padding_index(n: int, rows: int) -> np.ndarray:
+    """Row index that pads ``n`` rows to ``rows``: the rows themselves, then copies of the first.
+
+    Examples
+    --------
+    >>> padding_index(3, 5).tolist()
+    [0, 1, 2, 0, 0]
+    """
+    if rows < n:
+        raise ValueError(f"cannot pad {n} rows to {rows}")
+    return np.concatenate([np.arange(n), np.zeros(rows - n, dtype=int)])
+
+
 def pad_rows(args: ModelArgs, rows: int) -> ModelArgs:
     """``args`` with ``rows`` rows: copies of the first row appended and masked out of the likelihood.
 
@@ -119,9 +132,7 @@ def pad_rows(args: ModelArgs, rows: int) -> ModelArgs:
     ((16,), 3)
     """
     n = n_rows(args)
-    if rows < n:
-        raise ValueError(f"cannot pad {n} rows to {rows}")
-    index = np.concatenate([np.arange(n), np.zeros(rows - n, dtype=int)])
+    index = padding_index(n, rows)
     take = lambda a: None if a is None else jnp.asarray(a)[..., index]  # noqa: E731
     mask = np.arange(rows) < n
     if args.mask is not None:

@@ -13,7 +13,7 @@ import pandas as pd
 from bayescale._arviz import az
 from bayescale.inference import KEEP_COMPILED, CompiledCache, compiled
 from bayescale.laws import Law
-from bayescale.model import from_transformed, row_bucket, to_transformed
+from bayescale.model import from_transformed, padding_index, row_bucket, to_transformed
 
 KINDS = ("observation", "mean")
 METHODS = ("eti", "hdi")
@@ -131,7 +131,7 @@ def posterior_draws(
     # rows padded to a bucket (copies of the first row, cut off at the end), so that
     # predictions at grids of similar lengths reuse the compiled operations
     rows = len(next(iter(log_x.values())))
-    index = np.concatenate([np.arange(rows), np.zeros(row_bucket(rows) - rows, dtype=int)])
+    index = padding_index(rows, row_bucket(rows))
     log_x = {x: np.asarray(v)[index] for x, v in log_x.items()}
     row_groups = None if row_groups is None else np.asarray(row_groups)[index]
     trials = None if trials is None else jnp.asarray(np.asarray(trials)[index])
