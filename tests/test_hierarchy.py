@@ -40,17 +40,18 @@ def families():
 DEEP = {"draws": 2000}
 
 
-def fit_families(df: pd.DataFrame, seed: int = 0, **options) -> bs.ScalingFit:
+def fit_families(df: pd.DataFrame, seed: int = 0, tolerate=("divergent transitions",), **options) -> bs.ScalingFit:
     """The pooled fit of these families, 4 x (1000 + 2000), allowing a few divergences and nothing else.
 
     The exponents' spread has a funnel near 0 that NUTS crosses now and then: over 6 seeds, 3 fits had
     one or two divergences in 8,000 draws, with either warmup (bayescale.adaptation's or NumPyro's). More
-    than 0.1% of the draws would be a problem; one is not.
+    than 0.1% of the draws would be a problem; one is not. ``tolerate``: the starts of the sampler
+    warnings allowed.
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", bs.SamplerWarning)
         fit = bs.ScalingModel(LAW, group="family").fit(df, seed=seed, **DEEP, **options)
-    assert all("divergent transitions" in str(w.message) for w in caught), [str(w.message) for w in caught]
+    assert all(any(t in str(w.message) for t in tolerate) for w in caught), [str(w.message) for w in caught]
     assert int(fit.idata.sample_stats["diverging"].sum()) <= 8
     return fit
 
@@ -161,10 +162,17 @@ def test_grouped_fit_round_trips_through_a_file(family_fit, tmp_path):
 
 
 def test_the_same_posterior_as_numpyro_s_warmup(family_fit, families):
-    # bayescale.adaptation's warmup of the dense matrix (the default here) against NumPyro's own
-    theirs = fit_families(families[0], seed=1, diagonal_shrinkage=False)
+    # bayescale.adaptation's warmup of the dense matrix (the default here) against NumPyro's own. NumPyro's
+    # is the one that mixes worse: on a CPU with AVX-512 this seed's chains end at R-hat 1.013 and a low
+    # ESS for alpha_pop, alpha_spread and A_pop (seeds 2 and 3 do not). The comparison's tolerance comes
+    # from each side's ESS, so those warnings are allowed for NumPyro's fit, with R-hat below 1.02.
+    theirs = fit_families(
+        families[0], seed=1, diagonal_shrinkage=False,
+        tolerate=("divergent transitions", "R-hat above 1.01", "low effective sample size"),
+    )  # fmt: skip
     assert family_fit.options.diagonal_shrinkage and not theirs.options.diagonal_shrinkage
     names = ["alpha_pop", "alpha_spread", "E_pop", "A_pop", "A_spread", "alpha[fam2]", "E[sparse]", "sigma"]
+    assert (theirs.summary().loc[names, "r_hat"] < 1.02).all()
     assert_same_posterior(family_fit.summary(), theirs.summary(), names)
 
 
