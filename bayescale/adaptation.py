@@ -21,6 +21,12 @@ directions. The step size's dual averaging restarts at every window end, as in N
 Same benchmark: a chain's warmup from ~231,000 to ~93,000 leapfrog steps; the draws are
 the same posterior (``tests/test_hierarchy.py::test_the_same_posterior_as_numpyro_s_warmup``).
 
+From an informed initial matrix (``init="pilot"``, :mod:`bayescale.pilot`) each estimate
+is shrunk towards the matrix in force instead (same weight): 25 noisy draws do not replace a
+good guess, and each window refines the last. (With the pilot's start and shrinkage towards
+the diagonal, 3 of 11 fits of 7 saturating-law families had a chain with 35-61 divergences;
+towards the matrix in force, none of 13.)
+
 It runs on NumPyro's kernel with ``adapt_mass_matrix=False``: NumPyro then adapts the
 step size only, and :func:`adapting` sets the matrix (and its square roots, as NumPyro
 stores them) between iterations, keeping the window's running covariance (Welford's,
@@ -76,26 +82,31 @@ def shrinkage(n, d: int):
     return (d / (n + d)) ** 2
 
 
-def shrunk_covariance(welford_state) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+def shrunk_covariance(welford_state, target=None) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
     """The window's estimate from Welford's ``(mean, m2, n)``: ``(inverse mass matrix, its inverse square
-    root, its square root)``, the three matrices NumPyro keeps (``HMCAdaptState``)."""
+    root, its square root)``, the three matrices NumPyro keeps (``HMCAdaptState``). Shrunk towards
+    ``target`` where given, else towards the sample's own diagonal."""
     _, m2, n = welford_state
     d = m2.shape[-1]
     sample = m2 / (n - 1)
     w = shrinkage(n, d)
-    cov = (1.0 - w) * sample + w * jnp.diag(jnp.diag(sample)) + RIDGE * 5.0 / (n + 5.0) * jnp.eye(d)
+    target = jnp.diag(jnp.diag(sample)) if target is None else target
+    cov = (1.0 - w) * sample + w * target + RIDGE * 5.0 / (n + 5.0) * jnp.eye(d)
     # as numpyro.infer.hmc_util.welford_covariance: tril_inv lower triangular, tril_inv' tril_inv = cov
     tril_inv = jnp.swapaxes(jnp.linalg.cholesky(cov[::-1, ::-1])[::-1, ::-1], -2, -1)
     return cov, solve_triangular(tril_inv, jnp.eye(d), lower=True), tril_inv
 
 
-def adapting(sample_kernel: Callable, warmup: int, dimension: int) -> Callable:
+def adapting(sample_kernel: Callable, warmup: int, dimension: int, toward_previous: bool = False) -> Callable:
     """Wrap NumPyro's ``sample_kernel`` (run with ``adapt_mass_matrix=False``) so that it adapts a dense matrix.
 
     The returned ``step(state, model_args)`` runs one NUTS iteration, adds the draw to the
     window's running covariance while inside a window of :func:`windows`, and at a
     window's last iteration replaces the matrix by :func:`shrunk_covariance` and restarts
     the step size's dual averaging (from ten times the current step, as NumPyro does).
+    With ``toward_previous`` each estimate is shrunk towards the matrix in force instead of
+    its own diagonal: for chains that start with an informed matrix (the pilot's,
+    ``init="pilot"``), not NumPyro's identity.
     """
     spans = windows(warmup)
     if not spans:
@@ -106,7 +117,9 @@ def adapting(sample_kernel: Callable, warmup: int, dimension: int) -> Callable:
     step_size_init, _ = dual_averaging()
 
     def window_end(adapt):
-        inverse_mass, sqrt, sqrt_inv = shrunk_covariance(adapt.mm_state)
+        inverse_mass, sqrt, sqrt_inv = shrunk_covariance(
+            adapt.mm_state, adapt.inverse_mass_matrix if toward_previous else None
+        )
         return adapt._replace(
             inverse_mass_matrix=inverse_mass,
             mass_matrix_sqrt=sqrt,

@@ -60,7 +60,7 @@ Z_SCALE = 100.0  # sampling coordinates are Z_SCALE * (standardised value); see 
 
 
 class ModelArgs(NamedTuple):
-    """Everything numeric a model needs; a JAX pytree, so it can be a jit argument."""
+    """Everything numeric a model needs (and where its chains start); a JAX pytree, so it can be a jit argument."""
 
     log_x: dict  # law input -> log(x / x_ref), shape (rows,)
     observed: jnp.ndarray | None  # what the likelihood observes (log target, or counts), or None to simulate
@@ -73,6 +73,7 @@ class ModelArgs(NamedTuple):
     centred: dict | None = None  # pooled parameter -> 1.0 where a group's value is sampled centred, else 0.0
     trials: jnp.ndarray | None = None  # items per row, for a Binomial likelihood
     mask: jnp.ndarray | None = None  # False on the rows added by :func:`pad_rows`, which the likelihood skips
+    start: tuple | None = None  # (point, sd): site -> where chains start and their initial scale (the pilot's)
 
 
 ROW_FIELDS = ("observed", "noise_log_sd", "group", "trials")  # per-row leaves besides ``log_x``

@@ -20,6 +20,16 @@ one group's exponent is inflated by its correlation with the prefactor, which th
 sampler's dense mass matrix takes care of; on 8 Chinchilla families x 40 runs, once the
 spread gave 2-39 divergences and 30 steps per draw, twice 1-4 and 29).
 
+The same fits say where the chains start (:func:`starting_point`): near the groups' own modes,
+the population at their precision-weighted mean and spread, with an initial (diagonal) mass
+matrix from the groups' posterior variances instead of NumPyro's identity. From random starts
+with the identity, the first 100 warmup iterations of 8 Chinchilla families x 40 runs took
+~50,000-90,000 of a chain's ~95,000-135,000 warmup leapfrog steps (trajectories at the
+tree-depth limit while the chain travels in and the first windows' estimates come from
+those draws); from the pilot's start ~22,000 of ~60,000. It is the default where the pilot
+ran (``init="pilot"``; ``fit(..., init="random")`` restores random starts), with each
+warmup window's estimate shrunk towards the matrix in force (:mod:`bayescale.adaptation`).
+
 Opt-in (``ScalingModel(..., pilot=True)``), because the spread it detects is biased
 upwards on families that share their exponents: the Laplace variance at the joint mode
 (noise scale included) understates each group's uncertainty, so it centres some groups
@@ -34,6 +44,7 @@ the posterior is the same whatever they say.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,14 +52,17 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from numpyro.infer import init_to_median
 from numpyro.infer.util import initialize_model, potential_energy
+from scipy.special import polygamma
 
 from bayescale.inference import KEEP_COMPILED, CompiledCache, compiled
 from bayescale.laplace import newton
 from bayescale.model import (
     ROW_FIELDS,
+    SPREAD_PRIOR,
     Z_SCALE,
     ModelArgs,
     build,
+    level_terms,
     n_rows,
     pad_rows,
     row_bucket,
@@ -59,12 +73,55 @@ from bayescale.model import (
 MIN_GROUPS = 3  # groups that measure an exponent needed to estimate its spread at all
 CENTRE_BELOW = 2.0  # centre where a group's posterior sd < this x the spread (1.0: 39 divergences, 2.0: 1-4)
 NEWTON_STEPS = 60  # damped Newton steps to each group's posterior mode
+SPREAD_FLOOR = 0.05  # smallest spread a start uses, in prior units (Gamma(2, 10) puts 2.5% below 0.024)
+START_CLIP = 3.0  # non-centred starts within this many spreads of the population
 
 _SOLVERS = CompiledCache(KEEP_COMPILED)  # bounded: every compiled solver holds machine code
 
 
+class GroupFits(NamedTuple):
+    """Every group fitted alone: site -> per-group posterior mode and marginal variance (sampling coordinates)."""
+
+    modes: dict
+    variances: dict
+
+
+def fit_groups(law, likelihood, args: ModelArgs, groups: np.ndarray) -> GroupFits:
+    """Fit every group on its own with the law's priors (Laplace, vectorised over the groups).
+
+    Parameters
+    ----------
+    law, likelihood
+        The model's law and likelihood.
+    args : ModelArgs
+        The hierarchical model's arguments (all rows); only rows, priors and references
+        are used.
+    groups : numpy.ndarray
+        Group code (``0 .. n - 1``) of every row.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, bayescale as bs
+    >>> model = bs.ScalingModel(bs.laws.PowerLaw("N"), target="loss", group="g")
+    >>> n = np.tile(np.geomspace(1e8, 1e10, 8), 2)
+    >>> df = pd.DataFrame({"N": n, "loss": 3 * (n / 1e9) ** -0.3, "g": np.repeat(["a", "b"], 8)})
+    >>> data = model.validate(df)
+    >>> fits = fit_groups(model.law, model.likelihood, model.model_args(data, model.log_references(data)), data.groups)
+    >>> fits.modes["alpha_z"].shape
+    (2,)
+    """
+    n_groups = int(np.max(groups)) + 1
+    modes, variances = _laplace(law, likelihood, _per_group(args, groups, np.arange(n_groups)))
+    return GroupFits({k: np.asarray(v) for k, v in modes.items()}, {k: np.asarray(v) for k, v in variances.items()})
+
+
 def exponent_centring(
-    law, likelihood, args: ModelArgs, groups: np.ndarray, candidates: Mapping[str, np.ndarray]
+    law,
+    likelihood,
+    args: ModelArgs,
+    groups: np.ndarray,
+    candidates: Mapping[str, np.ndarray],
+    fits: GroupFits | None = None,
 ) -> dict[str, np.ndarray]:
     """1.0 where a group samples a pooled exponent centred, else 0.0.
 
@@ -80,6 +137,8 @@ def exponent_centring(
     candidates : mapping
         Exponent -> bool per group: the groups whose design measures it (only these can
         be centred).
+    fits : GroupFits, optional
+        :func:`fit_groups`'s result, where already computed.
 
     Returns
     -------
@@ -106,17 +165,86 @@ def exponent_centring(
     measured = np.flatnonzero(np.logical_or.reduce([np.asarray(c, bool) for c in candidates.values()]))
     if not candidates or len(measured) < MIN_GROUPS:
         return out
-    modes, variances = _laplace(law, likelihood, _per_group(args, groups, measured))
+    fits = fits or fit_groups(law, likelihood, args, groups)
     for name, c in candidates.items():
         site = z_site(name)
-        w = np.asarray(modes[site]) / Z_SCALE
-        v = np.asarray(variances[site]) / Z_SCALE**2
+        w = fits.modes[site][measured] / Z_SCALE
+        v = fits.variances[site][measured] / Z_SCALE**2
         ok = np.asarray(c, bool)[measured] & np.isfinite(w) & np.isfinite(v) & (v > 0)
         if ok.sum() < MIN_GROUPS:
             continue
         spread = CENTRE_BELOW * between_group_sd(w[ok], v[ok])
         out[name][measured[ok & (v < spread**2)]] = 1.0
     return out
+
+
+def starting_point(law, treatments: Mapping[str, str], centred: Mapping, fits: GroupFits) -> tuple | None:
+    """Where the chains of the hierarchical model start, and the initial sd of every coordinate.
+
+    From the groups' own fits (:func:`fit_groups`), in the model's sampling coordinates: a
+    pooled parameter's population location at the precision-weighted mean of the groups'
+    modes, its spread at the :func:`between_group_sd` (at least :data:`SPREAD_FLOOR`), each
+    group at its own mode (centred) or at that mode in population units (non-centred, within
+    :data:`START_CLIP`); sds from the groups' posterior variances (a group whose fit failed
+    counts as its prior). The noise scale starts at the groups' median. Returns ``None``
+    where the law's level coordinates are sampled (nothing to map the fits onto).
+
+    Returns
+    -------
+    tuple of dict or None
+        ``(point, sd)``: site -> array shaped like the site.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, bayescale as bs
+    >>> model = bs.ScalingModel(bs.laws.PowerLaw("N"), target="loss", group="g", pilot=True)
+    >>> n = np.tile(np.geomspace(1e8, 1e10, 8), 3)
+    >>> noise = np.exp(0.01 * np.random.default_rng(0).standard_normal(24))
+    >>> alpha = np.repeat([0.2, 0.3, 0.4], 8)
+    >>> df = pd.DataFrame({"N": n, "loss": 3 * (n / 1e9) ** -alpha * noise, "g": np.repeat(list("abc"), 8)})
+    >>> data = model.validate(df)
+    >>> point, sd = model.model_args(data, model.log_references(data)).start
+    >>> sorted(point) == sorted(model.latent_sites(3))
+    True
+    """
+    if level_terms(law, treatments):
+        return None
+    n_groups = len(next(iter(fits.modes.values())))
+    point, sd = {}, {}
+    for par in law.parameters:
+        site = z_site(par.name)
+        w, v = fits.modes[site] / Z_SCALE, fits.variances[site] / Z_SCALE**2
+        failed = ~(np.isfinite(w) & np.isfinite(v) & (v > 0))
+        w, v = np.where(failed, 0.0, w), np.where(failed, 1.0, v)  # the prior, standardised
+        mean = float(np.sum(w / v) / np.sum(1.0 / v))
+        how = treatments.get(par.name, "shared")
+        if how == "independent":
+            point[site], sd[site] = Z_SCALE * w, Z_SCALE * np.sqrt(v)
+        elif how == "shared":
+            point[site], sd[site] = np.asarray(Z_SCALE * mean), np.asarray(Z_SCALE / np.sqrt(np.sum(1.0 / v)))
+        else:
+            spread = between_group_sd(w, v)
+            s = max(spread, SPREAD_FLOOR)
+            c = np.asarray(centred[par.name], bool)
+            point[f"{par.name}_pop_z"] = np.asarray(Z_SCALE * mean)
+            sd[f"{par.name}_pop_z"] = np.asarray(Z_SCALE * np.sqrt((spread**2 + v.mean()) / n_groups))
+            point[f"{par.name}_tau"] = np.asarray(np.log(s))
+            # log of a spread estimated from n groups: sd ~ 1 / sqrt(2 (n - 1)); none detected: its prior's
+            sd[f"{par.name}_tau"] = np.asarray(
+                np.sqrt(1.0 / (2 * max(n_groups - 1, 1)) if spread > 0 else float(polygamma(1, SPREAD_PRIOR[0])))
+            )
+            point[site] = Z_SCALE * np.where(c, w, np.clip((w - mean) / s, -START_CLIP, START_CLIP))
+            sd[site] = Z_SCALE * np.where(c, np.sqrt(v), np.minimum(1.0, np.sqrt(v) / s))
+    for name in fits.modes:
+        if name.endswith("_z"):
+            continue
+        m, v = fits.modes[name], fits.variances[name]
+        ok = np.isfinite(m) & np.isfinite(v) & (v > 0)
+        if not ok.any():
+            return None
+        # every group measures the noise scale: pooled, the variance of its log is ~1 / (2 rows)
+        point[name], sd[name] = np.asarray(np.median(m[ok])), np.asarray(np.sqrt(np.median(v[ok]) / ok.sum()))
+    return point, sd
 
 
 def between_group_sd(estimates: np.ndarray, variances: np.ndarray) -> float:

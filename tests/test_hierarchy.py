@@ -9,6 +9,7 @@ import pytest
 from numpyro.handlers import seed, trace
 
 import bayescale as bs
+from bayescale.model import Z_SCALE
 from tests.conftest import Z_MATCH, assert_same_posterior
 
 LAW = bs.laws.SaturatingPowerLaw("N")
@@ -316,3 +317,24 @@ def test_level_terms_are_centred_only_where_a_group_measures_them():
     z = (np.log(draws["E"]) - np.log(draws["E_pop"])[:, None]) / draws["E_spread"][:, None]
     se = 1 / np.sqrt(4000)
     assert np.all(np.abs(z.mean(axis=0)) < 4 * se) and np.all(np.abs(z.std(axis=0) - 1) < 4 * se / np.sqrt(2))
+
+
+def test_the_pilot_s_starting_point(families):
+    df, truth = families
+    model = bs.ScalingModel(LAW, group="family", pilot=True)
+    data = model.validate(df)
+    args = model.model_args(data, model.log_references(data))
+    point, sd = args.start
+    shapes = {name: shape for name, (shape, _) in model.latent_sites(len(data.group_labels)).items()}
+    assert {k: np.shape(v) for k, v in point.items()} == shapes == {k: np.shape(v) for k, v in sd.items()}
+    assert all(np.all(np.isfinite(v)) for v in point.values())
+    assert all(np.all(np.asarray(v) > 0) for v in sd.values())
+    # a centred family starts at its own fit: its true exponent within 4 of the fit's sds
+    for f, family in enumerate(data.group_labels[:-1]):
+        true_w = (np.log(truth[family]["alpha"]) - float(args.prior_loc["alpha"])) / float(args.prior_scale["alpha"])
+        assert args.centred["alpha"][f] == 1.0
+        assert abs(float(point["alpha_z"][f]) - Z_SCALE * true_w) < 4 * float(sd["alpha_z"][f]), family
+    # where the pilot did not run there is nothing to start from
+    assert bs.ScalingModel(LAW, group="family").model_args(data, model.log_references(data)).start is None
+    with pytest.raises(ValueError, match='init="pilot" needs a hierarchical model with pilot=True'):
+        bs.ScalingModel(LAW, group="family").fit(df, init="pilot")

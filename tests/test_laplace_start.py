@@ -32,7 +32,8 @@ def runner(model: bs.ScalingModel, df: pd.DataFrame, warmup: int = 500, **option
     args = model.model_args(data, model.log_references(data))
     args = pad_rows(args, row_bucket(n_rows(args)))
     sites = model.latent_sites(len(data.group_labels))
-    return _Runner(model._model, sites, warmup, _resolved(NUTSOptions(**options), sites, n_rows(args)), "chain"), args
+    options = _resolved(NUTSOptions(**options), sites, n_rows(args), piloted=args.start is not None)
+    return _Runner(model._model, sites, warmup, options, "chain"), args
 
 
 def saturating(seed: int = 5, rows: int = 40) -> pd.DataFrame:
@@ -143,8 +144,8 @@ def test_a_large_model_starts_at_random_with_the_identity(quickstart_runs, monke
         runner(bs.ScalingModel("chinchilla"), quickstart_runs, init="mode")
 
 
-def test_init_must_be_mode_or_random(quickstart_runs):
-    with pytest.raises(ValueError, match=r"init must be one of \('mode', 'random'\), got 'median'"):
+def test_init_must_be_mode_random_or_pilot(quickstart_runs):
+    with pytest.raises(ValueError, match=r"init must be one of \('mode', 'random', 'pilot'\), got 'median'"):
         bs.ScalingModel("chinchilla").fit(quickstart_runs, init="median")
 
 

@@ -116,3 +116,26 @@ def test_the_matrix_changes_at_window_ends_only():
     after = np.asarray(state.adapt_state.inverse_mass_matrix)
     assert not np.allclose(after, before)
     assert np.all(np.linalg.eigvalsh(after) > 0)
+
+
+def test_the_pilot_s_start_cuts_warmup_steps():
+    # random starts with the identity matrix spend their first ~100 iterations at the tree-depth limit
+    df, _ = simulate_families()
+    model = bs.ScalingModel(LAW, group="family", pilot=True)
+    assert _resolved(NUTSOptions(), model.latent_sites(7), 64, piloted=True).init == "pilot"  # the default
+    pilot = [warmup_steps(model, df, seed) for seed in range(2)]
+    random = [warmup_steps(model, df, seed, init="random") for seed in range(2)]
+    # measured 1.95x (128,042 against 249,774 steps; a third seed 1.6x); 1.3x leaves room for chain-to-chain variation
+    assert sum(random) > 1.3 * sum(pilot), (pilot, random)
+
+
+def test_an_estimate_can_be_shrunk_towards_the_matrix_in_force():
+    # from the pilot's start (init="pilot") the first windows' estimates lean on the informed matrix
+    rng = np.random.default_rng(2)
+    d, n = 30, 25
+    draws = rng.standard_normal((n, d)) * np.linspace(1.0, 50.0, d)
+    target = np.diag(np.linspace(1.0, 50.0, d) ** 2)
+    cov = np.asarray(shrunk_covariance(welford(draws), jax.numpy.asarray(target))[0])
+    w = adaptation.shrinkage(n, d)
+    expected = (1 - w) * np.cov(draws, rowvar=False) + w * target + adaptation.RIDGE * 5 / (n + 5) * np.eye(d)
+    np.testing.assert_allclose(cov, expected, rtol=1e-10, atol=1e-10)
