@@ -84,10 +84,11 @@ def test_the_default_applies_where_numpyro_s_first_estimate_is_singular():
         _resolved(NUTSOptions(dense_mass=False, diagonal_shrinkage=True), large, 64)
 
 
-def warmup_steps(model, df, seed: int, **options) -> int:
+def warmup_steps(model, df, seed: int, iterations: int = 1000, **options) -> int:
+    """Leapfrog steps of the first ``iterations`` of one chain's 1,000 warmup iterations."""
     run, args = runner(model, df, warmup=1000, **options)
     state = run._init(jax.random.key(seed), args)
-    _, (_, info) = run.advance(1000)(state, args)
+    _, (_, info) = run.advance(iterations)(state, args)
     return int(info["n_steps"].sum())
 
 
@@ -123,10 +124,10 @@ def test_the_pilot_s_start_cuts_warmup_steps():
     df, _ = simulate_families()
     model = bs.ScalingModel(LAW, group="family", pilot=True)
     assert _resolved(NUTSOptions(), model.latent_sites(7), 64, piloted=True).init == "pilot"  # the default
-    pilot = [warmup_steps(model, df, seed) for seed in range(2)]
-    random = [warmup_steps(model, df, seed, init="random") for seed in range(2)]
-    # measured 1.95x (128,042 against 249,774 steps; a third seed 1.6x); 1.3x leaves room for chain-to-chain variation
-    assert sum(random) > 1.3 * sum(pilot), (pilot, random)
+    pilot = [warmup_steps(model, df, seed, iterations=100) for seed in range(2)]
+    random = [warmup_steps(model, df, seed, iterations=100, init="random") for seed in range(2)]
+    # first 100 iterations, measured 3.7x (39,244 against 144,347 steps; 2.7-4.9x per seed over four seeds)
+    assert sum(random) > 2 * sum(pilot), (pilot, random)
 
 
 def test_an_estimate_can_be_shrunk_towards_the_matrix_in_force():
