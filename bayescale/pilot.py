@@ -89,15 +89,7 @@ class GroupFits(NamedTuple):
 def fit_groups(law, likelihood, args: ModelArgs, groups: np.ndarray) -> GroupFits:
     """Fit every group on its own with the law's priors (Laplace, vectorised over the groups).
 
-    Parameters
-    ----------
-    law, likelihood
-        The model's law and likelihood.
-    args : ModelArgs
-        The hierarchical model's arguments (all rows); only rows, priors and references
-        are used.
-    groups : numpy.ndarray
-        Group code (``0 .. n - 1``) of every row.
+    The arguments are :func:`exponent_centring`'s first four.
 
     Examples
     --------
@@ -110,7 +102,7 @@ def fit_groups(law, likelihood, args: ModelArgs, groups: np.ndarray) -> GroupFit
     >>> fits.modes["alpha_z"].shape
     (2,)
     """
-    n_groups = int(np.max(groups)) + 1
+    n_groups = len(args.group_ids)
     modes, variances = _laplace(law, likelihood, _per_group(args, groups, np.arange(n_groups)))
     return GroupFits({k: np.asarray(v) for k, v in modes.items()}, {k: np.asarray(v) for k, v in variances.items()})
 
