@@ -180,16 +180,18 @@ class NUTSOptions:
     it late stays there; tail ESS down to 42). Warm, it is faster there too (0.83 against
     0.97 s; 200 small fits in ``fit_many`` 23.7 against 29.0 s; the hierarchical benchmark
     21 against 29 s): pass ``init="mode"`` where warm time is what counts.
-    ``init="pilot"`` (the default of hierarchical models with ``ScalingModel(..., pilot=True)``,
-    whose pilot supplies it) starts every chain at a draw from the pilot's normal
-    approximation, with its variances as the initial diagonal of the mass matrix
+    ``init="pilot"`` (hierarchical models with ``ScalingModel(..., pilot=True)``, whose pilot
+    supplies it; opt-in) starts every chain at a draw from the pilot's normal approximation,
+    with its variances as the initial diagonal of the mass matrix
     (:func:`bayescale.pilot.starting_point`), and shrinks each window's estimate towards the
     matrix in force rather than towards its own diagonal (:func:`bayescale.adaptation.adapting`).
     On 8 Chinchilla families x 40 runs: ~40% fewer warmup leapfrog steps, warm fit 5.7-6.1
-    against 8.5-9.1 s (three seeds). Shrinking towards the estimate's own diagonal instead,
-    3 of 11 fits of 7 saturating-law families (centred exponents, 4 x (1000 + 2000)) had a
-    chain with 35-61 divergences in the funnel of a small spread; with it 0-4 in 13 fits, as
-    from random starts (0-4 in 5).
+    against 8.5-9.1 s (three seeds), divergences alike. Not the default: on 7 saturating-law
+    families with centred exponents (4 x (1000 + 2000)) some fits have a chain that diverges
+    35-61 times in the funnel of a small spread: 0 of 13 seeds on one CPU, 2 of 6 with XLA
+    limited to AVX (``XLA_FLAGS=--xla_cpu_max_isa=AVX``), against none of 6 and 5 from random
+    starts (0-4 divergences each). Shrinking towards the estimate's own diagonal instead:
+    3 of 11.
     ``laplace_mass=True`` keeps a random start but starts adapting from the Laplace
     matrix (it only matters with ``init="random"``).
     ``diagonal_shrinkage=None`` (default) adapts a dense matrix of at least
@@ -428,9 +430,7 @@ def _resolved(options: NUTSOptions, sites, rows: int, piloted: bool = False) -> 
         options = replace(options, diagonal_shrinkage=own)
     elif options.diagonal_shrinkage and not (options.dense_mass and options.adapt_mass_matrix):
         raise ValueError("diagonal_shrinkage=True needs dense_mass=True and adapt_mass_matrix=True")
-    if options.init is None and piloted:
-        options = replace(options, init="pilot")
-    elif options.init is None:
+    if options.init is None:
         options = replace(options, init="mode" if dims <= LAPLACE_MAX_DIM and rows >= MODE_START_ROWS else "random")
     elif options.init == "pilot" and not piloted:
         raise ValueError(

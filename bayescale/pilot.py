@@ -26,9 +26,11 @@ matrix from the groups' posterior variances instead of NumPyro's identity. From 
 with the identity, the first 100 warmup iterations of 8 Chinchilla families x 40 runs took
 ~50,000-90,000 of a chain's ~95,000-135,000 warmup leapfrog steps (trajectories at the
 tree-depth limit while the chain travels in and the first windows' estimates come from
-those draws); from the pilot's start ~22,000 of ~60,000. It is the default where the pilot
-ran (``init="pilot"``; ``fit(..., init="random")`` restores random starts), with each
-warmup window's estimate shrunk towards the matrix in force (:mod:`bayescale.adaptation`).
+those draws); from the pilot's start ~22,000 of ~60,000. Opt-in, ``fit(..., init="pilot")``
+(each warmup window's estimate then shrunk towards the matrix in force,
+:mod:`bayescale.adaptation`): on a design with centred exponents and a small spread some fits
+had a chain with dozens of divergences, which random starts did not (see
+:class:`bayescale.inference.NUTSOptions`).
 
 Opt-in (``ScalingModel(..., pilot=True)``), because the spread it detects is biased
 upwards on families that share their exponents: the Laplace variance at the joint mode

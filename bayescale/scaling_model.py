@@ -73,11 +73,11 @@ class ScalingModel:
         than the groups differ (:mod:`bayescale.pilot`). On 8 simulated Chinchilla
         families x 40 runs whose exponents differ, this cut leapfrog steps per draw from
         ~75-220 to ~29 and the warm fit from 75 s to 18 s; on families that share their
-        exponents it can add a divergence or two. The same fits also set where the chains
-        start and their initial mass matrix (``init="pilot"``, the default then;
-        :func:`bayescale.pilot.starting_point`): ~40% fewer warmup steps on those families,
-        the warm fit 1.5x faster. The posterior is the same either way; only the cost
-        differs. Default ``False``: exponents non-centred, random starts.
+        exponents it can add a divergence or two. The same fits can also set where the
+        chains start and their initial mass matrix: ``fit(..., init="pilot")``
+        (:func:`bayescale.pilot.starting_point`; ~40% fewer warmup steps on those families,
+        the warm fit 1.5x faster, more divergences on some designs). The posterior is the
+        same either way; only the cost differs. Default ``False``: exponents non-centred.
 
     Examples
     --------
