@@ -99,8 +99,9 @@ def test_a_hierarchy_warms_up_in_fewer_leapfrog_steps():
     assert _resolved(NUTSOptions(), model.latent_sites(7), 64).diagonal_shrinkage
     ours = [warmup_steps(model, df, seed) for seed in range(2)]
     numpyro = [warmup_steps(model, df, seed, diagonal_shrinkage=False) for seed in range(2)]
-    # measured 1.79x (246,357 against 441,392 steps, two chains each); 1.5x leaves room for chain-to-chain variation
-    assert sum(numpyro) > 1.5 * sum(ours), (ours, numpyro)
+    # measured 1.79x (246,357 against 441,392 steps, two chains each), 1.49x with XLA limited to AVX
+    # (XLA_FLAGS=--xla_cpu_max_isa=AVX: other rounding, other chains); 1.3x leaves room for that variation
+    assert sum(numpyro) > 1.3 * sum(ours), (ours, numpyro)
 
 
 def test_the_matrix_changes_at_window_ends_only():
