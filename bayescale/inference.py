@@ -498,12 +498,13 @@ class _Runner:
     # -- per-chain pieces ------------------------------------------------------------
     def _init_one(self, rng_key, args):
         init_key, kernel_key = jax.random.split(rng_key)
-        z0 = self._start(init_key, args)
         o = self.options
         inverse_mass = None
-        if o.init == "pilot":
+        if o.init == "pilot":  # no random candidates to trace and compile
             z0, inverse_mass = self._pilot_start(args, init_key)
-        elif o.init == "mode" or o.laplace_mass:
+        else:
+            z0 = self._start(init_key, args)
+        if o.init == "mode" or (o.laplace_mass and o.init != "pilot"):
             z, inverse_mass = self._laplace_start(z0, args, jax.random.fold_in(init_key, 1))
             z0 = z if o.init == "mode" else z0
         return self._init_kernel(
