@@ -396,7 +396,8 @@ class ScalingModel:
             Show a tqdm progress bar.
         **nuts_options
             Passed to NumPyro's NUTS: ``dense_mass`` (default: dense up to 64 dimensions),
-            ``target_accept_prob`` (0.9), ``max_tree_depth`` (10), ``adapt_step_size``,
+            ``target_accept_prob`` (0.9), ``max_tree_depth`` (10), ``warmup_max_tree_depth``
+            (default ``max_tree_depth``; 6 with ``init="pilot"``), ``adapt_step_size``,
             ``adapt_mass_matrix``, ``regularize_mass_matrix``; and ``init`` (``"mode"``:
             every chain starts at a draw from the Laplace approximation at the posterior
             mode nearest its random start, with the inverse Hessian there as initial

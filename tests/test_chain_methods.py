@@ -36,7 +36,7 @@ def test_chains_run_as_threads_by_default_on_cpu(model, runs):
 def test_threads_and_vectorised_chains_sample_the_same_posterior(model, runs):
     fits = model.fit(runs, seed=0, chain_method="threads"), model.fit(runs, seed=1, chain_method="vectorized")
     assert all(fit.healthy for fit in fits)
-    assert_same_posterior(*(fit.summary() for fit in fits), model.parameter_names)
+    assert_same_posterior(*fits, model.parameter_names)
 
 
 @pytest.mark.filterwarnings("ignore::bayescale.SamplerWarning")  # short chains: about determinism, not mixing

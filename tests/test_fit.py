@@ -151,9 +151,11 @@ def test_summary_table(small_fit):
 
 
 @pytest.mark.filterwarnings("ignore:.*divergent transitions:bayescale.SamplerWarning")
+@pytest.mark.filterwarnings("ignore:low effective sample size:bayescale.SamplerWarning")
 def test_known_noise_column_is_used(quickstart_runs):
     # sigma's posterior piles up against 0 (log scale: a long tail to -inf), where a rare divergence is expected:
-    # over seeds 0-5, 0-3 per fit
+    # 4-6% of chains have 1-25 (over 360 chains, seeds 0-89); the fit's health is not what this tests. Seed 0
+    # has 3, and a tail ESS of 209 for E, A, alpha
     runs = quickstart_runs.assign(sd=0.02 * quickstart_runs["loss"])
     fit = bs.ScalingModel("chinchilla", noise="sd").fit(runs, seed=0)
     assert "sd" in fit.idata.constant_data

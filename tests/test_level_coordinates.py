@@ -83,7 +83,7 @@ def test_same_posterior_as_in_each_parameters_own_coordinates():
     runs = pd.DataFrame({"N": n, "loss": (1.7 + 8.0 * (n / 1e8) ** -0.3) * np.exp(0.02 * rng.standard_normal(40))})
     fits = model(bs.laws.SaturatingPowerLaw("N")).fit(runs, seed=0), model(OwnCoordinates("N")).fit(runs, seed=1)
     assert all(fit.healthy for fit in fits)
-    assert_same_posterior(*(fit.summary() for fit in fits), ("E", "A", "alpha", "sigma"))
+    assert_same_posterior(*fits, ("E", "A", "alpha", "sigma"))
 
 
 @pytest.mark.filterwarnings("ignore::bayescale.SamplerWarning")  # the own-coordinates fit is the unhealthy one

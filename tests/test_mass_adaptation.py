@@ -125,10 +125,34 @@ def test_the_pilot_s_start_cuts_warmup_steps():
     df, _ = simulate_families()
     model = bs.ScalingModel(LAW, group="family", pilot=True)
     assert _resolved(NUTSOptions(), model.latent_sites(7), 64, piloted=True).init == "random"  # opt-in
-    pilot = [warmup_steps(model, df, seed, iterations=100, init="pilot") for seed in range(2)]
+    # the start alone, without the pilot's cap on warmup trees (test_the_pilot_s_warmup_caps_the_tree_depth)
+    pilot = [warmup_steps(model, df, seed, iterations=100, init="pilot", warmup_max_tree_depth=10) for seed in range(2)]
     random = [warmup_steps(model, df, seed, iterations=100) for seed in range(2)]
     # first 100 iterations, measured 3.7x (39,244 against 144,347 steps; 2.7-4.9x per seed over four seeds)
     assert sum(random) > 2 * sum(pilot), (pilot, random)
+
+
+def test_the_pilot_s_warmup_caps_the_tree_depth():
+    # from the pilot's start the first windows' step sizes are still 5-8x the final ones: trees of up to 2^6 - 1
+    # steps there, the full depth after warmup
+    df, _ = simulate_families()
+    model = bs.ScalingModel(LAW, group="family", pilot=True)
+    sites = model.latent_sites(7)
+    options = _resolved(NUTSOptions(init="pilot"), sites, 64, piloted=True)
+    assert (options.warmup_max_tree_depth, options.max_tree_depth) == (6, 10)
+    assert _resolved(NUTSOptions(init="pilot", max_tree_depth=4), sites, 64, piloted=True).warmup_max_tree_depth == 4
+    assert _resolved(NUTSOptions(), sites, 64).warmup_max_tree_depth == 10
+    assert _resolved(NUTSOptions(warmup_max_tree_depth=7), sites, 64).warmup_max_tree_depth == 7
+    capped, full = (
+        runner(model, df, warmup=1000, init="pilot", warmup_max_tree_depth=depth) for depth in (None, 10)
+    )  # fmt: skip
+    steps = []
+    for run, args in (capped, full):
+        state = run._init(jax.random.key(0), args)
+        steps.append(np.asarray(run.advance(100)(state, args)[1][1]["n_steps"]))
+    assert steps[0].max() <= 2**6 - 1 < steps[1].max(), (steps[0].max(), steps[1].max())
+    with pytest.raises(ValueError, match="warmup_max_tree_depth must be an integer in"):
+        NUTSOptions(warmup_max_tree_depth=0)
 
 
 def test_an_estimate_can_be_shrunk_towards_the_matrix_in_force():
