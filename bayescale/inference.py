@@ -231,9 +231,11 @@ class NUTSOptions:
     def __post_init__(self) -> None:
         if not 0 < self.target_accept_prob < 1:
             raise ValueError(f"target_accept_prob must be in (0, 1), got {self.target_accept_prob}")
-        for name in ("max_tree_depth", "warmup_max_tree_depth"):
-            depth = getattr(self, name)
-            if not (isinstance(depth, int) and 1 <= depth <= 15) and not (depth is None and name.startswith("warmup")):
+        depths = {"max_tree_depth": self.max_tree_depth}
+        if self.warmup_max_tree_depth is not None:
+            depths["warmup_max_tree_depth"] = self.warmup_max_tree_depth
+        for name, depth in depths.items():
+            if not (isinstance(depth, int) and 1 <= depth <= 15):
                 raise ValueError(f"{name} must be an integer in [1, 15], got {depth!r}")
         if self.init is not None and self.init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
