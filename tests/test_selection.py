@@ -111,7 +111,8 @@ def test_real_data_student_t_beats_normal_and_loo_names_the_outliers(chinchilla)
         "student_t": bs.ScalingModel("chinchilla"),
         "normal": bs.ScalingModel("chinchilla", likelihood=bs.likelihoods.Normal()),
     }
-    with pytest.warns(LOOWarning, match=r"model 'normal' is unreliable: Pareto k > 0.70 at rows 5, 10 "):
+    # row 10's k sits near 0.7: named on one CPU's rounding (AVX-512), not on another's (XLA limited to AVX)
+    with pytest.warns(LOOWarning, match=r"model 'normal' is unreliable: Pareto k > 0.70 at rows? 5(, 10)? "):
         result = bs.compare_laws(models, chinchilla, scale="C", seed=0, target_accept_prob=0.95)
     table = result.table()
     assert len(result.held_out) == 60 and result.held_out["C"].min() > result.cutoff
