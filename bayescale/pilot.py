@@ -159,12 +159,12 @@ def exponent_centring(
     measured = np.flatnonzero(np.logical_or.reduce([np.asarray(c, bool) for c in candidates.values()]))
     if not candidates or len(measured) < MIN_GROUPS:
         return out
-    fits = fits or fit_groups(law, likelihood, args, groups)
+    fits = fit_groups(law, likelihood, args, groups) if fits is None else fits
     for name, c in candidates.items():
         site = z_site(name)
         w = fits.modes[site][measured] / Z_SCALE
         v = fits.variances[site][measured] / Z_SCALE**2
-        ok = np.asarray(c, bool)[measured] & np.isfinite(w) & np.isfinite(v) & (v > 0)
+        ok = np.asarray(c, bool)[measured] & _fitted(w, v)
         if ok.sum() < MIN_GROUPS:
             continue
         spread = CENTRE_BELOW * between_group_sd(w[ok], v[ok])
@@ -208,7 +208,7 @@ def starting_point(law, treatments: Mapping[str, str], centred: Mapping, fits: G
     for par in law.parameters:
         site = z_site(par.name)
         w, v = fits.modes[site] / Z_SCALE, fits.variances[site] / Z_SCALE**2
-        failed = ~(np.isfinite(w) & np.isfinite(v) & (v > 0))
+        failed = ~_fitted(w, v)
         w, v = np.where(failed, 0.0, w), np.where(failed, 1.0, v)  # the prior, standardised
         mean = float(np.sum(w / v) / np.sum(1.0 / v))
         how = treatments.get(par.name, "shared")
@@ -233,12 +233,17 @@ def starting_point(law, treatments: Mapping[str, str], centred: Mapping, fits: G
         if name.endswith("_z"):
             continue
         m, v = fits.modes[name], fits.variances[name]
-        ok = np.isfinite(m) & np.isfinite(v) & (v > 0)
+        ok = _fitted(m, v)
         if not ok.any():
             return None
         # every group measures the noise scale: pooled, the variance of its log is ~1 / (2 rows)
         point[name], sd[name] = np.asarray(np.median(m[ok])), np.asarray(np.sqrt(np.median(v[ok]) / ok.sum()))
     return point, sd
+
+
+def _fitted(mode: np.ndarray, variance: np.ndarray) -> np.ndarray:
+    """Where a group's Laplace fit gave a usable mode and variance (finite, positive variance)."""
+    return np.isfinite(mode) & np.isfinite(variance) & (variance > 0)
 
 
 def between_group_sd(estimates: np.ndarray, variances: np.ndarray) -> float:
