@@ -64,10 +64,10 @@ from bayescale.model import (
     Z_SCALE,
     ModelArgs,
     build,
-    level_terms,
     n_rows,
     pad_rows,
     row_bucket,
+    shared_level_terms,
     standardising_scale,
     z_site,
 )
@@ -201,7 +201,7 @@ def starting_point(law, treatments: Mapping[str, str], centred: Mapping, fits: G
     >>> sorted(point) == sorted(model.latent_sites(3))
     True
     """
-    if level_terms(law, treatments):
+    if shared_level_terms(law, treatments):
         return None
     n_groups = len(next(iter(fits.modes.values())))
     point, sd = {}, {}

@@ -78,7 +78,9 @@ def independent_mode(model: bs.ScalingModel, args, z) -> tuple[np.ndarray, np.nd
         lambda y: [np.asarray(a) for a in value_and_grad(y)], np.asarray(flat), jac=True,
         hess=lambda y: np.asarray(hessian(y)), method="trust-exact", options={"gtol": 1e-8},
     )  # fmt: skip
-    assert found.success, found.message
+    # near the mode trust-exact can stall where the gradient is float64 noise: ~1e-7 in Chinchilla's level
+    # coordinates (a potential of ~150 in coordinates of ~100), against a Hessian diagonal of ~1-100
+    assert found.success or np.abs(found.jac).max() < 1e-6, found.message
     return found.x, np.linalg.inv(np.asarray(hessian(jnp.asarray(found.x))))
 
 

@@ -97,12 +97,13 @@ class Law:
     name: ClassVar[str] = ""
     inputs: tuple[str, ...] = ()
     parameters: tuple[Parameter, ...] = ()
-    #: ``(E, A, alpha)`` where the law is ``E + A x^-alpha`` (positive parameters, ``A`` the
-    #: prefactor of ``x`` with exponent ``alpha``): when all three are shared, NUTS samples
-    #: them as the curve's level, slope and split at the reference scale (same prior and
-    #: posterior, straighter geometry; :func:`bayescale.model.level_terms`). ``None``: each
-    #: parameter has its own standardised coordinate.
-    level_terms: ClassVar[tuple[str, str, str] | None] = None
+    #: ``(E, A, alpha)`` where the law is ``E + A x^-alpha``, or ``(E, A, alpha, B, beta, ...)``
+    #: for ``E + A x^-alpha + B y^-beta + ...`` (positive parameters, each prefactor followed
+    #: by its exponent): when all are shared, NUTS samples them as the curve's level, slopes
+    #: and splits at the reference scale (same prior and posterior, straighter geometry;
+    #: :func:`bayescale.model.shared_level_terms`). ``None``: each parameter has its own
+    #: standardised coordinate.
+    level_terms: ClassVar[tuple[str, ...] | None] = None
 
     def log_mean(self, p: Mapping[str, jnp.ndarray], log_x: Mapping[str, jnp.ndarray]) -> jnp.ndarray:
         """Log of the law's mean at ``log_x``.

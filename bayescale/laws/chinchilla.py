@@ -28,6 +28,7 @@ class Chinchilla(Law):
     """
 
     name = "chinchilla"
+    level_terms = ("E", "A", "alpha", "B", "beta")
 
     @property
     def inputs(self) -> tuple[str, ...]:
