@@ -1,6 +1,7 @@
 """Choosing a law: PSIS-LOO, leave-future-out scores, stacking weights, model averaging."""
 
 import math
+import re
 import warnings
 
 import numpy as np
@@ -100,27 +101,46 @@ def test_stacking_weights_match_a_grid_search():
     np.testing.assert_allclose(stacking_weights(split), [0.5, 0.5], atol=1e-6)
 
 
+def test_loo_names_the_run_that_leaving_out_moves_too_far():
+    """One run 15% off a 1%-noise curve: under a Normal likelihood leaving it out is beyond PSIS (k ~1.4-1.7)."""
+    runs = simulate(TRUTH, PARAMS, {"C": np.repeat(np.geomspace(1e17, 1e22, 12), 2)}, sigma=0.01, seed=1)
+    runs.loc[6, "y"] *= 1.15
+    models = {
+        "student_t": bs.ScalingModel(TRUTH, target="y"),
+        "normal": bs.ScalingModel(TRUTH, target="y", likelihood=bs.likelihoods.Normal()),
+    }
+    with pytest.warns(LOOWarning, match=r"model 'normal' is unreliable: Pareto k > 0.70 at row 6 \(max 1\."):
+        table = bs.compare_laws(models, runs, seed=0, **SHORT).table()
+    # seeds 0-3: the Normal's k at row 6 1.39-1.69, the Student-t's largest 0.38-0.47
+    assert table.loc["student_t", "max_pareto_k"] < 0.7 < 1.0 < table.loc["normal", "max_pareto_k"]
+
+
 # The Student-t fit to the 180 smaller runs has a rare divergence (about one seed in six at
 # target_accept_prob 0.9; seed 0 at 0.95 after a change of rounding): not what this tests
 @pytest.mark.filterwarnings("ignore:.*divergent transitions:bayescale.SamplerWarning")
-def test_real_data_student_t_beats_normal_and_loo_names_the_outliers(chinchilla):
-    # Chinchilla's runs have a few outliers that Besiroglu et al. keep: under a Normal likelihood
-    # leaving one of them out moves the posterior too far for PSIS (Pareto k > 0.7), and both
-    # LOO and the held-out largest quarter of budgets prefer the robust Student-t
+def test_real_data_student_t_beats_normal(chinchilla):
+    # Chinchilla's runs have a few outliers that Besiroglu et al. keep: both LOO and the held-out largest
+    # quarter of budgets prefer the robust Student-t, and the outliers pull a Normal fit further (higher
+    # Pareto k). Whether row 5's k crosses 0.7 is Monte Carlo noise: 0.56-0.87 over seeds 0-2 on two CPUs'
+    # rounding (AVX-512, and XLA limited to AVX), so the LOO warning may or may not come; when it does it
+    # names row 5.
     models = {
         "student_t": bs.ScalingModel("chinchilla"),
         "normal": bs.ScalingModel("chinchilla", likelihood=bs.likelihoods.Normal()),
     }
-    # row 10's k sits near 0.7: named on one CPU's rounding (AVX-512), not on another's (XLA limited to AVX)
-    with pytest.warns(LOOWarning, match=r"model 'normal' is unreliable: Pareto k > 0.70 at rows? 5(, 10)? "):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LOOWarning)
         result = bs.compare_laws(models, chinchilla, scale="C", seed=0, target_accept_prob=0.95)
+    for warning in (w for w in caught if issubclass(w.category, LOOWarning)):
+        assert re.search(r"model 'normal' is unreliable: Pareto k > 0.70 at rows? 5\b", str(warning.message)), warning
     table = result.table()
     assert len(result.held_out) == 60 and result.held_out["C"].min() > result.cutoff
     assert table.index[0] == "student_t"
     normal = table.loc["normal"]
     assert normal["elpd_future_diff"] > 2 * normal["se_future_diff"]
     assert normal["elpd_loo_diff"] > 2 * normal["se_loo_diff"]
-    assert table.loc["student_t", "max_pareto_k"] < 0.7 < normal["max_pareto_k"]
+    # the same 6 fits: the Normal's largest k 0.65-0.87, the Student-t's 0.25-0.39
+    assert table.loc["student_t", "max_pareto_k"] < 0.5 < normal["max_pareto_k"]
 
 
 @pytest.mark.parametrize(
