@@ -32,8 +32,8 @@ reparameterised with unit Jacobian. On the 11 OLMo ladder evaluation sets (expon
 over the sets) and made every fit healthy, against 0-6 of 11 before. A law of several terms
 (``E + A N^-alpha + B D^-beta``) declares them all and is sampled the same way
 (:func:`_sample_power_terms`: a split per term, one level, a slope per term): on single
-families of 40 simulated Chinchilla runs 12-33 -> 7-15 steps per draw, and a minimum bulk
-ESS of 32-1,050 -> 1,000-4,400. Pooled across groups these coordinates diverged at small
+families of 40 simulated Chinchilla runs 12-33 -> 6.4-14 steps per draw, and a minimum bulk
+ESS of 32-1,050 -> 720-3,950. Pooled across groups these coordinates diverged at small
 exponent spreads (1-16 divergences per fit on 8 families x 40 runs, against 0-1), so pooled
 parameters keep their own sites.
 
@@ -304,12 +304,9 @@ def shared_level_terms(law: Law, treatments: Mapping[str, str]) -> tuple[str, ..
     if not terms:
         return ()
     pairs = list(zip(terms[1::2], terms[2::2], strict=False))
-    if (
-        len(terms) % 2 == 0
-        or any(law.parameter(name).transform != "log" for name in terms)
-        or any(law.parameter(a).prefactor_of is None or law.parameter(a).prefactor_of[1] != x for a, x in pairs)
-    ):
-        a, alpha = terms[1:3] if len(terms) >= 3 else ("A", "alpha")
+    wrong = [(a, x) for a, x in pairs if law.parameter(a).prefactor_of is None or law.parameter(a).prefactor_of[1] != x]
+    if len(terms) % 2 == 0 or any(law.parameter(name).transform != "log" for name in terms) or wrong:
+        a, alpha = wrong[0] if wrong else ("A", "alpha")
         raise ValueError(
             f"law {law.name!r} declares level_terms={terms!r}: they must be positive (LogNormal priors), the "
             f"irreducible term first, then each prefactor followed by its exponent: {a!r} the prefactor of the "
@@ -389,9 +386,10 @@ def _sample_power_terms(terms: tuple[str, ...], args: ModelArgs) -> dict:
     each slope given its prefactor; the maps have unit Jacobian. The sites are the
     parameters' own: the irreducible term's holds the level, a prefactor's its split, an
     exponent's its slope, each standardised by constants. On single families of 40
-    simulated Chinchilla runs this cut leapfrog steps per draw from 12-33 to 7-15 and raised
-    the minimum bulk ESS from 32-1,050 to 1,000-4,400 of 4,000 draws (divergences 0-4 ->
-    0); on the 240 Chinchilla runs, 7.0 -> 6.4 steps and 3,000-3,800 -> 4,600-6,300.
+    simulated Chinchilla runs (4 families, seeds 0-2) this cut leapfrog steps per draw from
+    12-33 to 6.4-14 and raised the minimum bulk ESS from 32-1,050 to 720-3,950 of 4,000 draws
+    (divergences 0-4 -> 0); on the 240 Chinchilla runs, 6.7-7.4 -> 6.4-6.5 steps and
+    3,000-3,800 -> 5,200-5,800.
     """
     e, pairs = terms[0], list(zip(terms[1::2], terms[2::2], strict=True))
     loc, scale = args.prior_loc, args.prior_scale

@@ -56,6 +56,13 @@ def test_a_law_that_declares_them_wrongly_is_told_so():
     with pytest.raises(ValueError, match="prefactor of the term with exponent 'alpha'"):
         model(Swapped("N"))
 
+    @dataclass(frozen=True, repr=False)
+    class WrongPair(bs.laws.Chinchilla):
+        level_terms = ("E", "A", "alpha", "B", "alpha")
+
+    with pytest.raises(ValueError, match="'B' the prefactor of the term with exponent 'alpha'"):
+        bs.ScalingModel(WrongPair())
+
 
 def prior_logs(fitted: bs.ScalingModel, runs: pd.DataFrame) -> tuple[dict, object]:
     """Prior draws of every law parameter's log (prefactors at the reference scale), and the model's arguments."""
