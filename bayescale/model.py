@@ -26,8 +26,8 @@ draws and cut divergences from 4-6 to 1-2 (``B_spread`` near zero; see
 
 A law that declares :attr:`~bayescale.laws.Law.level_terms` (``E + A x^-alpha``) has its
 three shared parameters sampled in level coordinates instead: the curve's level and slope at
-the reference scale and the split between ``E`` and ``A`` (:func:`level_terms`), the same prior
-reparameterised with unit Jacobian. On the 11 OLMo ladder evaluation sets (exponents
+the reference scale and the split between ``E`` and ``A`` (:func:`shared_level_terms`), the same
+prior reparameterised with unit Jacobian. On the 11 OLMo ladder evaluation sets (exponents
 0.05-0.1, E weakly identified) this cut leapfrog steps per draw from 38-54 to 7-8.5 (median
 over the sets) and made every fit healthy, against 0-6 of 11 before. A law of several terms
 (``E + A N^-alpha + B D^-beta``) declares them all and is sampled the same way
@@ -222,14 +222,10 @@ def build(
     """
     treatments = dict(treatments or {})
     terms = shared_level_terms(law, treatments) if level_coordinates else ()
-    trio = level_terms(law, treatments) if level_coordinates else ()
 
     def model(args: ModelArgs) -> None:
         n_groups = 0 if args.group_ids is None else args.group_ids.shape[0]
-        if trio:
-            groups = _sample_level_coordinates(trio, args)
-        else:
-            groups = _sample_power_terms(terms, args) if terms else {}
+        groups = _sample_power_terms(terms, args) if terms else {}
         population = dict(groups)
         for par in law.parameters:
             if par.name in terms:
@@ -280,21 +276,21 @@ def build(
     return model
 
 
-LEVEL_SITES = ("split_z", "level_z", "slope_z")
-
-
 def shared_level_terms(law: Law, treatments: Mapping[str, str]) -> tuple[str, ...]:
     """The law's :attr:`~bayescale.laws.Law.level_terms` where all are shared (sampled in level coordinates), or ``()``.
 
     ``(E, A, alpha)`` for ``E + A x^-alpha``, ``(E, A, alpha, B, beta, ...)`` for
     ``E + A x^-alpha + B y^-beta + ...``; checked on the way (each prefactor followed by its
-    exponent, all positive). One term's three are sampled as :func:`_sample_level_coordinates`
-    says (sites :data:`LEVEL_SITES`), several terms as :func:`_sample_power_terms` says;
+    exponent, all positive). :func:`build` samples them as :func:`_sample_power_terms` says;
     pooled or independent ones keep their own standardised sites.
 
     Examples
     --------
     >>> import bayescale as bs
+    >>> shared_level_terms(bs.laws.SaturatingPowerLaw("N"), {})
+    ('E', 'A', 'alpha')
+    >>> shared_level_terms(bs.laws.SaturatingPowerLaw("N"), {"alpha": "pooled"})
+    ()
     >>> shared_level_terms(bs.laws.Chinchilla(), {})
     ('E', 'A', 'alpha', 'B', 'beta')
     >>> shared_level_terms(bs.laws.Chinchilla(), {"beta": "pooled"})
@@ -317,69 +313,16 @@ def shared_level_terms(law: Law, treatments: Mapping[str, str]) -> tuple[str, ..
     return terms
 
 
-def level_terms(law: Law, treatments: Mapping[str, str]) -> tuple[str, ...]:
-    """The law's shared ``(irreducible, prefactor, exponent)`` of one power term in level coordinates, or ``()``.
-
-    Where a law of one power term declares :attr:`~bayescale.laws.Law.level_terms` and all
-    three are shared (one value for all rows), :func:`build` samples them as
-    :func:`_sample_level_coordinates` says (sites :data:`LEVEL_SITES`); see
-    :func:`shared_level_terms` for laws of several terms.
-
-    Examples
-    --------
-    >>> import bayescale as bs
-    >>> level_terms(bs.laws.SaturatingPowerLaw("N"), {})
-    ('E', 'A', 'alpha')
-    >>> level_terms(bs.laws.SaturatingPowerLaw("N"), {"alpha": "pooled"})
-    ()
-    >>> level_terms(bs.laws.Chinchilla(), {})
-    ()
-    """
-    terms = shared_level_terms(law, treatments)
-    return terms if len(terms) == 3 else ()
-
-
-def _sample_level_coordinates(trio: tuple[str, ...], args: ModelArgs) -> dict:
-    """``log E``, ``log A`` and ``log alpha`` of ``E + A x^-alpha`` from the curve's level, slope and split.
-
-    NUTS sees three coordinates instead of the three parameters' own: the split
-    ``q = log E - log A`` between the irreducible term and the power-law term at the
-    reference scale, the level ``log(E + A)`` of the curve there and its slope
-    ``log(A alpha)`` there. Data pin down the level and the slope tightly and nearly
-    independently of the split, which only the curvature measures; in ``(log E, log A,
-    log alpha)`` the same posterior is a curved ridge where the data do not show the
-    curve levelling off (``log E`` runs to ``-inf`` as ``A`` takes over the level). The
-    prior is the same (independent Normals on ``log E``, ``log A``, ``log alpha``),
-    factorised exactly as ``p(q) p(level | q) p(slope | level, q)``: ``q`` is Normal, the
-    level given ``q`` is ``log E`` given ``q`` (Gaussian conditioning) shifted by
-    ``softplus(-q)``, and the slope given the rest is ``log alpha`` shifted by ``log A``;
-    every map has unit Jacobian. The level and slope are sampled centred on those
-    conditionals, standardised by constants only.
-    """
-    e, a, alpha = trio
-    loc, scale = args.prior_loc, args.prior_scale
-    m_e, s_e, m_a, s_a = loc[e], scale[e], loc[a], scale[a]
-    m_q, s_q = m_e - m_a, jnp.hypot(s_e, s_a)
-    q = m_q + s_q * _standard(LEVEL_SITES[0])
-    s_level = s_e * s_a / s_q  # sd of log E given q
-    m_level = jnp.logaddexp(m_e, m_a)
-    level_mean = m_e + (s_e / s_q) ** 2 * (q - m_q) + jax.nn.softplus(-q)
-    z_level = numpyro.sample(LEVEL_SITES[1], dist.Normal(Z_SCALE * (level_mean - m_level) / s_level, Z_SCALE))
-    level = m_level + s_level * z_level / Z_SCALE
-    log_e, log_a = level - jax.nn.softplus(-q), level - jax.nn.softplus(q)
-    m_alpha, s_alpha = loc[alpha], scale[alpha]
-    z_slope = numpyro.sample(LEVEL_SITES[2], dist.Normal(Z_SCALE * (log_a - m_a) / s_alpha, Z_SCALE))
-    log_slope = m_alpha + m_a + s_alpha * z_slope / Z_SCALE
-    return {e: log_e, a: log_a, alpha: log_slope - log_a}
-
-
 def _sample_power_terms(terms: tuple[str, ...], args: ModelArgs) -> dict:
     """``log E``, ``log A_k`` and ``log alpha_k`` of ``E + sum_k A_k x_k^-alpha_k`` from level coordinates.
 
-    :func:`_sample_level_coordinates` for several power terms (``E + A N^-alpha + B D^-beta``).
     NUTS sees the split ``q_k = log E - log A_k`` of each term against the irreducible one,
-    the level ``log(E + sum_k A_k)`` of the surface at the reference scales and each term's
-    slope ``log(A_k alpha_k)`` there. The prior is the law's (independent Normals on every
+    the level ``log(E + sum_k A_k)`` of the curve (or surface) at the reference scales and
+    each term's slope ``log(A_k alpha_k)`` there. The data pin down the level and the slopes
+    tightly and nearly independently of the splits, which only the curvature measures; in
+    the parameters' own coordinates the same posterior is a curved ridge where the data do
+    not show the curve levelling off (``log E`` runs to ``-inf`` as the terms take over the
+    level). The prior is the law's (independent Normals on every
     log), factorised exactly into Normal conditionals: each split given the earlier ones
     (``log E`` given them is Normal: Gaussian conditioning on ``log A_j = log E - q_j``), the
     level given all splits (``log E`` given them, shifted by ``log(1 + sum_k exp(-q_k))``),

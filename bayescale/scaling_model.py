@@ -14,12 +14,10 @@ from bayescale import data as data_mod
 from bayescale import inference, laws, likelihoods, priors
 from bayescale.laws import Law
 from bayescale.model import (
-    LEVEL_SITES,
     Z_SCALE,
     ModelArgs,
     build,
     centring,
-    level_terms,
     measured_by_design,
     population_medians,
     z_site,
@@ -265,11 +263,8 @@ class ScalingModel:
         (in the sampling coordinates, which are ``Z_SCALE`` times standardised values for
         most sites), so that R-hat can see chains that settle in different modes.
         """
-        trio = level_terms(self.law, self.treatments)
-        sites = {name: ((), 2.0 * Z_SCALE) for name in LEVEL_SITES if trio}
-        for par in self.law.parameters:
-            if par.name in trio:
-                continue
+        sites = {}
+        for par in self.law.parameters:  # level coordinates (model.shared_level_terms) are held by the same sites
             how = self.treatments[par.name]
             sites[z_site(par.name)] = (() if how == "shared" else (n_groups,), 2.0 * Z_SCALE)
             if how == "pooled":

@@ -18,7 +18,7 @@ process:
 
 With ``--own-coordinates`` the default ``fit_many`` also runs on the same law sampled in
 each parameter's own standardised coordinate (no level coordinates, as before they
-existed; ``bayescale.model.level_terms``), side by side; with ``--laplace-mass`` it also
+existed; ``bayescale.model.shared_level_terms``), side by side; with ``--laplace-mass`` it also
 runs with NUTS' adaptation started from the inverse Hessian at the mode
 (``laplace_mass=True``) but the chains at their random starts; with ``--mode-init`` with
 the chains started at the mode (``init="mode"``, the default only from 1,000 rows); with ``--diagonal-shrinkage`` with

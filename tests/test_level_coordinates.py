@@ -12,7 +12,7 @@ from numpyro.infer import Predictive
 from scipy import stats
 
 import bayescale as bs
-from bayescale.model import LEVEL_SITES, level_terms, shared_level_terms
+from bayescale.model import shared_level_terms
 from tests.conftest import assert_same_posterior
 
 PRIOR_DRAWS = 20_000
@@ -40,12 +40,11 @@ def model(law: bs.laws.Law, **kwargs) -> bs.ScalingModel:
 
 def test_only_shared_trios_use_level_coordinates():
     law = bs.laws.SaturatingPowerLaw("N")
-    assert level_terms(law, {}) == ("E", "A", "alpha")
-    assert level_terms(law, {"E": "pooled"}) == ()
-    assert level_terms(bs.laws.Chinchilla(), {}) == ()
-    assert set(LEVEL_SITES) <= set(model(law).latent_sites())
+    assert shared_level_terms(law, {}) == ("E", "A", "alpha")
+    assert shared_level_terms(law, {"E": "pooled"}) == ()
+    assert set(model(law).latent_sites()) == {"E_z", "A_z", "alpha_z"} | set(model(law).likelihood.parameter_names)
     grouped = bs.ScalingModel(law, target="loss", inputs={"N": "N"}, group="family", shared=["E", "A"])
-    assert not set(LEVEL_SITES) & set(grouped.latent_sites(3)), "a pooled exponent keeps its own coordinate"
+    assert not shared_level_terms(law, grouped.treatments), "a pooled exponent keeps its own coordinate"
 
 
 def test_a_law_that_declares_them_wrongly_is_told_so():
@@ -137,7 +136,6 @@ def chinchilla(law: bs.laws.Law) -> bs.ScalingModel:
 def test_two_power_terms_share_one_level():
     law = bs.laws.Chinchilla()
     assert shared_level_terms(law, {}) == ("E", "A", "alpha", "B", "beta")
-    assert level_terms(law, {}) == (), "the sites of one term's coordinates are for one term"
     assert shared_level_terms(law, {"B": "pooled"}) == ()
     fitted = chinchilla(law)
     own_sites = {"E_z", "A_z", "alpha_z", "B_z", "beta_z"}  # holding the level, splits and slopes
