@@ -302,11 +302,13 @@ def shared_level_terms(law: Law, treatments: Mapping[str, str]) -> tuple[str, ..
     pairs = list(zip(terms[1::2], terms[2::2], strict=False))
     wrong = [(a, x) for a, x in pairs if law.parameter(a).prefactor_of is None or law.parameter(a).prefactor_of[1] != x]
     if len(terms) % 2 == 0 or any(law.parameter(name).transform != "log" for name in terms) or wrong:
-        a, alpha = wrong[0] if wrong else ("A", "alpha")
+        pair = ""
+        if wrong:  # name the first wrong pair
+            a, x = wrong[0]
+            pair = f": {a!r} the prefactor of the term with exponent {x!r} (prefactor_of=(input, {x!r}))"
         raise ValueError(
             f"law {law.name!r} declares level_terms={terms!r}: they must be positive (LogNormal priors), the "
-            f"irreducible term first, then each prefactor followed by its exponent: {a!r} the prefactor of the "
-            f"term with exponent {alpha!r} (prefactor_of=(input, {alpha!r}))"
+            f"irreducible term first, then each prefactor followed by its exponent{pair}"
         )
     if any(treatments.get(name, "shared") != "shared" for name in terms):
         return ()
