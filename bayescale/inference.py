@@ -38,6 +38,8 @@ DENSE_MAX_DIM = 64  # largest model given a dense mass matrix by default (see NU
 LAPLACE_MAX_DIM = 64  # largest model whose chains start at a Laplace approximation (exact Hessians)
 MODE_START_ROWS = 1000  # padded rows from which chains start at the mode by default (see NUTSOptions)
 PILOT_WARMUP_TREE_DEPTH = 6  # default warmup_max_tree_depth with init="pilot" (see NUTSOptions)
+TARGET_ACCEPT = 0.9  # default target_accept_prob (see NUTSOptions)
+FRAMED_TARGET_ACCEPT = 0.95  # ... where pooled groups are sampled in the pilot's frame
 START_NEWTON_STEPS = 400  # most Newton steps from a chain's random start to the mode (10,000 rows: up to 200)
 INITS = ("mode", "random", "pilot")
 KEEP_COMPILED = 16  # compiled samplers kept per process (see CompiledCache)
@@ -207,10 +209,16 @@ class NUTSOptions:
     warmup (windows from iteration 25, each estimate shrunk towards its diagonal) instead
     of NumPyro's, whose first estimates are singular there (a hierarchy's warmup took
     2.5x fewer leapfrog steps); ``regularize_mass_matrix`` then has no effect.
+    ``target_accept_prob=None`` (default) is :data:`TARGET_ACCEPT` (0.9), and
+    :data:`FRAMED_TARGET_ACCEPT` (0.95) where pooled groups are sampled in the pilot's frame
+    (:mod:`bayescale.pooled`): its rare divergences sit at the smallest spreads, and the
+    smaller step size costs no leapfrog steps there (trees of 15 steps either way). On 8
+    Chinchilla families x 40 runs, seeds 0-5: 0-1 divergences per fit at 0.9, none at 0.95;
+    on 6 families x 20 runs: 0-3 (7 in 6 fits) and 0-1 (1 in 6); 0.99 doubles the steps.
     """
 
     dense_mass: bool | None = None
-    target_accept_prob: float = 0.9
+    target_accept_prob: float | None = None
     max_tree_depth: int = 10
     warmup_max_tree_depth: int | None = None
     adapt_step_size: bool = True
@@ -229,7 +237,7 @@ class NUTSOptions:
         return cls(**options)
 
     def __post_init__(self) -> None:
-        if not 0 < self.target_accept_prob < 1:
+        if self.target_accept_prob is not None and not 0 < self.target_accept_prob < 1:
             raise ValueError(f"target_accept_prob must be in (0, 1), got {self.target_accept_prob}")
         depths = {"max_tree_depth": self.max_tree_depth}
         if self.warmup_max_tree_depth is not None:
@@ -316,7 +324,7 @@ def sample(
     check_counts(chains, warmup, draws)
     rows = n_rows(args)
     args = pad_rows(args, row_bucket(rows))
-    options = _resolved(options, sites, n_rows(args), piloted=args.start is not None)
+    options = _resolved(options, sites, n_rows(args), piloted=args.start is not None, framed=args.basis is not None)
     chain_method = chain_method or default_chain_method()
     if chain_method not in CHAIN_METHODS:
         raise ValueError(f"chain_method must be one of {CHAIN_METHODS}, got {chain_method!r}")
@@ -429,11 +437,14 @@ def _dimension(sites) -> int:
     return sum(math.prod(shape) for shape, _ in sites.values())
 
 
-def _resolved(options: NUTSOptions, sites, rows: int, piloted: bool = False) -> NUTSOptions:
-    """Fill the defaults of ``dense_mass``, ``regularize_mass_matrix``, ``diagonal_shrinkage`` and ``init``
-    from the model's dimension and the data's (padded) number of ``rows``; ``piloted``: the arguments
-    carry a pilot's start (``init="pilot"`` needs one)."""
+def _resolved(options: NUTSOptions, sites, rows: int, piloted: bool = False, framed: bool = False) -> NUTSOptions:
+    """Fill the defaults of ``dense_mass``, ``regularize_mass_matrix``, ``diagonal_shrinkage``, ``init`` and
+    ``target_accept_prob`` from the model's dimension and the data's (padded) number of ``rows``; ``piloted``:
+    the arguments carry a pilot's start (``init="pilot"`` needs one); ``framed``: its frame for the pooled
+    groups (:class:`~bayescale.pooled.PooledBasis`)."""
     dims = _dimension(sites)
+    if options.target_accept_prob is None:
+        options = replace(options, target_accept_prob=FRAMED_TARGET_ACCEPT if framed else TARGET_ACCEPT)
     if options.dense_mass is None:
         options = replace(options, dense_mass=dims <= DENSE_MAX_DIM)
     if options.regularize_mass_matrix is None:

@@ -295,7 +295,8 @@ def _padded(model, part: _Part, rows: int, n_groups: int) -> ModelArgs:
         return args
     extra = n_groups - len(part.data.group_labels)
     centred = {k: jnp.concatenate([v, jnp.zeros(extra)]) for k, v in args.centred.items()}
-    return args._replace(group_ids=jnp.arange(n_groups), centred=centred, start=None)  # random starts
+    # random starts, and no pilot frame (binary centring): the frame has a row per group of this data set
+    return args._replace(group_ids=jnp.arange(n_groups), centred=centred, start=None, basis=None)
 
 
 def _stack(members: list[ModelArgs]) -> ModelArgs:

@@ -33,9 +33,16 @@ over the sets) and made every fit healthy, against 0-6 of 11 before. A law of se
 (``E + A N^-alpha + B D^-beta``) declares them all and is sampled the same way
 (:func:`_sample_power_terms`: a split per term, one level, a slope per term): on single
 families of 40 simulated Chinchilla runs 12-33 -> 6.4-14 steps per draw, and a minimum bulk
-ESS of 32-1,050 -> 720-3,950. Pooled across groups these coordinates diverged at small
-exponent spreads (1-16 divergences per fit on 8 families x 40 runs, against 0-1), so pooled
-parameters keep their own sites.
+ESS of 32-1,050 -> 720-3,950. Pooled across groups these coordinates with a fixed choice of
+centring diverged at small exponent spreads (1-16 divergences per fit on 8 families x 40
+runs, against 0-1).
+
+With ``ScalingModel(..., pilot=True)`` the pooled groups are sampled in the pilot's frame
+instead (:mod:`bayescale.pooled`, :func:`_sample_pooled`): standard coordinates mapped
+through the Gaussian approximation of each group's conditional posterior at the current
+population, in level coordinates where all level terms are pooled; the sites stay the
+parameters' own, the density is exact. Everything above about centring then concerns
+models without a pilot and :meth:`~bayescale.ScalingModel.fit_many`.
 
 The standardised coordinates are multiplied by :data:`Z_SCALE` before NUTS sees them, so
 that NumPyro's mass-matrix shrinkage towards ``1e-3 * I`` is negligible against the
@@ -56,8 +63,11 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from jax.flatten_util import ravel_pytree
+from numpyro.distributions import constraints
 
+from bayescale import pooled
 from bayescale.laws import Law
+from bayescale.pooled import PooledBasis
 
 TREATMENTS = ("shared", "pooled", "independent")
 SPREAD_PRIOR = (2.0, 10.0)  # Gamma(shape, rate) of the between-group sd, in units of the parameter's prior scale
@@ -80,6 +90,7 @@ class ModelArgs(NamedTuple):
     trials: jnp.ndarray | None = None  # items per row, for a Binomial likelihood
     mask: jnp.ndarray | None = None  # False on the rows added by :func:`pad_rows`, which the likelihood skips
     start: tuple | None = None  # (point, sd): site -> where chains start and their initial scale (the pilot's)
+    basis: PooledBasis | None = None  # the pilot's measure of every group's pooled parameters (:mod:`bayescale.pooled`)
 
 
 ROW_FIELDS = ("observed", "noise_log_sd", "group", "trials")  # per-row leaves besides ``log_x``
@@ -222,11 +233,13 @@ def build(
     """
     treatments = dict(treatments or {})
     terms = shared_level_terms(law, treatments) if level_coordinates else ()
+    pooled_terms, pooled_params = pooled_level_terms(law, treatments), pooled_names(law, treatments)
 
     def model(args: ModelArgs) -> None:
         n_groups = 0 if args.group_ids is None else args.group_ids.shape[0]
         groups = _sample_power_terms(terms, args) if terms else {}
         population = dict(groups)
+        hyper = {}  # pooled parameter -> (population location, spread), standardised, where args.basis is given
         for par in law.parameters:
             if par.name in terms:
                 continue
@@ -242,13 +255,18 @@ def build(
             mu = _standard(f"{par.name}_pop_z")
             s = numpyro.sample(f"{par.name}_tau", dist.Gamma(*SPREAD_PRIOR))
             numpyro.deterministic(f"{par.name}_spread", scale * s)
+            population[par.name] = loc + scale * mu
+            if args.basis is not None:
+                hyper[par.name] = (mu, s)
+                continue
             c = args.centred[par.name]
             with numpyro.plate(GROUP_PLATE, n_groups):
                 # centred where c = 1 (u ~ N(mu, s)), non-centred where c = 0 (u ~ N(0, 1), w = mu + s u)
                 u = numpyro.sample(z_site(par.name), dist.Normal(c * mu * Z_SCALE, (c * s + 1.0 - c) * Z_SCALE))
                 w = c * u / Z_SCALE + (1.0 - c) * (mu + s * u / Z_SCALE)
             groups[par.name] = loc + scale * w
-            population[par.name] = loc + scale * mu
+        if hyper:
+            groups.update(_sample_pooled(pooled_params, pooled_terms, hyper, args, n_groups))
         user = law.to_user(from_transformed(law, groups), args.log_ref)
         for name in law.parameter_names:
             numpyro.deterministic(name, user[name])
@@ -296,6 +314,47 @@ def shared_level_terms(law: Law, treatments: Mapping[str, str]) -> tuple[str, ..
     >>> shared_level_terms(bs.laws.Chinchilla(), {"beta": "pooled"})
     ()
     """
+    terms = declared_level_terms(law)
+    if any(treatments.get(name, "shared") != "shared" for name in terms):
+        return ()
+    return terms
+
+
+def pooled_level_terms(law: Law, treatments: Mapping[str, str]) -> tuple[str, ...]:
+    """The law's :attr:`~bayescale.laws.Law.level_terms` where all are pooled, or ``()``.
+
+    Where the pilot has measured the groups (:class:`~bayescale.pooled.PooledBasis`), their
+    coordinates are then the level, splits and slopes (:func:`bayescale.pooled.to_coordinates`).
+
+    Examples
+    --------
+    >>> import bayescale as bs
+    >>> law = bs.laws.Chinchilla()
+    >>> pooled_level_terms(law, dict.fromkeys(law.parameter_names, "pooled"))
+    ('E', 'A', 'alpha', 'B', 'beta')
+    >>> pooled_level_terms(law, {"A": "pooled", "alpha": "pooled"})
+    ()
+    """
+    terms = declared_level_terms(law)
+    if any(treatments.get(name, "shared") != "pooled" for name in terms):
+        return ()
+    return terms
+
+
+def pooled_names(law: Law, treatments: Mapping[str, str]) -> tuple[str, ...]:
+    """The pooled parameters, in the law's order (the last axis of :class:`~bayescale.pooled.PooledBasis`)."""
+    return tuple(par.name for par in law.parameters if treatments.get(par.name) == "pooled")
+
+
+def declared_level_terms(law: Law) -> tuple[str, ...]:
+    """The law's :attr:`~bayescale.laws.Law.level_terms`, checked: the irreducible term, then prefactor, exponent, ...
+
+    Examples
+    --------
+    >>> import bayescale as bs
+    >>> declared_level_terms(bs.laws.PowerLaw("N"))
+    ()
+    """
     terms = tuple(getattr(law, "level_terms", None) or ())
     if not terms:
         return ()
@@ -310,9 +369,38 @@ def shared_level_terms(law: Law, treatments: Mapping[str, str]) -> tuple[str, ..
             f"law {law.name!r} declares level_terms={terms!r}: they must be positive (LogNormal priors), the "
             f"irreducible term first, then each prefactor followed by its exponent{pair}"
         )
-    if any(treatments.get(name, "shared") != "shared" for name in terms):
-        return ()
     return terms
+
+
+def _sample_pooled(names: tuple[str, ...], terms: tuple[str, ...], hyper: Mapping, args: ModelArgs, n_groups: int):
+    """Every group's pooled values from standard coordinates in the pilot's frame (:mod:`bayescale.pooled`).
+
+    The sites are the parameters' own (``<name>_z``, one per group), flat: the density is
+    the population's ``Normal`` at the values the coordinates map to, times the map's
+    Jacobian, added as a factor. So this model cannot simulate from its prior; the
+    calibration studies simulate without the pilot. A group outside the frame (its design
+    does not measure every pooled parameter, :func:`bayescale.pilot.pooled_basis`) maps its
+    coordinates as without the pilot: ``x = a + b u``, centred (``a = loc``, ``b = scale``)
+    or not (``a = mu``, ``b = tau``) as ``args.centred`` says.
+    """
+    loc, scale = args.prior_loc, args.prior_scale
+    location = jnp.stack([loc[k] + scale[k] * hyper[k][0] for k in names])
+    spread = jnp.stack([scale[k] * hyper[k][1] for k in names])
+    mean, lower = pooled.frame(location, spread, args.basis)
+    with numpyro.plate(GROUP_PLATE, n_groups):
+        flat = dist.ImproperUniform(constraints.real, (), ())
+        u = jnp.stack([numpyro.sample(z_site(k), flat) for k in names], axis=-1)
+    framed = args.basis.framed[:, None] > 0
+    c = jnp.stack([args.centred[k] for k in names], axis=-1)
+    offset = c * jnp.stack([loc[k] for k in names]) + (1.0 - c) * location
+    unit = c * jnp.stack([scale[k] for k in names]) + (1.0 - c) * spread
+    in_frame = pooled.from_coordinates(mean + pooled.solve_upper(lower, u / Z_SCALE), names, terms)
+    x = jnp.where(framed, in_frame, offset + unit * u / Z_SCALE)
+    # |det dx/du| = Z_SCALE^-K / prod(diag L) in the frame (the coordinates' map has unit Jacobian),
+    # Z_SCALE^-K prod(b) outside; the common constant is dropped
+    log_jacobian = jnp.where(framed, -jnp.log(jnp.diagonal(lower, axis1=-2, axis2=-1)), jnp.log(unit))
+    numpyro.factor("pooled_groups", jnp.sum(dist.Normal(location, spread).log_prob(x) + log_jacobian))
+    return {k: x[:, i] for i, k in enumerate(names)}
 
 
 def _sample_power_terms(terms: tuple[str, ...], args: ModelArgs) -> dict:

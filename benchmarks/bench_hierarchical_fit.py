@@ -8,10 +8,9 @@ process:
 - ``bayescale``: ``ScalingModel(Chinchilla(), group="family")`` (every parameter pooled,
   the package's parameterisation: reference scales, non-centred exponents, level terms
   centred where a family's data measure them, dense mass matrix), and the same with
-  ``pilot=True`` (exponents centred where a per-family Laplace pilot says the data
-  measure them more precisely than the families differ), and the same with
-  ``init="pilot"`` (chains start at draws from the pilot's approximation, with its
-  variances as the initial mass matrix);
+  ``pilot=True`` (every family fitted alone first; the pooled groups sampled in the frame
+  those fits give, :mod:`bayescale.pooled`), and the same with ``init="pilot"`` (chains
+  start where the fits say, with their variances as the initial mass matrix);
 - ``numpyro, straightforward``: the model as a user would write it in NumPyro (raw log
   inputs, centred per-family parameters around population means with HalfNormal spreads,
   Student-t likelihood, diagonal mass), ``numpyro.infer.MCMC`` + NUTS;

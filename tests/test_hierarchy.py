@@ -3,13 +3,16 @@
 import warnings
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
 from numpyro.handlers import seed, trace
 
 import bayescale as bs
-from bayescale.model import Z_SCALE
+from bayescale import pooled
+from bayescale.model import Z_SCALE, pooled_level_terms, pooled_names
+from bayescale.pilot import START_CLIP
 from tests.conftest import Z_MATCH, assert_same_posterior
 
 LAW = bs.laws.SaturatingPowerLaw("N")
@@ -350,11 +353,24 @@ def test_the_pilot_s_starting_point(families):
     assert {k: np.shape(v) for k, v in point.items()} == shapes == {k: np.shape(v) for k, v in sd.items()}
     assert all(np.all(np.isfinite(v)) for v in point.values())
     assert all(np.all(np.asarray(v) > 0) for v in sd.values())
-    # a centred family starts at its own fit: its true exponent within 4 of the fit's sds
+    # the pooled sites (coordinates in the pilot's frame, bayescale.pooled) start where every family's
+    # values are its own fit's, at the population's start, unless that is over START_CLIP standard units
+    # from where the population puts it (then at that bound)
+    names, terms = pooled_names(LAW, model.treatments), pooled_level_terms(LAW, model.treatments)
+    location = jnp.asarray([args.prior_loc[k] + args.prior_scale[k] * point[f"{k}_pop_z"] / Z_SCALE for k in names])
+    spread = jnp.asarray([args.prior_scale[k] * np.exp(point[f"{k}_tau"]) for k in names])
+    mean, lower = pooled.frame(location, spread, args.basis)
+    u = jnp.stack([jnp.asarray(point[f"{k}_z"]) for k in names], axis=-1)
+    x = np.asarray(pooled.from_coordinates(mean + pooled.solve_upper(lower, u / Z_SCALE), names, terms))
+    inside = np.all(np.abs(np.asarray(u)) < START_CLIP * Z_SCALE, axis=-1)
+    assert inside.sum() >= 5 and np.all(np.abs(np.asarray(u))[~inside].max(axis=-1) == START_CLIP * Z_SCALE)
+    np.testing.assert_allclose(x[inside], np.asarray(args.basis.values)[inside], atol=1e-8)
+    # and those fits are near the truth: every measured family's true exponent within 4 of its fit's sds
+    basis = jax.tree.map(np.asarray, args.basis)
     for f, family in enumerate(data.group_labels[:-1]):
-        true_w = (np.log(truth[family]["alpha"]) - float(args.prior_loc["alpha"])) / float(args.prior_scale["alpha"])
-        assert args.centred["alpha"][f] == 1.0
-        assert abs(float(point["alpha_z"][f]) - Z_SCALE * true_w) < 4 * float(sd["alpha_z"][f]), family
+        covariance = basis.jacobian[f] @ np.linalg.inv(basis.information[f]) @ basis.jacobian[f].T
+        i = names.index("alpha")
+        assert abs(np.log(truth[family]["alpha"]) - x[f, i]) < 4 * np.sqrt(covariance[i, i]), family
     # where the pilot did not run there is nothing to start from
     assert bs.ScalingModel(LAW, group="family").model_args(data, model.log_references(data)).start is None
     with pytest.raises(ValueError, match='init="pilot" needs a hierarchical model with pilot=True'):
