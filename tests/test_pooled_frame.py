@@ -15,22 +15,22 @@ import bayescale as bs
 from bayescale import pooled
 from bayescale.model import Z_SCALE, _sample_pooled, measured_by_design, pooled_level_terms, pooled_names
 from bayescale.pilot import GroupFits, fit_groups, pooled_basis
-from tests.conftest import assert_same_posterior
+from tests.conftest import assert_same_posterior, simulate
 
 LAW = bs.laws.Chinchilla()
 POP = {"E": 1.82, "A": 482.0, "alpha": 0.348, "B": 2085.0, "beta": 0.366}
 SPREAD = {"E": 0.1, "A": 0.3, "alpha": 0.15, "B": 0.3, "beta": 0.15}  # sd of the log across families
 
 
-def simulate(n_families: int = 6, seed: int = 0) -> pd.DataFrame:
+def simulate_families(n_families: int = 6, seed: int = 0) -> pd.DataFrame:
     """Families of 20 runs (4 sizes x 5 tokens per parameter) scattered around POP by SPREAD, 1% noise."""
     rng = np.random.default_rng(seed)
     n, r = (g.ravel() for g in np.meshgrid(np.geomspace(5e7, 5e9, 4), [5.0, 10.0, 20.0, 40.0, 80.0], indexing="ij"))
     frames = []
     for f in range(n_families):
         truth = {k: v * np.exp(SPREAD[k] * rng.standard_normal()) for k, v in POP.items()}
-        y = np.asarray(LAW.mean(truth, N=n, D=n * r)) * np.exp(0.01 * rng.standard_normal(n.size))
-        frames.append(pd.DataFrame({"family": f"f{f}", "N": n, "D": n * r, "loss": y}))
+        runs = simulate(LAW, truth, {"N": n, "D": n * r}, sigma=0.01, seed=1000 * seed + f)
+        frames.append(runs.rename(columns={"y": "loss"}).assign(family=f"f{f}"))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -76,7 +76,7 @@ def test_coordinates_invert_with_unit_jacobian(names, terms):
 def test_the_factor_is_the_population_density_times_the_jacobian():
     # the groups' values x(u) and the factor the model adds for them: their difference from log N(x; M, S) +
     # log |det dx/du| must be the dropped constant, G * K * log(Z_SCALE), wherever u and the population are
-    model, args = framed_args(simulate(4))
+    model, args = framed_args(simulate_families(4))
     names, terms = pooled_names(LAW, model.treatments), pooled_level_terms(LAW, model.treatments)
     assert terms == names and args.basis.information.shape == (4, 5, 5)
     rng = np.random.default_rng(2)
@@ -104,14 +104,15 @@ def test_the_factor_is_the_population_density_times_the_jacobian():
 @pytest.fixture(scope="module")
 def fits():
     """The same six families fitted with the pilot's frame and without (4 x (1000 + 1000) each)."""
-    df = simulate(6)
+    df = simulate_families(6)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", bs.SamplerWarning)
         framed = bs.ScalingModel(LAW, target="loss", group="family", pilot=True).fit(df, seed=0, init="pilot")
     assert not caught, [str(w.message) for w in caught]
-    with warnings.catch_warnings():  # without the frame: healthy, but slow to mix (min ESS ~400, a warning)
+    with warnings.catch_warnings():  # without the frame: slow to mix (a low-ESS warning)
         warnings.simplefilter("ignore", bs.SamplerWarning)
-        plain = bs.ScalingModel(LAW, target="loss", group="family").fit(df, seed=0)
+        # seed 1: at seed 0 its min bulk ESS is 47, which would leave the comparison little to say
+        plain = bs.ScalingModel(LAW, target="loss", group="family").fit(df, seed=1)
     return framed, plain
 
 
@@ -123,20 +124,20 @@ def test_the_frame_samples_the_same_posterior(fits):
 
 
 def test_the_frame_cuts_leapfrog_steps_without_divergences(fits):
-    # measured on this design, seeds 0-5: 14.4-15.3 steps per draw, min bulk ESS 2,300-3,800 and 0-1
-    # divergences (0.95 target acceptance), against 72-87 steps and min ESS 375-420 without the frame
+    # measured on these data, seeds 0-5: 16.0-20.1 steps per draw, min bulk ESS 1,745-2,125 and no
+    # divergences (0.95 target acceptance); without the frame, seeds 0-1: 80-86 steps, min ESS 47 and 538
     framed, plain = fits
     steps = [float(f.idata.sample_stats["n_steps"].mean()) for f in fits]
     ess = [float(f.summary()["ess_bulk"].min()) for f in fits]
     assert steps[0] < steps[1] / 3, steps
-    assert ess[0] > 3 * ess[1], ess
+    assert ess[0] > 2 * ess[1], ess
     assert int(framed.idata.sample_stats["diverging"].sum()) <= 1
 
 
 def test_fit_many_keeps_the_binary_centring():
     # fit_many pads the groups of its data sets to one count, and the frame has a row per group of one
-    df = simulate(3)
-    df2 = simulate(3, seed=1)
+    df = simulate_families(3)
+    df2 = simulate_families(3, seed=1)
     model = bs.ScalingModel(LAW, target="loss", group="family", pilot=True)
     _, args = framed_args(df)
     assert args.basis is not None and args.start is not None
@@ -149,7 +150,7 @@ def test_fit_many_keeps_the_binary_centring():
 
 
 def test_a_group_whose_fit_failed_is_sampled_as_without_the_frame():
-    df = simulate(4)
+    df = simulate_families(4)
     model, args = framed_args(df)
     data = model.validate(df)
     fits = fit_groups(LAW, model.likelihood, args, data.groups)
