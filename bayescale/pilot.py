@@ -5,7 +5,7 @@ With ``ScalingModel(..., pilot=True)`` every group is fitted alone first, and
 samples the pooled groups (:mod:`bayescale.pooled`: each group's mode and the Hessian of
 its likelihood there, in level coordinates where all level terms are pooled): on 8
 Chinchilla families x 40 runs ~15 leapfrog steps per draw and a minimum bulk ESS of
-2,100-3,000, against 27-39 steps and 965-1,180 with the binary choice below, which
+2,200-3,000, against 27-39 steps and 965-1,180 with the binary choice below, which
 :meth:`~bayescale.ScalingModel.fit_many` still uses (its groups are padded across data
 sets; the frame has a row per group of one).
 
@@ -319,22 +319,23 @@ def pooled_basis(
     loc = np.array([float(args.prior_loc[k]) for k in names])
     scale = np.array([float(args.prior_scale[k]) for k in names])
     w = np.stack([fits.modes[z_site(k)] / Z_SCALE for k in names], axis=-1)
-    ok = np.all(_fitted(w, np.stack([fits.variances[z_site(k)] for k in names], axis=-1)), axis=-1)
+    framed = np.all(_fitted(w, np.stack([fits.variances[z_site(k)] for k in names], axis=-1)), axis=-1)
     for mode in fits.modes.values():
-        ok &= np.isfinite(mode).reshape(len(ok), -1).all(axis=-1)
-    ok &= np.logical_and.reduce([np.asarray(measured[k], bool) for k in names])
-    values = loc + scale * np.where(ok[:, None], w, 0.0)  # a failed group at the prior's median
+        framed &= np.isfinite(mode).reshape(len(framed), -1).all(axis=-1)
+    framed &= np.logical_and.reduce([np.asarray(measured[k], bool) for k in names])
+    values = loc + scale * np.where(framed[:, None], w, 0.0)  # a group outside the frame at the prior's median
     mode = np.asarray(pooled.to_coordinates(jnp.asarray(values), names, terms))
-    batch = _per_group(args, groups, np.arange(len(ok)))
-    # every other site at the group's mode (a failed group's at 0: its rows are left out below)
-    sites = {k: jnp.asarray(np.where(_along(ok, v), v, 0.0)) for k, v in fits.modes.items()}
+    batch = _per_group(args, groups, np.arange(len(framed)))
+    # every other site at the group's mode (outside the frame at 0, a finite point: its Hessian is dropped)
+    sites = {k: jnp.asarray(np.where(_along(framed, v), v, 0.0)) for k, v in fits.modes.items()}
     key = (law, likelihood, names, terms, jax.tree.structure(batch), tuple(np.shape(x) for x in jax.tree.leaves(batch)))
-    hessian = _HESSIANS.get(key, lambda: _likelihood_hessian(law, likelihood, names, terms, loc, scale))
-    information = np.where(ok[:, None, None], np.asarray(hessian(jnp.asarray(mode), sites, batch)), 0.0)
+    hessian = _HESSIANS.get(key, lambda: _likelihood_hessian(law, likelihood, names, terms))
+    raw = hessian(jnp.asarray(mode), sites, batch, jnp.asarray(loc), jnp.asarray(scale))
+    information = np.where(framed[:, None, None], np.asarray(raw), 0.0)
     eigenvalues, vectors = np.linalg.eigh(information)
     information = np.einsum("gij,gj,gkj->gik", vectors, np.maximum(eigenvalues, 0.0), vectors)
     jacobian = jax.vmap(jax.jacobian(lambda y: pooled.from_coordinates(y, names, terms)))(jnp.asarray(mode))
-    return PooledBasis(*(jnp.asarray(a) for a in (mode, values, jacobian, information, ok.astype(float))))
+    return PooledBasis(*(jnp.asarray(a) for a in (mode, values, jacobian, information, framed.astype(float))))
 
 
 def _along(flags: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -342,17 +343,20 @@ def _along(flags: np.ndarray, values: np.ndarray) -> np.ndarray:
     return flags.reshape((-1,) + (1,) * (np.ndim(values) - 1))
 
 
-def _likelihood_hessian(law, likelihood, names, terms, loc, scale):
-    """The compiled per-group Hessian of :func:`pooled_basis`: ``(coordinates, sites, batch) -> (groups, K, K)``."""
-    model = build(law, likelihood, level_coordinates=False)
-    loc, scale = jnp.asarray(loc), jnp.asarray(scale)
+def _likelihood_hessian(law, likelihood, names, terms):
+    """The compiled per-group Hessian of :func:`pooled_basis`.
 
-    def energy(y, sites, args):
+    ``(coordinates, sites, batch, loc, scale) -> (groups, K, K)``; the priors' ``loc`` and
+    ``scale`` are arguments, not constants: they depend on the data's reference scales.
+    """
+    model = build(law, likelihood, level_coordinates=False)
+
+    def energy(y, sites, args, loc, scale):
         w = (pooled.from_coordinates(y, names, terms) - loc) / scale
         sites = dict(sites) | {z_site(k): Z_SCALE * w[i] for i, k in enumerate(names)}
         return potential_energy(model, (args,), {}, sites) - 0.5 * jnp.sum(w**2)  # the law's Normal(0, 1) out
 
-    return compiled(jax.vmap(jax.hessian(energy)), runs="once")
+    return compiled(jax.vmap(jax.hessian(energy), in_axes=(0, 0, 0, None, None)), runs="once")
 
 
 def _fitted(mode: np.ndarray, variance: np.ndarray) -> np.ndarray:

@@ -33,10 +33,12 @@ population's ``Normal(M, S)`` at ``x`` times the map's Jacobian ``|det L|^-1`` (
 unit Jacobian), so the posterior is the same whatever the pilot says.
 
 On 8 simulated Chinchilla families x 40 runs (all five parameters pooled, 4 x (1000 +
-1000), ``init="pilot"``, seeds 0-6) this took the fit from 27-39 leapfrog steps per draw
-and a minimum bulk ESS of 965-1,180 (binary centring from the pilot) to ~15 steps and
-2,600-3,300; pooled level coordinates with a fixed centring choice had reached ~15 steps
-too, but with 1-16 divergences per fit at the smallest exponent spreads.
+1000), ``init="pilot"``, seeds 0-3 over several runs) this took the fit from 27-39 leapfrog
+steps per draw and a minimum bulk ESS of 965-1,180 (binary centring from the pilot) to ~15
+steps and 2,200-3,000, with no divergences at the default target acceptance of 0.95 (0-1 per
+fit at 0.9); pooled level coordinates with a fixed centring choice had reached ~15 steps too,
+but with 1-16 divergences per fit at the smallest exponent spreads. A step costs more (the
+log density and gradient ~45 us against ~14 us: the frame is ~80 small XLA kernels).
 
 This module is the arithmetic (NumPy and JAX, no NumPyro sites): :mod:`bayescale.model`
 samples ``u`` and adds the density, :mod:`bayescale.pilot` measures the groups
@@ -55,8 +57,9 @@ import jax.numpy as jnp
 class PooledBasis(NamedTuple):
     """What the pilot measured of every group's pooled parameters (a :class:`~bayescale.model.ModelArgs` field).
 
-    All arrays have a leading group axis; the last axes follow :attr:`names`' order, each
-    parameter's slot holding its coordinate (:func:`to_coordinates`).
+    All arrays have a leading group axis; the last axes follow the pooled parameters' order
+    (:func:`bayescale.model.pooled_names`), each parameter's slot holding its coordinate
+    (:func:`to_coordinates`).
     """
 
     mode: jnp.ndarray  # (groups, K): y_hat, the group's own fit in coordinates
@@ -137,10 +140,11 @@ def frame(location: jnp.ndarray, spread: jnp.ndarray, basis: PooledBasis) -> tup
 def cholesky(a: jnp.ndarray) -> jnp.ndarray:
     """Lower Cholesky factors of a batch ``(..., K, K)`` of small SPD matrices, unrolled.
 
-    Unrolled into elementwise operations over the batch, because the matrices are 2x2 to
-    6x6 and one per group at every leapfrog step: LAPACK's batched kernels cost a call
-    per matrix there, and inside the threads' sampling loops their batched triangular
-    solve deadlocked on this 2-core machine (jaxlib 0.10.2).
+    Unrolled into elementwise operations over the batch (the matrices are 1x1 to 6x6, one
+    per group, at every leapfrog step): with ``jnp.linalg.cholesky`` and
+    ``jax.scipy.linalg.solve_triangular`` in the model, fits on this 2-core machine hung
+    inside LAPACK's batched triangular solve (jaxlib 0.10.2; both chain methods, twice; a
+    loop of batched solves alone did not hang).
 
     Examples
     --------

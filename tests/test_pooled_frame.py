@@ -163,3 +163,12 @@ def test_a_group_whose_fit_failed_is_sampled_as_without_the_frame():
     np.testing.assert_allclose(np.asarray(basis.information)[0], np.asarray(args.basis.information)[0])
     eigenvalues = np.linalg.eigvalsh(np.asarray(basis.information))
     assert eigenvalues.min() >= -1e-9 * eigenvalues.max()
+
+
+def test_the_frame_does_not_depend_on_the_target_s_units():
+    # the same families in other units: the reference scale moves the priors' locations of E, A and B,
+    # not the likelihood's curvature in the level coordinates (one compiled Hessian serves both)
+    df = simulate_families(4)
+    _, args = framed_args(df)
+    _, scaled = framed_args(df.assign(loss=10.0 * df["loss"]))
+    np.testing.assert_allclose(np.asarray(scaled.basis.information), np.asarray(args.basis.information), rtol=1e-6)
