@@ -290,13 +290,13 @@ def fit_many(
 
 def _padded(model, part: _Part, rows: int, n_groups: int) -> ModelArgs:
     """A data set's model arguments with ``rows`` rows and ``n_groups`` groups."""
-    args = pad_rows(model.model_args(part.data, part.log_refs), rows)
+    args = pad_rows(model.model_args(part.data, part.log_refs, frame=False), rows)
     if model.group is None:
         return args
     extra = n_groups - len(part.data.group_labels)
     centred = {k: jnp.concatenate([v, jnp.zeros(extra)]) for k, v in args.centred.items()}
-    # random starts, and no pilot frame (binary centring): the frame has a row per group of this data set
-    return args._replace(group_ids=jnp.arange(n_groups), centred=centred, start=None, basis=None)
+    # random starts, and no pilot frame (model_args(frame=False): binary centring, the groups are padded)
+    return args._replace(group_ids=jnp.arange(n_groups), centred=centred, start=None)
 
 
 def _stack(members: list[ModelArgs]) -> ModelArgs:

@@ -314,12 +314,15 @@ class ScalingModel:
         log_refs: Mapping[str, float],
         inputs: Mapping[str, np.ndarray] | None = None,
         pilot: bool | None = None,
+        frame: bool = True,
     ) -> ModelArgs:
         """Numeric arguments of the NumPyro model for these data and reference scales.
 
-        ``pilot`` (default: the model's) runs :func:`bayescale.pilot.exponent_centring` and
-        sets where the chains start (:func:`bayescale.pilot.starting_point`); ``False`` for a
-        design without observations yet.
+        ``pilot`` (default: the model's) runs :func:`bayescale.pilot.exponent_centring`,
+        sets where the chains start (:func:`bayescale.pilot.starting_point`) and, with
+        ``frame``, the pooled groups' frame (:func:`bayescale.pilot.pooled_basis`; ``False``
+        for :meth:`fit_many`, which does not use it); ``pilot=False`` for a design without
+        observations yet.
         """
         raw = inputs if inputs is not None else scaling_data.inputs
         log_x = {x: jnp.asarray(np.log(raw[x]) - log_refs[x]) for x in self.law.inputs}
@@ -353,10 +356,11 @@ class ScalingModel:
                 exponents = {k: measured[k] for k in centred if not self.law.parameter(k).in_target_units}
                 fits = fit_groups(self.law, self.likelihood, args, scaling_data.groups)
                 centred.update(exponent_centring(self.law, self.likelihood, args, scaling_data.groups, exponents, fits))
-                basis = pooled_basis(
-                    self.law, self.likelihood, self.treatments, args, scaling_data.groups, fits, measured
-                )
-                args = args._replace(basis=basis)
+                if frame:
+                    basis = pooled_basis(
+                        self.law, self.likelihood, self.treatments, args, scaling_data.groups, fits, measured
+                    )
+                    args = args._replace(basis=basis)
                 start = starting_point(self.law, self.treatments, centred, fits, args)
             args = args._replace(centred={k: jnp.asarray(v) for k, v in centred.items()})
             if start is not None:
