@@ -9,21 +9,22 @@ Examples
 >>> fit.predict(N=7e10, D=1.4e12).interval(0.9)                           # doctest: +SKIP
 """
 
-from bayescale import _config  # noqa: F401  (float64 and host devices before anything touches JAX)
+from bayescale import config  # first: float64 before anything touches JAX
 
-__version__ = "0.1.0"
+__version__ = config.VERSION
 
-from bayescale import calibration, datasets, laws, likelihoods, plot, priors  # noqa: E402
-from bayescale.compare import compare  # noqa: E402
+from bayescale import datasets, laws, likelihoods, plot, priors  # noqa: E402
 from bayescale.data import DataError  # noqa: E402
-from bayescale.diagnostics import SamplerWarning  # noqa: E402
-from bayescale.fit import ScalingFit, load_fit  # noqa: E402
-from bayescale.fits_file import load_fits  # noqa: E402
+from bayescale.io import load_fit, load_fits  # noqa: E402
 from bayescale.laws import Law, Parameter  # noqa: E402
-from bayescale.many import ScalingFits  # noqa: E402
-from bayescale.predict import Prediction  # noqa: E402
-from bayescale.scaling_model import ScalingModel  # noqa: E402
-from bayescale.selection import LawComparison, compare_laws  # noqa: E402
+from bayescale.results.comparison import compare  # noqa: E402
+from bayescale.results.fit import ScalingFit  # noqa: E402
+from bayescale.results.fits import ScalingFits  # noqa: E402
+from bayescale.results.prediction import Prediction  # noqa: E402
+from bayescale.sampler.diagnostics import SamplerWarning  # noqa: E402
+from bayescale.spec import ScalingModel  # noqa: E402
+from bayescale.studies import calibration  # noqa: E402
+from bayescale.studies.laws import LawComparison, compare_laws  # noqa: E402
 
 __all__ = [
     "DataError",

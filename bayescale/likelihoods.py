@@ -26,7 +26,7 @@ import numpyro.distributions as dist
 from jax.scipy.special import gammaln
 from numpyro.distributions import constraints
 
-from bayescale.priors import _check_finite
+from bayescale.priors import check_finite
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,8 @@ class StudentT:
 
     def __post_init__(self) -> None:
         if self.nu is not None:
-            object.__setattr__(self, "nu", _check_finite("StudentT nu", self.nu, True))
-        object.__setattr__(self, "sigma_scale", _check_finite("StudentT sigma_scale", self.sigma_scale, True))
+            object.__setattr__(self, "nu", check_finite("StudentT nu", self.nu, True))
+        object.__setattr__(self, "sigma_scale", check_finite("StudentT sigma_scale", self.sigma_scale, True))
 
     @property
     def parameter_names(self) -> tuple[str, ...]:
@@ -104,7 +104,7 @@ class Normal:
     name = "normal"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sigma_scale", _check_finite("Normal sigma_scale", self.sigma_scale, True))
+        object.__setattr__(self, "sigma_scale", check_finite("Normal sigma_scale", self.sigma_scale, True))
 
     @property
     def parameter_names(self) -> tuple[str, ...]:

@@ -8,6 +8,10 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from bayescale.laws.base import with_logs
+
+ROW_GROUP = "group_of_obs"  # a fit's constant_data variable with each row's group label
+
 
 def fit(
     fit,
@@ -254,7 +258,6 @@ def groups(fit, *, x: str | None = None, ax=None, level: float = 0.9, n_points: 
     x = law.inputs[0] if x is None else x
     if x not in law.inputs:
         raise ValueError(f"x must be one of the law's inputs {list(law.inputs)}, got {x!r}")
-    from bayescale.fit import ROW_GROUP
 
     const = fit.idata.constant_data
     labels = const[ROW_GROUP].values.astype(str)
@@ -344,8 +347,6 @@ def isoflop(fit, C, *, k: float = 6.0, group: str | None = None, level: float = 
     >>> bs.plot.isoflop(fit, C=[1e19, 1e20, 1e21]).figure.savefig("isoflop.png")   # doctest: +SKIP
     """
     import matplotlib.pyplot as plt
-
-    from bayescale.laws.base import with_logs
 
     law = fit.model.law
     size, data = law.inputs
@@ -444,7 +445,7 @@ def rank_histograms(counts: pd.DataFrame, n_sims: int, pvalues: pd.Series | None
     Parameters
     ----------
     counts : pandas.DataFrame
-        Rows: bins; columns: parameters (:meth:`bayescale.calibration.SBCStudy.histogram`).
+        Rows: bins; columns: parameters (:meth:`bayescale.studies.calibration.SBCStudy.histogram`).
     n_sims : int
         Number of simulations.
     pvalues : pandas.Series, optional

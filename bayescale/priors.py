@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 
-def _check_finite(name: str, value: float, positive: bool) -> float:
+def check_finite(name: str, value: float, positive: bool) -> float:
     value = float(value)
     if not math.isfinite(value) or (positive and value <= 0):
         need = "a finite number > 0" if positive else "a finite number"
@@ -44,8 +44,8 @@ class LogNormal:
     transform = "log"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "median", _check_finite("LogNormal median", self.median, True))
-        object.__setattr__(self, "sigma", _check_finite("LogNormal sigma", self.sigma, True))
+        object.__setattr__(self, "median", check_finite("LogNormal median", self.median, True))
+        object.__setattr__(self, "sigma", check_finite("LogNormal sigma", self.sigma, True))
 
     def loc_scale(self, unit: float = 1.0) -> tuple[float, float]:
         """Location and scale on the sampling (log) scale, the median multiplied by ``unit``."""
@@ -77,8 +77,8 @@ class Normal:
     transform = "identity"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "loc", _check_finite("Normal loc", self.loc, False))
-        object.__setattr__(self, "scale", _check_finite("Normal scale", self.scale, True))
+        object.__setattr__(self, "loc", check_finite("Normal loc", self.loc, False))
+        object.__setattr__(self, "scale", check_finite("Normal scale", self.scale, True))
 
     def loc_scale(self, unit: float = 1.0) -> tuple[float, float]:
         """Location and scale on the sampling scale (``unit`` scales the location)."""

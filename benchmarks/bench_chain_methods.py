@@ -29,7 +29,7 @@ import pandas as pd
 from bench_compile import cases  # the same models (run as a script: this folder is on sys.path)
 
 import bayescale as bs
-from bayescale import inference
+from bayescale.sampler import runner, threads
 
 METHODS = ["threads", "vectorized"]
 
@@ -52,13 +52,13 @@ def main() -> None:
     warnings.simplefilter("ignore", bs.SamplerWarning)  # short synthetic fits; the health is not measured here
     if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         raise SystemExit("unset JAX_COMPILATION_CACHE_DIR: cached programs would not be compiled")
-    print(f"{inference.cpu_count()} CPU cores; default chain method here: {inference.default_chain_method()}")
+    print(f"{threads.cpu_count()} CPU cores; default chain method here: {runner.default_chain_method()}")
     rows = []
     for name, (model, data) in cases(args.hierarchical).items():
         runs = {m: {"cold": [], "warm": [], "steps": [], "ess": []} for m in METHODS}
         for repeat in range(args.repeats):
             for method in METHODS if repeat % 2 == 0 else METHODS[::-1]:
-                inference._RUNNERS.clear()  # a new sampler: traced and compiled again
+                runner.RUNNERS.clear()  # a new sampler: traced and compiled again
                 runs[method]["cold"].append(fitted(model, data, 0, method)[0])
                 for seed in range(1, args.warm + 1):
                     wall, steps, ess = fitted(model, data, 100 * repeat + seed, method)

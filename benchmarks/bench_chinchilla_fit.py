@@ -26,12 +26,12 @@ import statistics
 import time
 import warnings
 
+import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import bayescale as bs
-from bayescale._arviz import az
 
 LAW_PARAMS = ["E", "A", "alpha", "B", "beta"]
 

@@ -1,11 +1,11 @@
 """Benchmark: what compiling a sampler costs, at XLA's defaults and at bayescale's CPU settings.
 
 bayescale compiles the CPU programs of one fit with XLA's older LLVM emitters for fused
-loops instead of its MLIR fusion emitters (``bayescale.inference.CPU_COMPILER_OPTIONS``),
+loops instead of its MLIR fusion emitters (``bayescale.sampler.runner.CPU_COMPILER_OPTIONS``),
 and the programs that run once per fit (start, step-size search, post-processing) also at
 LLVM optimisation level 1 (``CPU_OPTIMIZATION_LEVEL``); the sampling loop keeps XLA's
 default level (at level 1 too it compiled little faster and once sampled 30-40% slower).
-See ``bayescale.inference.compiled``. This script fits the same models each way in one
+See ``bayescale.sampler.runner.compiled``. This script fits the same models each way in one
 process, alternating, and prints per model and setting the median cold wall time (tracing
 and compiling included), the median warm wall time (same data shape, new seed), and
 whether a setting gave the default's draws. Then, since one warm fit per repeat is noisy,
@@ -32,8 +32,9 @@ import numpy as np
 import pandas as pd
 
 import bayescale as bs
-from bayescale import inference
 from bayescale.datasets import DatasetNotAvailable
+from bayescale.sampler import compile as inference
+from bayescale.sampler import runner
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = {  # name -> (CPU_OPTIMIZATION_LEVEL, CPU_COMPILER_OPTIONS)
@@ -110,7 +111,7 @@ def main() -> None:
         for _ in range(args.repeats):
             for setting in SETTINGS:
                 use(setting)
-                inference._RUNNERS.clear()  # a new runner: traced and compiled again
+                runner.RUNNERS.clear()  # a new runner: traced and compiled again
                 t_cold, posterior = timed(model, data, seed=0)
                 t_warm, _ = timed(model, data, seed=1)
                 cold[setting].append(t_cold)
@@ -151,12 +152,12 @@ def warm_side_by_side(models: dict, settings: list[str], repeats: int) -> None:
         times = {s: [] for s in settings}
         for s in settings:  # compile
             use(s)
-            inference._RUNNERS = caches[s]
+            runner.RUNNERS = caches[s]
             model.fit(data, seed=0)
         for r in range(repeats):
             for s in settings if r % 2 == 0 else settings[::-1]:
                 use(s)
-                inference._RUNNERS = caches[s]
+                runner.RUNNERS = caches[s]
                 times[s].append(timed(model, data, seed=r + 1)[0])
         medians = [statistics.median(times[s]) for s in settings]
         cells = ", ".join(f"{s}: {m:.3f} s" for s, m in zip(settings, medians, strict=True))

@@ -18,11 +18,11 @@ process:
 
 With ``--own-coordinates`` the default ``fit_many`` also runs on the same law sampled in
 each parameter's own standardised coordinate (no level coordinates, as before they
-existed; ``bayescale.model.shared_level_terms``), side by side; with ``--laplace-mass`` it also
+existed; ``bayescale.model.build.shared_level_terms``), side by side; with ``--laplace-mass`` it also
 runs with NUTS' adaptation started from the inverse Hessian at the mode
 (``laplace_mass=True``) but the chains at their random starts; with ``--mode-init`` with
 the chains started at the mode (``init="mode"``, the default only from 1,000 rows); with ``--diagonal-shrinkage`` with
-:mod:`bayescale.adaptation`'s warmup of the mass matrix (``diagonal_shrinkage=True``; the default
+:mod:`bayescale.sampler.adaptation`'s warmup of the mass matrix (``diagonal_shrinkage=True``; the default
 only from 25 dimensions).
 
 Each ``fit_many`` variant runs twice: the first time includes compilation, the second
@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument(
         "--diagonal-shrinkage",
         action="store_true",
-        help="also fit_many with diagonal_shrinkage=True (bayescale.adaptation's warmup, windows from iteration 25)",
+        help="also fit_many with diagonal_shrinkage=True (bayescale's own warmup, windows from iteration 25)",
     )
     args = parser.parse_args()
     warnings.simplefilter("ignore", bs.SamplerWarning)

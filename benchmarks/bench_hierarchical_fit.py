@@ -9,13 +9,13 @@ process:
   the package's parameterisation: reference scales, non-centred exponents, level terms
   centred where a family's data measure them, dense mass matrix), and the same with
   ``pilot=True`` (every family fitted alone first; the pooled groups sampled in the frame
-  those fits give, :mod:`bayescale.pooled`), and the same with ``init="pilot"`` (chains
+  those fits give, :mod:`bayescale.model.pooled`), and the same with ``init="pilot"`` (chains
   start where the fits say, with their variances as the initial mass matrix);
 - ``numpyro, straightforward``: the model as a user would write it in NumPyro (raw log
   inputs, centred per-family parameters around population means with HalfNormal spreads,
   Student-t likelihood, diagonal mass), ``numpyro.infer.MCMC`` + NUTS;
 - with ``--numpyro-warmup``: both bayescale configurations again with NumPyro's own
-  mass-matrix warmup (``diagonal_shrinkage=False``) instead of :mod:`bayescale.adaptation`'s.
+  mass-matrix warmup (``diagonal_shrinkage=False``) instead of :mod:`bayescale.sampler.adaptation`'s.
 
 Prints cold and warm wall time (warm: median of the repeats, new seeds), mean leapfrog
 steps per draw, divergences, minimum bulk ESS over all parameters (per-family and
@@ -30,6 +30,7 @@ import argparse
 import time
 import warnings
 
+import arviz as az
 import bench_chinchilla_fit
 import jax
 import jax.numpy as jnp
@@ -37,7 +38,6 @@ import numpy as np
 import pandas as pd
 
 import bayescale as bs
-from bayescale._arviz import az
 
 POP = {"E": 1.82, "A": 482.0, "alpha": 0.348, "B": 2085.0, "beta": 0.366}  # Besiroglu et al.'s Chinchilla fit
 SPREAD = {"E": 0.1, "A": 0.3, "alpha": 0.15, "B": 0.3, "beta": 0.15}  # sd of the log across families

@@ -28,6 +28,9 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 * 2**30))
 
 import bayescale as bs  # noqa: E402
 from bayescale.datasets import DatasetNotAvailable  # noqa: E402
+from bayescale.fitting import model_function  # noqa: E402, F401  (the NumPyro model of a spec, for the tests)
+from bayescale.model.arguments import log_references, model_args  # noqa: E402
+from bayescale.model.build import latent_sites  # noqa: E402
 
 # Besiroglu et al. (2024), 95% bootstrap intervals on the 240 Chinchilla rows they keep.
 BESIROGLU_95 = {"alpha": (0.317, 0.373), "beta": (0.331, 0.415), "E": (1.769, 1.871)}
@@ -65,6 +68,16 @@ def quickstart_runs() -> pd.DataFrame:
 def small_fit(quickstart_runs):
     """A default-length fit of the bundled data (about 0.5 s once compiled), for results plumbing."""
     return bs.ScalingModel("chinchilla").fit(quickstart_runs, seed=1)
+
+
+def args_of(model: bs.ScalingModel, data, **options):
+    """The model arguments of validated ``data`` at their own reference scales (what ``fit`` builds)."""
+    return model_args(model, data, log_references(model, data), **options)
+
+
+def sites_of(model: bs.ScalingModel, n_groups: int = 0) -> dict:
+    """The latent sites of ``model`` for ``n_groups`` groups."""
+    return latent_sites(model.law, model.likelihood, model.treatments, n_groups)
 
 
 def simulate(law: bs.Law, params: dict, inputs: dict, sigma: float, seed: int, nu: float | None = None) -> pd.DataFrame:

@@ -8,8 +8,11 @@ import pandas as pd
 import pytest
 
 import bayescale as bs
-from bayescale import inference
-from tests.conftest import assert_same_posterior
+from bayescale.sampler import runner as runners
+from bayescale.sampler import threads as thread_pool
+from bayescale.sampler.options import NUTSOptions, dimension
+from bayescale.sampler.progress import Progress
+from tests.conftest import args_of, assert_same_posterior, model_function, sites_of
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +31,7 @@ def model() -> bs.ScalingModel:
 # short chains, about the method, not mixing: R-hat was above 1.01 for 6-8 of 20 seeds (either init)
 @pytest.mark.filterwarnings("ignore::bayescale.SamplerWarning")
 def test_chains_run_as_threads_by_default_on_cpu(model, runs):
-    assert inference.default_chain_method() == "threads"
+    assert runners.default_chain_method() == "threads"
     fit = model.fit(runs, seed=0, chains=2, warmup=300, draws=300)
     assert fit.idata.posterior.attrs["chain_method"] == "threads"
 
@@ -44,7 +47,7 @@ def test_draws_do_not_depend_on_the_number_of_threads(model, runs, monkeypatch):
     """Every chain is the same program on its own key, whichever thread runs it."""
     fits = []
     for threads in (1, 3):
-        monkeypatch.setattr(inference, "cpu_count", lambda threads=threads: threads)
+        monkeypatch.setattr(thread_pool, "cpu_count", lambda threads=threads: threads)
         fits.append(model.fit(runs, seed=5, chains=3, warmup=200, draws=200, chain_method="threads"))
     for name in model.parameter_names:
         np.testing.assert_array_equal(fits[0].idata.posterior[name], fits[1].idata.posterior[name])
@@ -53,11 +56,11 @@ def test_draws_do_not_depend_on_the_number_of_threads(model, runs, monkeypatch):
 def test_an_error_in_one_chain_reaches_the_caller(model, runs):
     """A chain that fails raises in the caller, and the other chains stop instead of running on."""
     data = model.validate(runs)
-    args = model.model_args(data, model.log_references(data))
-    sites = model.latent_sites(0)
-    options = inference._resolved(inference.NUTSOptions(), sites, len(runs))
-    runner = inference._runner(model._model, args, sites, 100, options, "chain", 1, model.structure_key)
+    args = args_of(model, data)
+    sites = sites_of(model, 0)
+    options = NUTSOptions().resolved(dimension(sites), len(runs))
+    runner = runners.Runner(model_function(model), sites, 100, options, "chain", report=model.posterior_names)
     short = args._replace(observed=args.observed[:-1])  # one row fewer: not the compiled shape
     keys = jax.random.split(jax.random.key(0), 3)
-    with inference._progress(False, 0, 3) as bar, pytest.raises(TypeError, match="compiled"):
-        runner.run_threads([(keys[0], args), (keys[1], short), (keys[2], args)], 100, bar)
+    with Progress(False, 0, "") as bar, pytest.raises(TypeError, match="compiled"):
+        runner.run_threads([(keys[0], args, None), (keys[1], short, None), (keys[2], args, None)], 100, bar)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayescale import inference
+from bayescale.sampler import compile as inference
 
 
 def test_unknown_compiler_options_are_left_out():

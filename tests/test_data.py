@@ -115,12 +115,12 @@ def test_mapped_column_names_appear_in_errors(runs):
 
 
 def test_errors_come_before_compilation(runs, monkeypatch):
-    import bayescale.inference as inference
+    import bayescale.fitting as fitting
 
     def boom(*args, **kwargs):
         raise AssertionError("sampler reached with invalid data")
 
-    monkeypatch.setattr(inference, "sample", boom)
+    monkeypatch.setattr(fitting, "sample", boom)
     runs.loc["run0", "N"] = np.nan
     with pytest.raises(DataError):
         MODEL.fit(runs)

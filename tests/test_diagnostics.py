@@ -1,11 +1,11 @@
 """Sampler trouble is reported as a SamplerWarning that names parameters and a remedy."""
 
+import arviz as az
 import numpy as np
 import pytest
 
 import bayescale as bs
-from bayescale import diagnostics
-from bayescale._arviz import az
+from bayescale.sampler import diagnostics
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +27,23 @@ def test_tree_depth_saturation_is_reported(model, quickstart_runs):
     with pytest.warns(bs.SamplerWarning) as record:
         fit = model.fit(quickstart_runs, seed=0, max_tree_depth=2)
     messages = " ".join(str(w.message) for w in record)
-    assert "hit max_tree_depth=2" in messages and "dense_mass=True" in messages
+    assert "hit max_tree_depth=2" in messages and "Raise max_tree_depth" in messages
+    assert "dense_mass" not in messages, "the fit had a dense mass matrix already: the advice would change nothing"
     assert fit.health.tree_depth_saturation > 0.5
+
+
+def test_advice_names_an_option_only_where_it_would_change_something(model, quickstart_runs):
+    with pytest.warns(bs.SamplerWarning) as record:
+        fit = model.fit(quickstart_runs, seed=0, max_tree_depth=2, dense_mass=False)
+    messages = " ".join(str(w.message) for w in record)
+    assert "Use dense_mass=True" in messages  # diagonal here: a dense matrix is the remedy
+    assert not fit.healthy
+    # a target acceptance already at 0.95 is not suggested again
+    health = diagnostics.assess(
+        _idata_with_divergences([3, 1500]), ["alpha_spread", "sigma"], 10, target_accept_prob=0.95
+    )
+    (message,) = [p for p in health.problems if "divergent" in p]
+    assert "target_accept_prob=0.99" in message and "target_accept_prob=0.95" not in message
 
 
 def test_short_chains_report_rhat_and_ess_with_parameter_names(model, quickstart_runs):
@@ -54,7 +69,7 @@ def test_diagnostics_say_why_a_fit_is_unhealthy(model, quickstart_runs):
     assert fit.healthy is False
     report = fit.diagnostics()
     assert report is fit.health
-    assert "hit max_tree_depth=2" in repr(report) and "Use dense_mass=True" in repr(report)
+    assert "hit max_tree_depth=2" in repr(report) and "Raise max_tree_depth" in repr(report)
     assert list(report.table.columns) == ["r_hat", "ess_bulk", "ess_tail"]
 
 

@@ -15,6 +15,7 @@ from numpyro.infer.util import potential_energy
 
 import bayescale as bs
 from bayescale.priors import LogNormal
+from tests.conftest import args_of, model_function, sites_of
 
 EXPONENTS = (1e-3, 2.0)
 N = np.geomspace(1e6, 1e15, 8)
@@ -56,9 +57,9 @@ def _frame(model, inputs):
 def test_log_density_and_gradients_are_finite(name, exponent):
     model, inputs = _models(exponent)[name]
     data = model.validate(_frame(model, inputs))
-    args = model.model_args(data, model.log_references(data))
-    sites = model.latent_sites()
-    energy = jax.jit(jax.value_and_grad(lambda z: potential_energy(model._model, (args,), {}, z)))
+    args = args_of(model, data)
+    sites = sites_of(model)
+    energy = jax.jit(jax.value_and_grad(lambda z: potential_energy(model_function(model), (args,), {}, z)))
     # the prior's centre and the corners of the box chains start in (two prior sds either way); at the
     # upper corner the rate sigmoid's floor R0 is 2, no rate at all (log density -inf, tested elsewhere)
     for corner in (0.0, -1.0) if name == "rate_sigmoid" else (0.0, -1.0, 1.0):

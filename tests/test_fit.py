@@ -197,9 +197,9 @@ def test_compiled_samplers_are_bounded_and_freed(monkeypatch):
     """Only the most recent samplers stay compiled. Each holds ~1,600 memory mappings on CPU, and Linux
     kills a process at vm.max_map_count (65,530) of them with a segfault inside the compiler: a long
     session (this test suite, a notebook trying many models) used to get there."""
-    from bayescale import inference
+    from bayescale.sampler import compile, runner
 
-    monkeypatch.setattr(inference, "_RUNNERS", inference.CompiledCache(maxsize=1))
+    monkeypatch.setattr(runner, "RUNNERS", compile.CompiledCache(maxsize=1))
     x = np.geomspace(1e7, 1e10, 20)
     runs = pd.DataFrame({"N": x, "loss": 3.0 * (x / 1e8) ** -0.2 * np.exp(0.02 * np.sin(np.arange(20.0)))})
     model = bs.ScalingModel(bs.laws.PowerLaw("N"), target="loss")
@@ -213,7 +213,7 @@ def test_compiled_samplers_are_bounded_and_freed(monkeypatch):
     before = mappings()
     for warmup in (40, 60, 80):  # the warmup length is compiled in: three new samplers (one scan length each)
         model.fit(runs, seed=0, chains=2, warmup=warmup, draws=20)
-        assert len(inference._RUNNERS) == 1
-    assert [key[3] for key in inference._RUNNERS] == [80]  # the most recent one (key: mode, model, ..., warmup)
+        assert len(runner.RUNNERS) == 1
+    assert [key[3] for key in runner.RUNNERS] == [80]  # the most recent one (key: mode, model, ..., warmup)
     # kept, the three would add ~4,000-4,800 mappings (measured); dropped, a few hundred remain
     assert mappings() - before < 1_600

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import bayescale as bs
-from bayescale import fits_file
+from bayescale.results import netcdf
 from tests.test_many import SHORT, families_by_task, tasks
 
 
@@ -58,14 +58,14 @@ def test_hierarchical_fits_with_different_groups(tmp_path):
 
 def test_keys_of_every_scalar_type_survive():
     keys = ["a", 3, np.int64(4), 2.5, True, ("x", 1)]
-    decoded = [fits_file._decode_key(fits_file._encode_key(k)) for k in keys]
+    decoded = [netcdf.decode_key(netcdf.encode_key(k)) for k in keys]
     assert decoded == ["a", 3, 4, 2.5, True, ("x", 1)]
     assert [type(k) for k in decoded[:5]] == [str, int, int, float, bool]
 
 
 def test_unsaveable_keys_and_wrong_files_are_clear_errors(saved, tmp_path):
     with pytest.raises(TypeError, match=r"cannot save the key .*Timestamp"):
-        fits_file._encode_key(pd.Timestamp("2024-01-01"))
+        netcdf.encode_key(pd.Timestamp("2024-01-01"))
     with pytest.raises(FileNotFoundError, match="no saved fits"):
         bs.load_fits(tmp_path / "missing.nc")
     fits, _, _ = saved

@@ -10,10 +10,11 @@ import pytest
 from numpyro.handlers import seed, trace
 
 import bayescale as bs
-from bayescale import pooled
-from bayescale.model import Z_SCALE, pooled_level_terms, pooled_names
-from bayescale.pilot import START_CLIP
-from tests.conftest import Z_MATCH, assert_same_posterior
+from bayescale.model import pooled
+from bayescale.model.args import Z_SCALE
+from bayescale.model.build import pooled_level_terms, pooled_names
+from bayescale.model.pilot import START_CLIP
+from tests.conftest import Z_MATCH, args_of, assert_same_posterior, model_function, sites_of
 
 LAW = bs.laws.SaturatingPowerLaw("N")
 POP = {"E": 1.8, "A": 400.0, "alpha": 0.3}
@@ -48,7 +49,7 @@ def fit_families(df: pd.DataFrame, seed: int = 0, tolerate=("divergent transitio
     """The pooled fit of these families, 4 x (1000 + 2000), allowing a few divergences and nothing else.
 
     The exponents' spread has a funnel near 0 that NUTS crosses now and then: over 6 seeds, 3 fits had
-    one or two divergences in 8,000 draws, with either warmup (bayescale.adaptation's or NumPyro's). More
+    one or two divergences in 8,000 draws, with either warmup (bayescale.sampler.adaptation's or NumPyro's). More
     than 0.1% of the draws would be a problem; one is not. ``tolerate``: the starts of the sampler
     warnings allowed.
     """
@@ -93,14 +94,14 @@ def test_structure_and_prior_draws_without_nuts(families):
     df, _ = families
     model = bs.ScalingModel(LAW, group="family", shared=["E"], independent=["A"])
     data = model.validate(df)
-    args = model.model_args(data, model.log_references(data))
+    args = args_of(model, data)
     assert data.group_labels == ("fam0", "fam1", "fam2", "fam3", "fam4", "fam5", "sparse")
-    tr = trace(seed(model._model, jax.random.key(0))).get_trace(args)
+    tr = trace(seed(model_function(model), jax.random.key(0))).get_trace(args)
     assert tr["E"]["value"].shape == () and tr["A"]["value"].shape == (7,) and tr["alpha"]["value"].shape == (7,)
     assert "alpha_pop" in tr and "A_pop" not in tr and "E_pop" not in tr
     assert np.all(np.isfinite(np.asarray(tr["obs"]["fn"].log_prob(tr["obs"]["value"]))))
-    assert set(model.latent_sites(7)) == {"E_z", "A_z", "alpha_z", "alpha_pop_z", "alpha_tau", "sigma"}
-    assert model.latent_sites(7)["alpha_z"] == ((7,), 200.0) and model.latent_sites(7)["A_z"][0] == (7,)
+    assert set(sites_of(model, 7)) == {"E_z", "A_z", "alpha_z", "alpha_pop_z", "alpha_tau", "sigma"}
+    assert sites_of(model, 7)["alpha_z"] == ((7,), 200.0) and sites_of(model, 7)["A_z"][0] == (7,)
 
 
 def test_group_column_is_validated(families):
@@ -166,7 +167,7 @@ def test_grouped_fit_round_trips_through_a_file(family_fit, tmp_path):
 
 
 def test_the_same_posterior_as_numpyro_s_warmup(family_fit, families):
-    # bayescale.adaptation's warmup of the dense matrix (the default here) against NumPyro's own. NumPyro's
+    # bayescale.sampler.adaptation's warmup of the dense matrix (the default here) against NumPyro's own. NumPyro's
     # is the one that mixes worse: on a CPU with AVX-512 this seed's chains end at R-hat 1.013 and a low
     # ESS for alpha_pop, alpha_spread and A_pop (seeds 2 and 3 do not). The comparison's tolerance comes
     # from each side's ESS, so those warnings are allowed for NumPyro's fit, with R-hat below 1.02.
@@ -184,14 +185,11 @@ def test_pilot_changes_the_parameterisation_not_the_posterior(family_fit, famili
     df, _ = families
     model = bs.ScalingModel(LAW, group="family", pilot=True)
     data = model.validate(df)
-    centred = model.model_args(data, model.log_references(data)).centred
+    centred = args_of(model, data).centred
     # six families measure their exponent and differ by more than their runs leave in doubt;
     # the sparse one (2 runs) cannot measure it
     assert centred["alpha"].tolist() == [1.0] * 6 + [0.0]
-    assert (
-        bs.ScalingModel(LAW, group="family").model_args(data, model.log_references(data)).centred["alpha"].tolist()
-        == [0.0] * 7
-    )
+    assert args_of(bs.ScalingModel(LAW, group="family"), data).centred["alpha"].tolist() == [0.0] * 7
     # centred exponents put a funnel where alpha_spread nears 0: the pilot's documented cost is an
     # occasional divergence there (0-6 per fit of 8,000 draws, depending on the CPU's floating point)
     with warnings.catch_warnings(record=True) as caught:
@@ -324,7 +322,7 @@ def test_level_terms_are_centred_only_where_a_group_measures_them():
     )
     model = bs.ScalingModel("chinchilla", group="family")
     data = model.validate(df)
-    args = model.model_args(data, model.log_references(data))
+    args = args_of(model, data)
     assert data.group_labels == ("ladder", "one-budget", "two-runs")
     centred = {k: np.asarray(v).tolist() for k, v in args.centred.items()}
     assert centred == {
@@ -337,7 +335,7 @@ def test_level_terms_are_centred_only_where_a_group_measures_them():
     # prior draws: (log E_g - log E_pop) / E_spread is standard normal in centred and non-centred groups
     from numpyro.infer import Predictive
 
-    draws = Predictive(model._model, num_samples=4000)(jax.random.key(1), args._replace(observed=None))
+    draws = Predictive(model_function(model), num_samples=4000)(jax.random.key(1), args._replace(observed=None))
     z = (np.log(draws["E"]) - np.log(draws["E_pop"])[:, None]) / draws["E_spread"][:, None]
     se = 1 / np.sqrt(4000)
     assert np.all(np.abs(z.mean(axis=0)) < 4 * se) and np.all(np.abs(z.std(axis=0) - 1) < 4 * se / np.sqrt(2))
@@ -347,13 +345,13 @@ def test_the_pilot_s_starting_point(families):
     df, truth = families
     model = bs.ScalingModel(LAW, group="family", pilot=True)
     data = model.validate(df)
-    args = model.model_args(data, model.log_references(data))
+    args = args_of(model, data)
     point, sd = args.start
-    shapes = {name: shape for name, (shape, _) in model.latent_sites(len(data.group_labels)).items()}
+    shapes = {name: shape for name, (shape, _) in sites_of(model, len(data.group_labels)).items()}
     assert {k: np.shape(v) for k, v in point.items()} == shapes == {k: np.shape(v) for k, v in sd.items()}
     assert all(np.all(np.isfinite(v)) for v in point.values())
     assert all(np.all(np.asarray(v) > 0) for v in sd.values())
-    # the pooled sites (coordinates in the pilot's frame, bayescale.pooled) start where every family's
+    # the pooled sites (coordinates in the pilot's frame, bayescale.model.pooled) start where every family's
     # values are its own fit's, at the population's start, unless that is over START_CLIP standard units
     # from where the population puts it (then at that bound)
     names, terms = pooled_names(LAW, model.treatments), pooled_level_terms(LAW, model.treatments)
@@ -374,6 +372,6 @@ def test_the_pilot_s_starting_point(families):
         i = names.index("alpha")
         assert abs(np.log(truth[family]["alpha"]) - x[f, i]) < 4 * np.sqrt(covariance[i, i]), family
     # where the pilot did not run there is nothing to start from
-    assert bs.ScalingModel(LAW, group="family").model_args(data, model.log_references(data)).start is None
+    assert args_of(bs.ScalingModel(LAW, group="family"), data).start is None
     with pytest.raises(ValueError, match='init="pilot" needs a hierarchical model with pilot=True'):
         bs.ScalingModel(LAW, group="family").fit(df, init="pilot")

@@ -123,9 +123,9 @@ def test_prediction_inputs_are_checked_like_fitting_inputs(small_fit, frame):
 
 
 def test_validation_errors_come_before_jax_sees_anything(quickstart_runs, monkeypatch):
-    import bayescale.inference as inference
+    import bayescale.fitting as fitting
 
-    monkeypatch.setattr(inference, "sample", lambda *a, **k: pytest.fail("sampler called on invalid data"))
+    monkeypatch.setattr(fitting, "sample", lambda *a, **k: pytest.fail("sampler called on invalid data"))
     bad = quickstart_runs.astype({"D": object})
     bad.loc[7, "D"] = "many"
     with pytest.raises(DataError, match=r"column 'D' .*non-numeric values at row 7"):

@@ -6,6 +6,7 @@ always; ``laplace_mass=True`` takes the matrix and keeps the random start).
 
 from __future__ import annotations
 
+import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,22 +19,23 @@ from numpyro.infer.util import potential_energy
 from scipy import optimize
 
 import bayescale as bs
-from bayescale import inference
-from bayescale._arviz import az
-from bayescale.inference import NUTSOptions, _resolved, _Runner
-from bayescale.laplace import laplace
-from bayescale.model import n_rows, pad_rows, row_bucket
-from tests.conftest import assert_same_posterior
+from bayescale.model.args import n_rows, pad_rows, row_bucket
+from bayescale.sampler import options as options_module
+from bayescale.sampler import runner as runners
+from bayescale.sampler.laplace import laplace
+from bayescale.sampler.options import NUTSOptions, dimension
+from bayescale.sampler.runner import Runner
+from tests.conftest import args_of, assert_same_posterior, model_function, sites_of
 
 
-def runner(model: bs.ScalingModel, df: pd.DataFrame, warmup: int = 500, **options) -> tuple[_Runner, object]:
+def runner(model: bs.ScalingModel, df: pd.DataFrame, warmup: int = 500, **options) -> tuple[Runner, object]:
     """The compiled single-chain sampler of ``model`` on ``df``, and its (padded) arguments."""
     data = model.validate(df)
-    args = model.model_args(data, model.log_references(data))
+    args = args_of(model, data)
     args = pad_rows(args, row_bucket(n_rows(args)))
-    sites = model.latent_sites(len(data.group_labels))
-    options = _resolved(NUTSOptions(**options), sites, n_rows(args), piloted=args.start is not None)
-    return _Runner(model._model, sites, warmup, options, "chain"), args
+    sites = sites_of(model, len(data.group_labels))
+    options = NUTSOptions(**options).resolved(dimension(sites), n_rows(args), has_start=args.start is not None)
+    return Runner(model_function(model), sites, warmup, options, "chain", report=model.posterior_names), args
 
 
 def saturating(seed: int = 5, rows: int = 40) -> pd.DataFrame:
@@ -71,7 +73,7 @@ def independent_mode(model: bs.ScalingModel, args, z) -> tuple[np.ndarray, np.nd
     flat, unravel = ravel_pytree(z)
 
     def energy(y):
-        return potential_energy(model._model, (args,), {}, unravel(y))
+        return potential_energy(model_function(model), (args,), {}, unravel(y))
 
     value_and_grad, hessian = jax.jit(jax.value_and_grad(energy)), jax.jit(jax.hessian(energy))
     found = optimize.minimize(
@@ -88,7 +90,7 @@ def independent_mode(model: bs.ScalingModel, args, z) -> tuple[np.ndarray, np.nd
 def test_the_initial_mass_is_the_inverse_hessian_at_the_mode(quickstart_runs, options):
     model = bs.ScalingModel("chinchilla")
     sampler, args = runner(model, quickstart_runs, **options)
-    state = sampler._init(jax.random.key(3), args)
+    state = sampler._init(jax.random.key(3), args, args.start)
     _, expected = independent_mode(model, args, sampler._unravel(state.z))
     inverse_mass = np.asarray(state.adapt_state.inverse_mass_matrix)
     assert inverse_mass.shape == expected.shape, "a dense matrix for a small model"
@@ -102,7 +104,7 @@ def test_chains_start_at_draws_from_the_laplace_approximation(quickstart_runs):
     """
     model = bs.ScalingModel("chinchilla")
     sampler, args = runner(model, quickstart_runs, init="mode")
-    start = jax.jit(jax.vmap(lambda k: sampler._unravel(sampler._init_one(k, args).z)))
+    start = jax.jit(jax.vmap(lambda k: sampler._unravel(sampler._init_one(k, args, None).z)))
     starts = start(jax.random.split(jax.random.key(0), 400))
     flat = np.asarray(jax.vmap(lambda z: ravel_pytree(z)[0])(starts))
     # from the starts' mean (from a start two sds out, scipy stalls at a gradient of 2e-7 in float64 noise)
@@ -119,9 +121,9 @@ def test_chains_start_at_draws_from_the_laplace_approximation(quickstart_runs):
 def test_where_newton_finds_no_mode_the_chain_starts_at_random_with_the_identity(quickstart_runs, monkeypatch, options):
     # one Newton step from a random start is not a mode (a hierarchical funnel, whose density grows
     # without bound as the groups' spread shrinks, has none: see test_laplace_refuses_a_density_without_a_mode)
-    monkeypatch.setattr(inference, "laplace", lambda f, y0, steps: laplace(f, y0, steps=1))
+    monkeypatch.setattr(runners, "laplace", lambda f, y0, steps: laplace(f, y0, steps=1))
     sampler, args = runner(bs.ScalingModel("chinchilla"), quickstart_runs, warmup=100, **options)
-    state = sampler._init(jax.random.key(3), args)
+    state = sampler._init(jax.random.key(3), args, args.start)
     inverse_mass = np.asarray(state.adapt_state.inverse_mass_matrix)
     np.testing.assert_array_equal(inverse_mass, np.eye(len(inverse_mass)))
     start = sampler._start(jax.random.split(jax.random.key(3))[0], args)
@@ -129,19 +131,20 @@ def test_where_newton_finds_no_mode_the_chain_starts_at_random_with_the_identity
 
 
 def test_chains_start_at_the_mode_by_default_from_1000_rows_and_up_to_64_dimensions():
-    sites = bs.ScalingModel("chinchilla").latent_sites(0)
-    assert _resolved(NUTSOptions(), sites, 896).init == "random"  # 897-1,000 rows are padded to 1,024
-    assert _resolved(NUTSOptions(), sites, 1024).init == "mode"
-    assert _resolved(NUTSOptions(init="random"), sites, 1024).init == "random"
-    assert _resolved(NUTSOptions(init="mode"), sites, 16).init == "mode"
+    sites = sites_of(bs.ScalingModel("chinchilla"), 0)
+    assert NUTSOptions().resolved(dimension(sites), 896).init == "random"  # 897-1,000 rows are padded to 1,024
+    assert NUTSOptions().resolved(dimension(sites), 1024).init == "mode"
+    assert NUTSOptions(init="random").resolved(dimension(sites), 1024).init == "random"
+    assert NUTSOptions(init="mode").resolved(dimension(sites), 16).init == "mode"
     many = bs.ScalingModel("chinchilla", group="family", independent=["E", "A", "alpha", "B", "beta"])
-    assert _resolved(NUTSOptions(), many.latent_sites(13), 1024).init == "random"  # 66 dimensions
+    assert NUTSOptions().resolved(dimension(sites_of(many, 13)), 1024).init == "random"  # 66 dimensions
 
 
 def test_a_large_model_starts_at_random_with_the_identity(quickstart_runs, monkeypatch):
-    monkeypatch.setattr(inference, "LAPLACE_MAX_DIM", 5)  # the Chinchilla law has 6 unconstrained dimensions
+    for module in (runners, options_module):  # the Chinchilla law has 6 unconstrained dimensions
+        monkeypatch.setattr(module, "LAPLACE_MAX_DIM", 5)
     sampler, args = runner(bs.ScalingModel("chinchilla"), quickstart_runs, warmup=100, laplace_mass=True)
-    state = sampler._init(jax.random.key(3), args)
+    state = sampler._init(jax.random.key(3), args, args.start)
     np.testing.assert_array_equal(np.asarray(state.adapt_state.inverse_mass_matrix), np.eye(6))
     with pytest.raises(ValueError, match='init="mode" needs exact Hessians, and this model has 6 unconstrained'):
         runner(bs.ScalingModel("chinchilla"), quickstart_runs, init="mode")
@@ -155,7 +158,7 @@ def test_init_must_be_mode_random_or_pilot(quickstart_runs):
 def warmup_steps(**options) -> int:
     """Leapfrog steps of one chain's 500 warmup iterations on a 40-run saturating curve."""
     sampler, args = runner(bs.ScalingModel(bs.laws.SaturatingPowerLaw("N"), target="loss"), saturating(), **options)
-    state = sampler._init(jax.random.key(0), args)
+    state = sampler._init(jax.random.key(0), args, args.start)
     _, (_, info) = sampler.advance(500)(state, args)
     return int(info["n_steps"].sum())
 
@@ -178,11 +181,11 @@ def bimodal(args):
 
 def test_chains_that_find_different_modes_stay_apart_and_r_hat_says_so():
     """Every chain runs Newton from its own random start: the mode start does not gather the chains in one mode."""
-    options = _resolved(NUTSOptions(init="mode"), {"x": ((), 5.0)}, 0)
-    sampler = _Runner(bimodal, {"x": ((), 5.0)}, 200, options, "chain")
+    options = NUTSOptions(init="mode").resolved(dimension({"x": ((), 5.0)}), 0)
+    sampler = Runner(bimodal, {"x": ((), 5.0)}, 200, options, "chain", report=("x",))
     draws = []
     for key in jax.random.split(jax.random.key(0), 8):
-        state = sampler._init(key, None)
+        state = sampler._init(key, None, None)
         _, (z, _) = sampler.advance(400)(state, None)
         draws.append(np.asarray(z["x"][200:]))
     draws = np.array(draws)

@@ -12,8 +12,8 @@ from numpyro.infer import Predictive
 from scipy import stats
 
 import bayescale as bs
-from bayescale.model import shared_level_terms
-from tests.conftest import assert_same_posterior
+from bayescale.model.build import shared_level_terms
+from tests.conftest import assert_same_posterior, log_references, model_args, model_function, sites_of
 
 PRIOR_DRAWS = 20_000
 KS_P_MIN = 1e-4  # exact draws from the stated prior pass a KS test at this level with probability 0.9999
@@ -42,7 +42,7 @@ def test_only_shared_trios_use_level_coordinates():
     law = bs.laws.SaturatingPowerLaw("N")
     assert shared_level_terms(law, {}) == ("E", "A", "alpha")
     assert shared_level_terms(law, {"E": "pooled"}) == ()
-    assert set(model(law).latent_sites()) == {"E_z", "A_z", "alpha_z"} | set(model(law).likelihood.parameter_names)
+    assert set(sites_of(model(law))) == {"E_z", "A_z", "alpha_z"} | set(model(law).likelihood.parameter_names)
     grouped = bs.ScalingModel(law, target="loss", inputs={"N": "N"}, group="family", shared=["E", "A"])
     assert not shared_level_terms(law, grouped.treatments), "a pooled exponent keeps its own coordinate"
 
@@ -66,9 +66,9 @@ def test_a_law_that_declares_them_wrongly_is_told_so():
 def prior_logs(fitted: bs.ScalingModel, runs: pd.DataFrame) -> tuple[dict, object]:
     """Prior draws of every law parameter's log (prefactors at the reference scale), and the model's arguments."""
     data = fitted.validate(runs)
-    log_refs = fitted.log_references(data)
-    args = fitted.model_args(data, log_refs)._replace(observed=None)
-    draws = Predictive(fitted._model, num_samples=PRIOR_DRAWS)(jax.random.key(0), args)
+    log_refs = log_references(fitted, data)
+    args = model_args(fitted, data, log_refs)._replace(observed=None)
+    draws = Predictive(model_function(fitted), num_samples=PRIOR_DRAWS)(jax.random.key(0), args)
     values = {}
     for par in fitted.law.parameters:
         values[par.name] = np.log(np.asarray(draws[par.name]))
@@ -139,7 +139,7 @@ def test_two_power_terms_share_one_level():
     assert shared_level_terms(law, {"B": "pooled"}) == ()
     fitted = chinchilla(law)
     own_sites = {"E_z", "A_z", "alpha_z", "B_z", "beta_z"}  # holding the level, splits and slopes
-    assert set(fitted.latent_sites()) == own_sites | set(fitted.likelihood.parameter_names)
+    assert set(sites_of(fitted)) == own_sites | set(fitted.likelihood.parameter_names)
 
 
 def test_the_prior_of_two_power_terms_is_the_laws_prior():

@@ -11,9 +11,9 @@ import pytest
 from numpyro.infer.util import potential_energy
 
 import bayescale as bs
-from bayescale import inference
-from bayescale.model import pad_rows, row_bucket
-from tests.conftest import load_or_skip
+from bayescale.model.args import pad_rows, row_bucket
+from bayescale.sampler import runner as runners
+from tests.conftest import args_of, load_or_skip, model_function
 
 SHORT = {"chains": 4, "warmup": 500, "draws": 500}
 Z_MATCH = 4.5  # |mean difference| / its Monte Carlo SE: two-sided p ~ 7e-6 per comparison, ~40 comparisons a file
@@ -130,10 +130,10 @@ def test_log_likelihood_of_a_member_is_the_models(power_model, task_frame, task_
 
 def test_padding_leaves_density_and_gradient_unchanged(power_model, task_frame):
     data = power_model.validate(task_frame[task_frame["task"] == "t0"])
-    args = power_model.model_args(data, power_model.log_references(data))
+    args = args_of(power_model, data)
     padded = pad_rows(args, row_bucket(data.n_rows) + 7)
     z = {"A_z": 30.0, "alpha_z": -50.0, "sigma": 0.5}
-    energy = lambda a: lambda q: potential_energy(power_model._model, (a,), {}, q)  # noqa: E731
+    energy = lambda a: lambda q: potential_energy(model_function(power_model), (a,), {}, q)  # noqa: E731
     assert float(energy(padded)(z)) == pytest.approx(float(energy(args)(z)), rel=1e-13)
     grads = jax.grad(energy(args))(z), jax.grad(energy(padded))(z)
     for k in z:
@@ -147,9 +147,9 @@ def test_lengths_in_one_bucket_share_the_compiled_sampler(power_model):
         {"N": x, "loss": 3.0 * (x / 1e8) ** -0.2 * np.exp(0.02 * np.random.default_rng(1).normal(size=40))}
     )
     power_model.fit(df.iloc[:33], seed=0, **SHORT)  # 33 and 40 rows both pad to 40
-    before = set(inference._RUNNERS)
+    before = set(runners.RUNNERS)
     fit = power_model.fit(df, seed=0, **SHORT)
-    assert set(inference._RUNNERS) == before  # a new sampler would add its key (and drop the oldest)
+    assert set(runners.RUNNERS) == before  # a new sampler would add its key (and drop the oldest)
     assert fit.idata.log_likelihood["loss"].shape[-1] == 40
 
 

@@ -1,4 +1,4 @@
-"""Warmup of a dense mass matrix (bayescale.adaptation): windows, shrinkage, and what it buys."""
+"""Warmup of a dense mass matrix (bayescale.sampler.adaptation): windows, shrinkage, and what it buys."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import pytest
 from numpyro.infer.hmc_util import welford_covariance
 
 import bayescale as bs
-from bayescale import adaptation
-from bayescale.adaptation import END_BUFFER, FIRST_WINDOW, START_BUFFER, shrunk_covariance, windows
-from bayescale.inference import NUTSOptions, _resolved
+from bayescale.sampler import adaptation
+from bayescale.sampler.adaptation import END_BUFFER, FIRST_WINDOW, START_BUFFER, shrunk_covariance, windows
+from bayescale.sampler.options import NUTSOptions, dimension
+from tests.conftest import sites_of
 from tests.test_hierarchy import LAW, simulate_families
 from tests.test_laplace_start import runner
 
@@ -75,19 +76,19 @@ def test_with_many_draws_the_window_estimate_is_the_sample_covariance():
 def test_the_default_applies_where_numpyro_s_first_estimate_is_singular():
     small = {"a": ((FIRST_WINDOW - 1,), 1.0)}
     large = {"a": ((FIRST_WINDOW,), 1.0)}
-    assert not _resolved(NUTSOptions(), small, 64).diagonal_shrinkage
-    assert _resolved(NUTSOptions(), large, 64).diagonal_shrinkage
-    assert not _resolved(NUTSOptions(dense_mass=False), large, 64).diagonal_shrinkage
-    assert not _resolved(NUTSOptions(adapt_mass_matrix=False), large, 64).diagonal_shrinkage
-    assert _resolved(NUTSOptions(diagonal_shrinkage=True), small, 64).diagonal_shrinkage
+    assert not NUTSOptions().resolved(dimension(small), 64).diagonal_shrinkage
+    assert NUTSOptions().resolved(dimension(large), 64).diagonal_shrinkage
+    assert not NUTSOptions(dense_mass=False).resolved(dimension(large), 64).diagonal_shrinkage
+    assert not NUTSOptions(adapt_mass_matrix=False).resolved(dimension(large), 64).diagonal_shrinkage
+    assert NUTSOptions(diagonal_shrinkage=True).resolved(dimension(small), 64).diagonal_shrinkage
     with pytest.raises(ValueError, match="needs dense_mass=True"):
-        _resolved(NUTSOptions(dense_mass=False, diagonal_shrinkage=True), large, 64)
+        NUTSOptions(dense_mass=False, diagonal_shrinkage=True).resolved(dimension(large), 64)
 
 
 def warmup_steps(model, df, seed: int, iterations: int = 1000, **options) -> int:
     """Leapfrog steps of the first ``iterations`` of one chain's 1,000 warmup iterations."""
     run, args = runner(model, df, warmup=1000, **options)
-    state = run._init(jax.random.key(seed), args)
+    state = run._init(jax.random.key(seed), args, args.start)
     _, (_, info) = run.advance(iterations)(state, args)
     return int(info["n_steps"].sum())
 
@@ -96,7 +97,7 @@ def test_a_hierarchy_warms_up_in_fewer_leapfrog_steps():
     # 7 families x 3 pooled parameters: 28 dimensions, more than NumPyro's first window's 25 draws
     df, _ = simulate_families()
     model = bs.ScalingModel(LAW, group="family")
-    assert _resolved(NUTSOptions(), model.latent_sites(7), 64).diagonal_shrinkage
+    assert NUTSOptions().resolved(dimension(sites_of(model, 7)), 64).diagonal_shrinkage
     ours = [warmup_steps(model, df, seed) for seed in range(2)]
     numpyro = [warmup_steps(model, df, seed, diagonal_shrinkage=False) for seed in range(2)]
     # measured 1.79x (246,357 against 441,392 steps, two chains each), 1.49x with XLA limited to AVX
@@ -109,7 +110,7 @@ def test_the_matrix_changes_at_window_ends_only():
     df, _ = simulate_families()
     model = bs.ScalingModel(LAW, group="family")
     run, args = runner(model, df, warmup=200)
-    state = run._init(jax.random.key(0), args)
+    state = run._init(jax.random.key(0), args, args.start)
     first_end = adaptation.windows(200)[0][1]
     before = np.asarray(state.adapt_state.inverse_mass_matrix)
     state, _ = run.advance(first_end)(state, args)  # iterations 0 .. first_end - 1
@@ -124,7 +125,7 @@ def test_the_pilot_s_start_cuts_warmup_steps():
     # random starts with the identity matrix spend their first ~100 iterations at the tree-depth limit
     df, _ = simulate_families()
     model = bs.ScalingModel(LAW, group="family", pilot=True)
-    assert _resolved(NUTSOptions(), model.latent_sites(7), 64, piloted=True).init == "random"  # opt-in
+    assert NUTSOptions().resolved(dimension(sites_of(model, 7)), 64, has_start=True).init == "random"  # opt-in
     # the start alone, without the pilot's cap on warmup trees (test_the_pilot_s_warmup_caps_the_tree_depth)
     pilot = [warmup_steps(model, df, seed, iterations=100, init="pilot", warmup_max_tree_depth=10) for seed in range(2)]
     random = [warmup_steps(model, df, seed, iterations=100) for seed in range(2)]
@@ -137,18 +138,21 @@ def test_the_pilot_s_warmup_caps_the_tree_depth():
     # steps there, the full depth after warmup
     df, _ = simulate_families()
     model = bs.ScalingModel(LAW, group="family", pilot=True)
-    sites = model.latent_sites(7)
-    options = _resolved(NUTSOptions(init="pilot"), sites, 64, piloted=True)
+    sites = sites_of(model, 7)
+    options = NUTSOptions(init="pilot").resolved(dimension(sites), 64, has_start=True)
     assert (options.warmup_max_tree_depth, options.max_tree_depth) == (6, 10)
-    assert _resolved(NUTSOptions(init="pilot", max_tree_depth=4), sites, 64, piloted=True).warmup_max_tree_depth == 4
-    assert _resolved(NUTSOptions(), sites, 64).warmup_max_tree_depth == 10
-    assert _resolved(NUTSOptions(warmup_max_tree_depth=7), sites, 64).warmup_max_tree_depth == 7
+    assert (
+        NUTSOptions(init="pilot", max_tree_depth=4).resolved(dimension(sites), 64, has_start=True).warmup_max_tree_depth
+        == 4
+    )
+    assert NUTSOptions().resolved(dimension(sites), 64).warmup_max_tree_depth == 10
+    assert NUTSOptions(warmup_max_tree_depth=7).resolved(dimension(sites), 64).warmup_max_tree_depth == 7
     capped, full = (
         runner(model, df, warmup=1000, init="pilot", warmup_max_tree_depth=depth) for depth in (None, 10)
     )  # fmt: skip
     steps = []
     for run, args in (capped, full):
-        state = run._init(jax.random.key(0), args)
+        state = run._init(jax.random.key(0), args, args.start)
         steps.append(np.asarray(run.advance(100)(state, args)[1][1]["n_steps"]))
     assert steps[0].max() <= 2**6 - 1 < steps[1].max(), (steps[0].max(), steps[1].max())
     with pytest.raises(ValueError, match="warmup_max_tree_depth must be an integer in"):

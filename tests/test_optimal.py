@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import bayescale as bs
-from bayescale import optimal
+from bayescale.results import budgets as optimal
 from tests.conftest import load_or_skip, simulate
 
 LAW = bs.laws.Chinchilla()

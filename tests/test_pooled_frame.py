@@ -1,4 +1,4 @@
-"""Pooled groups in the pilot's frame (bayescale.pooled): exact density, same posterior, fewer steps."""
+"""Pooled groups in the pilot's frame (bayescale.model.pooled): exact density, same posterior, fewer steps."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import pytest
 from numpyro.handlers import substitute, trace
 
 import bayescale as bs
-from bayescale import pooled
-from bayescale.model import Z_SCALE, _sample_pooled, measured_by_design, pooled_level_terms, pooled_names
-from bayescale.pilot import GroupFits, fit_groups, pooled_basis
-from tests.conftest import assert_same_posterior, simulate
+from bayescale.model import pooled
+from bayescale.model.args import Z_SCALE
+from bayescale.model.build import measured_by_design, pooled_level_terms, pooled_names, sample_pooled
+from bayescale.model.pilot import GroupFits, fit_groups, pooled_basis
+from tests.conftest import args_of, assert_same_posterior, simulate
 
 LAW = bs.laws.Chinchilla()
 POP = {"E": 1.82, "A": 482.0, "alpha": 0.348, "B": 2085.0, "beta": 0.366}
@@ -37,7 +38,7 @@ def simulate_families(n_families: int = 6, seed: int = 0) -> pd.DataFrame:
 def framed_args(df: pd.DataFrame):
     model = bs.ScalingModel(LAW, target="loss", group="family", pilot=True)
     data = model.validate(df)
-    return model, model.model_args(data, model.log_references(data))
+    return model, args_of(model, data)
 
 
 def test_small_cholesky_and_triangular_solves_match_lapack():
@@ -86,7 +87,7 @@ def test_the_factor_is_the_population_density_times_the_jacobian():
         def run(u, hyper=hyper):
             data = {f"{k}_z": u[:, i] for i, k in enumerate(names)}
             with trace() as tr, substitute(data=data):
-                x = _sample_pooled(names, terms, hyper, args, 4)
+                x = sample_pooled(names, terms, hyper, args, 4)
             return jnp.stack([x[k] for k in names], axis=-1), tr
 
         u = jnp.asarray(rng.normal(0.0, 1.5 * Z_SCALE, (4, 5)))

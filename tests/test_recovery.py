@@ -8,10 +8,10 @@ calibrated posterior misses one of them on about half of all data sets, and the 
 of misses is what simulation-based calibration checks (``tests/test_calibration.py``).
 """
 
+import arviz as az
 import numpy as np
 
 import bayescale as bs
-from bayescale._arviz import az
 from tests.conftest import simulate
 
 

@@ -10,7 +10,7 @@ import pytest
 from scipy.special import logsumexp
 
 import bayescale as bs
-from bayescale.selection import LOOWarning, stacking_weights
+from bayescale.studies.laws import LOOWarning, stacking_weights
 from tests.conftest import simulate
 
 TRUTH = bs.laws.SaturatingPowerLaw("C")

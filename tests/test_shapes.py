@@ -7,7 +7,7 @@ import pytest
 
 import bayescale as bs
 from bayescale.laws.base import with_logs
-from tests.conftest import simulate
+from tests.conftest import args_of, model_function, simulate
 from tests.test_recovery import assert_recovers
 
 BROKEN = {"E": 1.0, "A": 3.0 * 1e15**0.1, "alpha": 0.1, "delta": 0.4, "C_break": 1e18, "f": 0.3}
@@ -77,10 +77,10 @@ def test_a_users_prior_on_a_location_is_in_the_inputs_units():
     df = simulate(law, SIGMOID, {"C": np.geomspace(1e19, 1e23, 20)}, sigma=0.01, seed=0)
     model = bs.ScalingModel(law, target="y", priors={"C_mid": bs.priors.LogNormal(2e21, 0.01)})
     data = model.validate(df)
-    args = model.model_args(data, model.log_references(data))
+    args = args_of(model, data)
     from numpyro.infer import Predictive
 
-    draws = Predictive(model._model, num_samples=2000)(jax.random.key(0), args._replace(observed=None))
+    draws = Predictive(model_function(model), num_samples=2000)(jax.random.key(0), args._replace(observed=None))
     assert np.median(draws["C_mid"]) == pytest.approx(2e21, rel=0.01)
     with pytest.raises(ValueError, match="'x_mid' is a location on C: it needs a LogNormal prior"):
         bs.Parameter("x_mid", bs.priors.Normal(0.0, 1.0), location_of="C")

@@ -8,6 +8,7 @@ from numpyro.infer.util import log_density
 
 import bayescale as bs
 from bayescale.priors import LogNormal, Normal
+from tests.conftest import args_of, model_function
 
 
 def test_inputs_must_match_the_law():
@@ -58,17 +59,17 @@ def test_bad_sampler_arguments(quickstart_runs, kwargs, message):
 
 def _args(model, frame):
     data = model.validate(frame)
-    return model.model_args(data, model.log_references(data))
+    return args_of(model, data)
 
 
 def test_prior_draws_and_log_density_are_finite(quickstart_runs):
     model = bs.ScalingModel("chinchilla")
     args = _args(model, quickstart_runs)
     for i in range(20):
-        tr = trace(seed(model._model, jax.random.key(i))).get_trace(args)
+        tr = trace(seed(model_function(model), jax.random.key(i))).get_trace(args)
         assert np.all(np.isfinite(np.asarray(tr["obs"]["fn"].log_prob(tr["obs"]["value"]))))
         params = {k: v["value"] for k, v in tr.items() if v["type"] == "sample" and not v["is_observed"]}
-        assert np.isfinite(float(log_density(model._model, (args,), {}, params)[0]))
+        assert np.isfinite(float(log_density(model_function(model), (args,), {}, params)[0]))
 
 
 def test_default_priors_scale_with_the_target(quickstart_runs):
@@ -92,7 +93,10 @@ def test_prior_predictive_covers_the_data(quickstart_runs):
     model = bs.ScalingModel("chinchilla")
     args = _args(model, quickstart_runs)._replace(observed=None)
     sims = np.array(
-        [np.asarray(trace(seed(model._model, jax.random.key(i))).get_trace(args)["obs"]["value"]) for i in range(400)]
+        [
+            np.asarray(trace(seed(model_function(model), jax.random.key(i))).get_trace(args)["obs"]["value"])
+            for i in range(400)
+        ]
     )
     lo, hi = np.quantile(sims, [0.01, 0.99], axis=0)
     y = np.log(quickstart_runs["loss"].to_numpy())

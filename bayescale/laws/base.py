@@ -101,7 +101,7 @@ class Law:
     #: for ``E + A x^-alpha + B y^-beta + ...`` (positive parameters, each prefactor followed
     #: by its exponent): when all are shared, NUTS samples them as the curve's level, slopes
     #: and splits at the reference scale (same prior and posterior, straighter geometry;
-    #: :func:`bayescale.model.shared_level_terms`). ``None``: each parameter has its own
+    #: :func:`bayescale.model.build.shared_level_terms`). ``None``: each parameter has its own
     #: standardised coordinate.
     level_terms: ClassVar[tuple[str, ...] | None] = None
 

@@ -62,7 +62,7 @@ class Chinchilla(Law):
         Setting the derivative of ``A N^-alpha + B (N / ND)^beta`` to zero gives
         ``N* = G (ND)^a`` with ``G = (alpha A / (beta B))^(1 / (alpha + beta))`` and
         ``a = beta / (alpha + beta)`` (Hoffmann et al., Appendix D). ``p`` in the user's
-        units, with logs; see :mod:`bayescale.optimal`.
+        units, with logs; see :mod:`bayescale.results.budgets`.
         """
         alpha, beta = p["alpha"], p["beta"]
         log_g = (jnp.log(alpha) + p["log_A"] - jnp.log(beta) - p["log_B"]) / (alpha + beta)

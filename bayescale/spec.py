@@ -1,28 +1,19 @@
-"""``ScalingModel``: a law, a likelihood, priors and a column mapping; data arrives at ``fit``."""
+"""``ScalingModel``: the specification (law, likelihood, priors, columns, groups); it holds settings only.
+
+Data arrives at :meth:`ScalingModel.fit`, which hands it to the pipeline (:mod:`bayescale.fitting`).
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
 
-import jax
-import jax.numpy as jnp
-import numpy as np
 import pandas as pd
 
 from bayescale import data as data_mod
-from bayescale import inference, laws, likelihoods, priors
+from bayescale import fitting, laws, likelihoods, priors
 from bayescale.laws import Law
-from bayescale.model import (
-    Z_SCALE,
-    ModelArgs,
-    build,
-    centring,
-    measured_by_design,
-    population_medians,
-    z_site,
-)
-from bayescale.pilot import exponent_centring, fit_groups, pooled_basis, starting_point
+from bayescale.model.build import declared_level_terms, population_medians
 
 
 class ScalingModel:
@@ -67,14 +58,14 @@ class ScalingModel:
         Hierarchical models only. ``True``: before sampling, fit every group alone (a
         Laplace approximation: ~6 s to compile once per data shape, then ~20 ms) and
         sample the pooled parameters of every group whose design measures them in the
-        frame those fits give (:mod:`bayescale.pooled`: centred, non-centred or in between
+        frame those fits give (:mod:`bayescale.model.pooled`: centred, non-centred or in between
         for every spread the chain visits; :meth:`fit_many` instead centres a pooled
         exponent in the groups whose data measure it more precisely than the groups
-        differ, :mod:`bayescale.pilot`). On 8 simulated Chinchilla families x 40 runs this
+        differ, :mod:`bayescale.model.pilot`). On 8 simulated Chinchilla families x 40 runs this
         takes ~15 leapfrog steps per draw against ~84 without the pilot, with no
         divergences in 4 seeds, and the warm fit from 16 s to 8 s. The same fits can also
         set where the chains start and their initial mass matrix: ``fit(..., init="pilot")``
-        (:func:`bayescale.pilot.starting_point`; there 4.5 s and 519 min-ESS/s). The
+        (:func:`bayescale.model.pilot.starting_point`; there 4.5 s and 519 min-ESS/s). The
         posterior is the same either way; only the cost differs. Default ``False``:
         exponents non-centred, level terms centred where measured.
 
@@ -108,6 +99,7 @@ class ScalingModel:
         self.law = laws.get(law) if isinstance(law, str) else law
         if not isinstance(self.law, Law):
             raise TypeError(f"law must be a bayescale Law or a registered law name, got {law!r}")
+        declared_level_terms(self.law)  # a law's level_terms declaration is checked here, not at the first fit
         if not isinstance(target, str):
             raise TypeError(f"target must be a column name (str), got {target!r}")
         self.target = target
@@ -132,7 +124,6 @@ class ScalingModel:
         if not isinstance(pilot, bool):
             raise TypeError(f"pilot must be True or False, got {pilot!r}")
         self.pilot = pilot
-        self._model = build(self.law, self.likelihood, self.treatments)
 
     # -- checks ----------------------------------------------------------------------
     def _check_inputs(self, inputs):
@@ -257,23 +248,6 @@ class ScalingModel:
         per = {"shared": 1, "independent": n_groups, "pooled": 2}
         return sum(per[how] for how in self.treatments.values()) + len(self.likelihood.parameter_names)
 
-    def latent_sites(self, n_groups: int = 0) -> dict[str, tuple[tuple[int, ...], float]]:
-        """Sampling sites for ``n_groups`` groups: shape, and the half-width of the uniform initialisation.
-
-        Chains start uniformly within two prior standard deviations of the prior median
-        (in the sampling coordinates, which are ``Z_SCALE`` times standardised values for
-        most sites), so that R-hat can see chains that settle in different modes.
-        """
-        sites = {}
-        for par in self.law.parameters:  # level coordinates (model.shared_level_terms) are held by the same sites
-            how = self.treatments[par.name]
-            sites[z_site(par.name)] = (() if how == "shared" else (n_groups,), 2.0 * Z_SCALE)
-            if how == "pooled":
-                sites[f"{par.name}_pop_z"] = ((), 2.0 * Z_SCALE)
-                sites[f"{par.name}_tau"] = ((), 2.0)
-        sites.update({name: ((), 2.0) for name in self.likelihood.parameter_names})
-        return sites
-
     def prior(self, name: str) -> priors.Prior:
         """The prior in force for law parameter ``name`` (the user's, else the law's default)."""
         return self.priors.get(name, self.law.parameter(name).prior)
@@ -291,81 +265,6 @@ class ScalingModel:
             varying=self.varying_inputs,
             trials=self.trials,
         )
-
-    def log_references(self, scaling_data: data_mod.ScalingData) -> dict[str, float]:
-        """Log reference scale of every input and of the target (user's value or geometric mean)."""
-        refs = scaling_data.log_geometric_means()
-        if not self.counts:
-            refs[self.target] = float(np.mean(np.log(scaling_data.target)))
-        elif self.target not in self.reference:
-            right = scaling_data.target.sum()
-            if right == 0:
-                raise data_mod.DataError(
-                    f"column {self.target!r} is 0 in every row, so the data give no scale for the rate; "
-                    f"set one with reference={{{self.target!r}: <a typical rate>}}"
-                )
-            refs[self.target] = math.log(right / scaling_data.trials.sum())  # the pooled rate
-        refs.update({k: math.log(v) for k, v in self.reference.items()})
-        return refs
-
-    def model_args(
-        self,
-        scaling_data: data_mod.ScalingData | None,
-        log_refs: Mapping[str, float],
-        inputs: Mapping[str, np.ndarray] | None = None,
-        pilot: bool | None = None,
-        frame: bool = True,
-    ) -> ModelArgs:
-        """Numeric arguments of the NumPyro model for these data and reference scales.
-
-        ``pilot`` (default: the model's) runs :func:`bayescale.pilot.exponent_centring`,
-        sets where the chains start (:func:`bayescale.pilot.starting_point`) and, with
-        ``frame``, the pooled groups' frame (:func:`bayescale.pilot.pooled_basis`; ``False``
-        for :meth:`fit_many`, which does not use it); ``pilot=False`` for a design without
-        observations yet.
-        """
-        raw = inputs if inputs is not None else scaling_data.inputs
-        log_x = {x: jnp.asarray(np.log(raw[x]) - log_refs[x]) for x in self.law.inputs}
-        target_unit = math.exp(log_refs[self.target])
-        loc, scale = {}, {}
-        for par in self.law.parameters:
-            prior = self.prior(par.name)
-            unit = target_unit if par.in_target_units and par.name not in self.priors else 1.0
-            if par.location_of is not None and par.name in self.priors:  # the user's prior is in the input's units
-                unit = math.exp(-log_refs[par.location_of])
-            loc[par.name], scale[par.name] = (jnp.asarray(v) for v in prior.loc_scale(unit))
-        observed = noise = trials = None
-        if scaling_data is not None and inputs is None:
-            observed = jnp.asarray(scaling_data.target if self.counts else np.log(scaling_data.target))
-            if scaling_data.noise is not None:
-                noise = jnp.asarray(scaling_data.noise / scaling_data.target)
-            if scaling_data.trials is not None:
-                trials = jnp.asarray(scaling_data.trials)
-        log_ref = {x: jnp.asarray(log_refs[x]) for x in self.law.inputs}
-        group = group_ids = centred = None
-        if self.group is not None and scaling_data is not None:
-            n_groups = len(scaling_data.group_labels)
-            group = jnp.asarray(scaling_data.groups)
-            group_ids = jnp.arange(n_groups)
-            centred = centring(self.law, self.treatments, raw, scaling_data.groups, n_groups)
-        args = ModelArgs(log_x, observed, noise, loc, scale, log_ref, group, group_ids, centred, trials)
-        if centred is not None:
-            start = None
-            if (self.pilot if pilot is None else pilot) and observed is not None:
-                measured = measured_by_design(self.law, self.treatments, raw, scaling_data.groups, n_groups)
-                exponents = {k: measured[k] for k in centred if not self.law.parameter(k).in_target_units}
-                fits = fit_groups(self.law, self.likelihood, args, scaling_data.groups)
-                centred.update(exponent_centring(self.law, self.likelihood, args, scaling_data.groups, exponents, fits))
-                if frame:
-                    basis = pooled_basis(
-                        self.law, self.likelihood, self.treatments, args, scaling_data.groups, fits, measured
-                    )
-                    args = args._replace(basis=basis)
-                start = starting_point(self.law, self.treatments, centred, fits, args)
-            args = args._replace(centred={k: jnp.asarray(v) for k, v in centred.items()})
-            if start is not None:
-                args = args._replace(start=jax.tree.map(jnp.asarray, start))
-        return args
 
     # -- fitting ---------------------------------------------------------------------
     def fit(
@@ -410,8 +309,8 @@ class ScalingModel:
             ``"mode"`` from about 1,000 rows, up to 64 dimensions), ``laplace_mass`` (default False; True with
             ``init="random"``: the Laplace matrix, the random start) and
             ``diagonal_shrinkage`` (default: True for a dense matrix of 25 or more
-            dimensions; bayescale's warmup of the matrix, :mod:`bayescale.adaptation`).
-            See :class:`bayescale.inference.NUTSOptions`.
+            dimensions; bayescale's warmup of the matrix, :mod:`bayescale.sampler.adaptation`).
+            See :class:`bayescale.sampler.options.NUTSOptions`.
 
         Examples
         --------
@@ -419,28 +318,17 @@ class ScalingModel:
         >>> df = bs.datasets.load("chinchilla")                      # doctest: +SKIP
         >>> fit = bs.ScalingModel("chinchilla").fit(df, seed=0)      # doctest: +SKIP
         """
-        from bayescale.fit import ScalingFit
-
-        seed = inference.check_seed(seed)
-        options = inference.NUTSOptions.from_kwargs(**nuts_options)
-        inference.check_counts(chains, warmup, draws)
-        scaling_data = self.validate(data)
-        log_refs = self.log_references(scaling_data)
-        args = self.model_args(scaling_data, log_refs)
-        samples = inference.sample(
-            self._model,
-            args,
-            self.latent_sites(len(scaling_data.group_labels)),
-            seed=int(seed),
+        return fitting.fit(
+            self,
+            data,
+            seed=seed,
             chains=chains,
             warmup=warmup,
             draws=draws,
-            options=options,
             chain_method=chain_method,
             progress_bar=progress_bar,
-            cache_key=self.structure_key,
+            **nuts_options,
         )
-        return ScalingFit.from_samples(self, scaling_data, log_refs, samples, seed=int(seed))
 
     def fit_many(
         self,
@@ -461,7 +349,7 @@ class ScalingModel:
         compiled NUTS program: rows are padded to a common length and masked, so data
         sets of different lengths share it. On GPU/TPU the program is vmapped over the
         data sets; on CPU every chain of every data set is a call of it, in one thread
-        per core (see :mod:`bayescale.many`).
+        per core (see :mod:`bayescale.fitting`).
 
         Parameters
         ----------
@@ -495,9 +383,7 @@ class ScalingModel:
         >>> fits["t3"].idata                                                                 # doctest: +SKIP
         >>> fits.summary()                                                                   # doctest: +SKIP
         """
-        from bayescale.many import fit_many
-
-        return fit_many(
+        return fitting.fit_many(
             self,
             data,
             by,

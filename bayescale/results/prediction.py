@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import partial
 
+import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from bayescale._arviz import az
-from bayescale.inference import KEEP_COMPILED, CompiledCache, compiled
 from bayescale.laws import Law
-from bayescale.model import from_transformed, padding_index, row_bucket, to_transformed
+from bayescale.model.args import from_transformed, padding_index, row_bucket, to_transformed
+from bayescale.sampler.compile import KEEP_COMPILED, CompiledCache, compiled
 
 KINDS = ("observation", "mean")
 METHODS = ("eti", "hdi")

@@ -2,8 +2,8 @@
 
 Scaling-law models have a few to a few dozen unconstrained parameters, so exact
 Hessians are cheap and Newton's method converges in a handful of steps where it
-converges at all. Two users: :mod:`bayescale.pilot` (every group fitted alone, to
-choose a parameterisation) and :mod:`bayescale.inference` (every chain starts at the
+converges at all. Two users: :mod:`bayescale.model.pilot` (every group fitted alone, to
+choose a parameterisation) and :mod:`bayescale.sampler.runner` (every chain starts at the
 mode nearest its random start, with the inverse Hessian there as NUTS' initial inverse
 mass matrix).
 """

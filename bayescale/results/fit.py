@@ -1,4 +1,4 @@
-"""``ScalingFit``: the posterior of a fitted scaling model, its diagnostics, predictions and file I/O."""
+"""``ScalingFit``: the posterior of a fitted scaling model, its diagnostics, predictions, budgets and comparisons."""
 
 from __future__ import annotations
 
@@ -6,20 +6,31 @@ import json
 import math
 import os
 
+import arviz as az
 import jax
 import numpy as np
 import pandas as pd
 
-from bayescale import __version__, diagnostics
-from bayescale._arviz import az
-from bayescale.data import DataError, ScalingData, count_trials, group_labels, prediction_inputs
-from bayescale.inference import NUTSOptions, Samples
-from bayescale.optimal import FLOPS_PER_PARAMETER_TOKEN, BudgetPosterior
-from bayescale.predict import Prediction, as_frame, group_parameters, posterior_draws
-from bayescale.scaling_model import ScalingModel
+from bayescale import plot
+from bayescale.data import (
+    DataError,
+    ScalingData,
+    count_columns,
+    count_trials,
+    group_labels,
+    numeric_column,
+    prediction_inputs,
+)
+from bayescale.results import budgets
+from bayescale.results.budgets import FLOPS_PER_PARAMETER_TOKEN, BudgetPosterior
+from bayescale.results.comparison import RecipeComparison
+from bayescale.results.netcdf import fit_attributes, obs_coordinate
+from bayescale.results.prediction import Prediction, as_frame, group_parameters, log_density, posterior_draws
+from bayescale.sampler import diagnostics
+from bayescale.sampler.options import NUTSOptions
+from bayescale.sampler.runner import Samples
 
-FILE_FORMAT = 1  # bump when saved fits change incompatibly
-ROW_GROUP = "group_of_obs"  # constant_data variable with each row's group label
+ROW_GROUP = plot.ROW_GROUP  # constant_data variable with each row's group label
 
 
 class ScalingFit:
@@ -45,14 +56,20 @@ class ScalingFit:
     >>> fit.predict(N=70e9, D=1.4e12).interval(0.9)                             # doctest: +SKIP
     """
 
-    def __init__(self, model: ScalingModel, idata, log_references: dict[str, float], *, warn: bool = True) -> None:
+    def __init__(self, model, idata, log_references: dict[str, float], *, warn: bool = True) -> None:
         self.model = model
         self.idata = idata
         self.log_references = dict(log_references)
         attrs = idata.posterior.attrs
         self.seed = int(attrs["seed"])
         self.options = NUTSOptions(**json.loads(attrs["bayescale_nuts_options"]))
-        self.health = diagnostics.assess(idata, list(model.posterior_names), self.options.max_tree_depth)
+        self.health = diagnostics.assess(
+            idata,
+            list(model.posterior_names),
+            self.options.max_tree_depth,
+            dense_mass=bool(self.options.dense_mass),
+            target_accept_prob=self.options.target_accept_prob or 0.9,
+        )
         if warn:
             diagnostics.warn(self.health, stacklevel=5)
 
@@ -60,7 +77,7 @@ class ScalingFit:
     @classmethod
     def from_samples(
         cls,
-        model: ScalingModel,
+        model,
         data: ScalingData,
         log_refs: dict[str, float],
         samples: Samples,
@@ -76,23 +93,14 @@ class ScalingFit:
             constant[model.noise] = data.noise
         if data.trials is not None:
             constant[model.trials] = data.trials
-        coords = {"obs": _obs_coordinate(data.index)}
+        coords = {"obs": obs_coordinate(data.index)}
         if model.group is not None:
             labels = np.asarray(data.group_labels, dtype=str)
             coords[model.group] = labels
             constant[ROW_GROUP] = labels[data.groups]
         dims = {name: ["obs"] for name in [model.target, *constant]}
         dims.update({name: [model.group] for name in posterior if posterior[name].ndim == 3})
-        attrs = {
-            "bayescale_version": __version__,
-            "bayescale_format": FILE_FORMAT,
-            "bayescale_model": json.dumps(model.config(), sort_keys=True),
-            "bayescale_log_references": json.dumps(log_refs, sort_keys=True),
-            "bayescale_nuts_options": json.dumps(samples.options.__dict__, sort_keys=True),
-            "seed": seed,
-            "chain_method": samples.chain_method,
-            "inference_library": "numpyro",
-        }
+        attrs = fit_attributes(model, log_refs, samples.options, seed, samples.chain_method)
         idata = az.from_dict(
             posterior=posterior,
             sample_stats=stats,
@@ -276,9 +284,6 @@ class ScalingFit:
         >>> from scipy.special import logsumexp
         >>> elpd = (logsumexp(ll, axis=0) - np.log(len(ll))).sum()    # doctest: +SKIP
         """
-        from bayescale.data import count_columns, numeric_column
-        from bayescale.predict import log_density
-
         model = self.model
         law = model.law
         if not isinstance(data, pd.DataFrame):
@@ -328,7 +333,7 @@ class ScalingFit:
             is a new group, with parameters drawn from the population.
         method : {"auto", "closed", "numeric"}
             The law's closed form where it has one (Chinchilla), else a vectorised
-            numerical optimiser; see :mod:`bayescale.optimal`.
+            numerical optimiser; see :mod:`bayescale.results.budgets`.
 
         Returns
         -------
@@ -343,15 +348,13 @@ class ScalingFit:
         >>> opt.interval(0.8)                              # doctest: +SKIP
         >>> opt.interval(0.9, quantities=["a", "b"])       # doctest: +SKIP
         """
-        from bayescale import optimal
-
         log_c = _log_positive("C", C)
         k = _positive_scalar("k", k)
 
         def table(p):
-            return optimal.optimum_table(self.model.law, p, log_c, k, method)
+            return budgets.optimum_table(self.model.law, p, log_c, k, method)
 
-        return self._budget_posterior("C", C, table, group, optimal.OPTIMUM)
+        return self._budget_posterior("C", C, table, group, budgets.OPTIMUM)
 
     def compute_for(
         self, loss, *, k: float = FLOPS_PER_PARAMETER_TOKEN, group: str | list[str] | None = None
@@ -368,15 +371,13 @@ class ScalingFit:
         >>> need.interval(0.8)                             # doctest: +SKIP
         >>> need.probability("C", below=1e24)              # doctest: +SKIP
         """
-        from bayescale import optimal
-
         log_loss = _log_positive("loss", loss)
         k = _positive_scalar("k", k)
 
         def table(p):
-            return optimal.inverse_table(self.model.law, p, log_loss, k)
+            return budgets.inverse_table(self.model.law, p, log_loss, k)
 
-        return self._budget_posterior("loss", loss, table, group, optimal.INVERSE)
+        return self._budget_posterior("loss", loss, table, group, budgets.INVERSE)
 
     def overtraining(
         self, C, ratio: float, *, k: float = FLOPS_PER_PARAMETER_TOKEN, group: str | list[str] | None = None
@@ -392,19 +393,17 @@ class ScalingFit:
         --------
         >>> fit.overtraining(C=[1e22, 1e24], ratio=200).interval(0.8)   # doctest: +SKIP
         """
-        from bayescale import optimal
-
         log_c = _log_positive("C", C)
         k = _positive_scalar("k", k)
         ratio = _positive_scalar("ratio", ratio)
 
         def table(p):
-            return optimal.overtraining_table(self.model.law, p, log_c, ratio, k)
+            return budgets.overtraining_table(self.model.law, p, log_c, ratio, k)
 
-        return self._budget_posterior("C", C, table, group, optimal.OVERTRAINING)
+        return self._budget_posterior("C", C, table, group, budgets.OVERTRAINING)
 
     def compare(self, candidate: str, baseline: str, *, lower_is_better: bool = True, **scales):
-        """Posterior comparison of two groups (recipes) of this fit; see :mod:`bayescale.compare`.
+        """Posterior comparison of two groups (recipes) of this fit; see :mod:`bayescale.results.comparison`.
 
         ``scales`` (e.g. ``C=np.geomspace(1e19, 1e24, 30)``) set the default grid of
         ``table()`` and ``crossover()``.
@@ -414,8 +413,6 @@ class ScalingFit:
         >>> cmp = fit.compare(candidate="tuned", baseline="kaplan")        # doctest: +SKIP
         >>> cmp.probability_better(C=[1e21, 1e23])                         # doctest: +SKIP
         """
-        from bayescale.compare import RecipeComparison
-
         return RecipeComparison(self, candidate, baseline, lower_is_better=lower_is_better, **scales)
 
     def law_parameters(self, group: str | None = None, stream: int = 0) -> dict[str, np.ndarray]:
@@ -439,9 +436,7 @@ class ScalingFit:
 
     def _budget_posterior(self, column, values, table, group, layout) -> BudgetPosterior:
         """Run ``table`` (parameter draws -> log quantities) for each group; rows are ``values`` as given."""
-        from bayescale.optimal import check_law
-
-        check_law(self.model.law)
+        budgets.check_law(self.model.law)
         labels = [group] if group is None or isinstance(group, str) else list(group)
         frames, draws = [], []
         for i, label in enumerate(labels):
@@ -457,8 +452,6 @@ class ScalingFit:
 
     def plot(self, target: dict | None = None, **kwargs):
         """Data, posterior median and 50%/90% bands extended to ``target``; see :func:`bayescale.plot.fit`."""
-        from bayescale import plot
-
         return plot.fit(self, target=target, **kwargs)
 
     # -- persistence -------------------------------------------------------------------
@@ -496,47 +489,3 @@ def _positive_scalar(name: str, value) -> float:
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be positive and finite, got {value!r}")
     return float(value)
-
-
-def load_fit(path: str | os.PathLike, law=None) -> ScalingFit:
-    """Load a fit written by :meth:`ScalingFit.save`.
-
-    Parameters
-    ----------
-    path : str or path-like
-        The netCDF file.
-    law : Law, optional
-        Needed only for a custom law that is not registered with :func:`bayescale.laws.register`.
-
-    Examples
-    --------
-    >>> fit.save("fit.nc"); again = bs.load_fit("fit.nc")      # doctest: +SKIP
-    """
-    idata, attrs, model = open_saved(path, "bayescale_format", FILE_FORMAT, "fit", law)
-    return ScalingFit(model, idata, json.loads(attrs["bayescale_log_references"]), warn=False)
-
-
-def open_saved(path, format_attr: str, file_format: int, what: str, law=None, hint: str = "") -> tuple:
-    """``(idata, attrs, model)`` of a file bayescale saved, after checking that it is one, in ``file_format``."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no saved {what} at {os.fspath(path)!r}")
-    idata = az.from_netcdf(str(path))
-    attrs = idata.posterior.attrs if "posterior" in idata.groups() else {}
-    if format_attr not in attrs:
-        raise DataError(f"{os.fspath(path)!r} is an ArviZ file but not a bayescale {what} (no {format_attr}){hint}")
-    fmt = int(attrs[format_attr])
-    if fmt != file_format:
-        raise DataError(
-            f"{os.fspath(path)!r} was saved by bayescale {attrs.get('bayescale_version')} in file format {fmt}; "
-            f"this bayescale ({__version__}) reads format {file_format}. Use a matching bayescale version to load it"
-        )
-    return idata, attrs, ScalingModel.from_config(json.loads(attrs["bayescale_model"]), law=law)
-
-
-def _obs_coordinate(index: pd.Index) -> np.ndarray:
-    """Row labels usable as a netCDF coordinate: the index itself if integer or string, else positions."""
-    if pd.api.types.is_integer_dtype(index.dtype):
-        return np.asarray(index, dtype=np.int64)
-    if pd.api.types.is_string_dtype(index.dtype) and index.map(type).isin([str]).all():
-        return np.asarray(index, dtype=str)
-    return np.arange(len(index))

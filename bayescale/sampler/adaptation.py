@@ -21,7 +21,7 @@ directions. The step size's dual averaging restarts at every window end, as in N
 Same benchmark: a chain's warmup from ~231,000 to ~93,000 leapfrog steps; the draws are
 the same posterior (``tests/test_hierarchy.py::test_the_same_posterior_as_numpyro_s_warmup``).
 
-From an informed initial matrix (``init="pilot"``, :mod:`bayescale.pilot`) each estimate
+From an informed initial matrix (``init="pilot"``, :mod:`bayescale.model.pilot`) each estimate
 is shrunk towards the matrix in force instead (same weight): 25 noisy draws do not replace a
 good guess, and each window refines the last. (With the pilot's start and shrinkage towards
 the diagonal, 3 of 11 fits of 7 saturating-law families had a chain with 35-61 divergences;

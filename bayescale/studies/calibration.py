@@ -11,7 +11,7 @@ small scales, how often does a 90% predictive interval at the large scales conta
 new run? Averaged over the prior, a calibrated model covers at the nominal rate.
 
 All simulated data sets of a study are fitted in one compiled, vectorised NUTS program
-(:func:`bayescale.inference.sample_many`), so a few hundred fits take minutes on a laptop.
+(:func:`bayescale.sampler.runner.sample_batches`), so a few hundred fits take minutes on a laptop.
 
 The prior of a study cannot depend on the simulated data, so the references are fixed
 for the whole study: the inputs' at the design's geometric means (as a fit of data at
@@ -36,13 +36,18 @@ from numpyro.infer import Predictive
 from numpyro.infer.util import log_density
 from scipy import stats
 
-from bayescale import inference
 from bayescale.data import DataError, ScalingData, count_trials, group_labels
-from bayescale.diagnostics import SamplerWarning
-from bayescale.many import health_table, sample_batches, unhealthy_reasons
-from bayescale.model import ModelArgs
-from bayescale.predict import posterior_draws
-from bayescale.scaling_model import ScalingModel
+from bayescale.fitting import model_function
+from bayescale.model.args import ModelArgs
+from bayescale.model.arguments import log_references, model_args
+from bayescale.model.build import latent_sites
+from bayescale.plot import rank_histograms
+from bayescale.results.prediction import posterior_draws
+from bayescale.sampler.compile import compiled
+from bayescale.sampler.diagnostics import SamplerWarning, health_table, unhealthy_reasons
+from bayescale.sampler.options import NUTSOptions, check_counts, dimension
+from bayescale.sampler.runner import sample_batches
+from bayescale.spec import ScalingModel
 
 RANK_DRAWS = 99  # posterior draws each rank is computed against: ranks 0..99, 100 values
 LEVELS = (0.5, 0.8, 0.9, 0.95)
@@ -76,8 +81,8 @@ def _setup(model: ScalingModel, design: pd.DataFrame, log_refs: dict[str, float]
             frame[model.target] = 1.0
     data = model.validate(frame)
     if log_refs is None:
-        log_refs = model.log_references(data)
-    args = model.model_args(data, log_refs, pilot=False)._replace(observed=None)
+        log_refs = log_references(model, data)
+    args = model_args(model, data, log_refs, pilot=False)._replace(observed=None)
     return _Setup(data, log_refs, args, len(data.group_labels))
 
 
@@ -88,11 +93,12 @@ def _prior_draws(model: ScalingModel, setup: _Setup, n: int, key) -> tuple[dict,
     prior excludes through a factor that forward simulation ignores) or not a number (a
     simulated value that overflows) are rejected; the studies report how many.
     """
-    sites = model.latent_sites(setup.n_groups)
-    predictive = Predictive(model._model, num_samples=n)
-    simulate = inference.compiled(lambda key: predictive(key, setup.args), runs="once")
-    joint = inference.compiled(
-        jax.vmap(lambda z, y: log_density(model._model, (setup.args._replace(observed=y),), {}, z)[0]), runs="once"
+    sites = latent_sites(model.law, model.likelihood, model.treatments, setup.n_groups)
+    numpyro_model = model_function(model)
+    predictive = Predictive(numpyro_model, num_samples=n)
+    simulate = compiled(lambda key: predictive(key, setup.args), runs="once")
+    joint = compiled(
+        jax.vmap(lambda z, y: log_density(numpyro_model, (setup.args._replace(observed=y),), {}, z)[0]), runs="once"
     )
     kept: list[dict[str, np.ndarray]] = []
     total = 0
@@ -118,7 +124,19 @@ def _batched(args: ModelArgs, observed: np.ndarray) -> ModelArgs:
 
 
 def _simulate_and_fit(
-    model, truth_model, setup, truth_setup, n_sims, seed, chains, warmup, draws, options, batch_size, n_fit=None
+    model,
+    truth_model,
+    setup,
+    truth_setup,
+    n_sims,
+    seed,
+    chains,
+    warmup,
+    draws,
+    options,
+    batch_size,
+    n_fit=None,
+    progress_bar=None,
 ):
     """Prior draws of ``truth_model`` simulated at ``truth_setup``; ``model`` fitted to their first ``n_fit`` rows.
 
@@ -133,19 +151,24 @@ def _simulate_and_fit(
     # simulated posteriors differ a lot (quickstart design: 7 to 770 leapfrog steps per draw), and on CPU a
     # vectorised batch pays for its longest trajectory (40 Chinchilla simulations: 100 s in one batch, 56 s one
     # at a time, 26 s one at a time in 2 threads), so on CPU every data set is its own batch (the default)
-    posterior, sample_stats = sample_batches(
-        model,
-        lambda idx: _batched(setup.args, fitted[idx]),
+    sites = latent_sites(model.law, model.likelihood, model.treatments, setup.n_groups)
+    args = _batched(setup.args, fitted)
+    samples = sample_batches(
+        model_function(model),
+        args,
         n_sims,
+        sites,
         seeds=seeds,
-        n_groups=setup.n_groups,
         chains=chains,
         warmup=warmup,
         draws=draws,
-        options=options,
+        options=options.resolved(dimension(sites), setup.data.n_rows),
+        report=model.posterior_names,
         batch_size=batch_size,
+        cache_key=model.structure_key,
+        progress_bar=progress_bar,
     )
-    return truth, observed, rejected, seeds, posterior, sample_stats
+    return truth, observed, rejected, seeds, samples.posterior, samples.stats
 
 
 def _truth_model(model: ScalingModel, simulate_from: ScalingModel | None) -> ScalingModel:
@@ -174,7 +197,7 @@ def _check_study(n_sims, seed, chains, warmup, draws, batch_size) -> None:
     for name, value, low in (("n_sims", n_sims, 1), ("seed", seed, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    inference.check_counts(chains, warmup, draws)
+    check_counts(chains, warmup, draws)
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
 
@@ -219,6 +242,7 @@ def sbc(
     rank_draws: int = RANK_DRAWS,
     simulate_from: ScalingModel | None = None,
     batch_size: int | None = None,
+    progress_bar: bool | None = None,
     **nuts_options,
 ) -> SBCStudy:
     """Simulation-based calibration of ``model`` at the inputs of ``design``.
@@ -247,6 +271,8 @@ def sbc(
     batch_size : int, optional
         Simulated data sets per vectorised NUTS call. Default: all at once on a GPU or
         TPU; on CPU one per call, with the calls spread over the cores.
+    progress_bar : bool, optional
+        Show progress over the simulated fits; default when the session is interactive.
     **nuts_options
         Passed to NUTS as in :meth:`ScalingModel.fit`.
 
@@ -267,7 +293,7 @@ def sbc(
         raise ValueError(
             f"rank_draws must be an integer from 1 to chains * draws = {chains * draws}, got {rank_draws!r}"
         )
-    options = inference.NUTSOptions.from_kwargs(**nuts_options)
+    options = NUTSOptions.from_kwargs(**nuts_options)
     truth_model = _truth_model(model, simulate_from)
     names = [n for n in model.posterior_names if n in truth_model.posterior_names]
     if not names:
@@ -276,7 +302,18 @@ def sbc(
     truth_setup = setup if simulate_from is None else _setup(truth_model, design, setup.log_refs)
 
     truth, _, rejected, _, posterior, sample_stats = _simulate_and_fit(
-        model, truth_model, setup, truth_setup, n_sims, seed, chains, warmup, draws, options, batch_size
+        model,
+        truth_model,
+        setup,
+        truth_setup,
+        n_sims,
+        seed,
+        chains,
+        warmup,
+        draws,
+        options,
+        batch_size,
+        progress_bar=progress_bar,
     )
     groups = setup.data.group_labels
     thin = np.linspace(0, chains * draws - 1, rank_draws).round().astype(int)
@@ -387,8 +424,6 @@ class SBCStudy:
 
     def plot(self, bins: int | None = None, *, names: Sequence[str] | None = None, fig=None):
         """Rank histograms with the 99% band of counts expected under uniformity; returns the figure."""
-        from bayescale.plot import rank_histograms
-
         counts = self.histogram(bins)
         if names is not None:
             unknown = [n for n in names if n not in counts.columns]
@@ -438,6 +473,7 @@ def extrapolation_coverage(
     draws: int = 500,
     simulate_from: ScalingModel | None = None,
     batch_size: int | None = None,
+    progress_bar: bool | None = None,
     **nuts_options,
 ) -> CoverageStudy:
     """How often predictive intervals at ``future`` rows contain a new run, fitted at ``design``.
@@ -453,7 +489,7 @@ def extrapolation_coverage(
     design, future : pandas.DataFrame
         Input columns (and group / trials / noise columns) of the fitted runs and of the
         runs to predict, e.g. the small and the large models of a ladder.
-    n_sims, seed, chains, warmup, draws, simulate_from, batch_size, **nuts_options
+    n_sims, seed, chains, warmup, draws, simulate_from, batch_size, progress_bar, **nuts_options
         As in :func:`sbc`.
     levels : sequence of float
         Nominal levels of the central intervals.
@@ -470,7 +506,7 @@ def extrapolation_coverage(
     """
     _check_study(n_sims, seed, chains, warmup, draws, batch_size)
     levels = _check_levels(levels)
-    options = inference.NUTSOptions.from_kwargs(**nuts_options)
+    options = NUTSOptions.from_kwargs(**nuts_options)
     if not isinstance(future, pd.DataFrame) or len(future) == 0:
         raise DataError("future must be a non-empty DataFrame of the rows to predict")
     truth_model = _truth_model(model, simulate_from)
@@ -481,7 +517,19 @@ def extrapolation_coverage(
     truth_setup = _setup(truth_model, both, setup.log_refs)
     n_fit = len(design)
     _, observed, rejected, seeds, posterior, sample_stats = _simulate_and_fit(
-        model, truth_model, setup, truth_setup, n_sims, seed, chains, warmup, draws, options, batch_size, n_fit
+        model,
+        truth_model,
+        setup,
+        truth_setup,
+        n_sims,
+        seed,
+        chains,
+        warmup,
+        draws,
+        options,
+        batch_size,
+        n_fit,
+        progress_bar,
     )
     future_frame = both.iloc[n_fit:]
     groups = setup.data.group_labels

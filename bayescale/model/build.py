@@ -1,7 +1,7 @@
 """Builds the NumPyro model of a scaling-law fit. The only module that calls ``numpyro.sample``.
 
-Every law parameter is sampled on its transformed scale (the log for positive
-parameters), at the reference scale of its inputs, standardised by its prior:
+Every law parameter is sampled on its transformed scale (the log for positive parameters), at
+the reference scale of its inputs, standardised by its prior (:mod:`bayescale.model.args`):
 
 - ``shared``:      ``t = loc + scale * z``, one value for all rows;
 - ``independent``: ``t_g = loc + scale * z_g``, one value per group, each with the prior;
@@ -9,201 +9,42 @@ parameters), at the reference scale of its inputs, standardised by its prior:
   ``mu = loc + scale * z_mu`` and spread ``tau = scale * s`` are learned, with a
   zero-avoiding ``s ~ Gamma(2, 10)`` (mean 0.2 prior scales: groups similar, not equal).
 
-Pooled exponents are non-centred (``t_g = mu + tau * z_g``): families' exponents differ
-by less than one family's data can tell apart, the regime where a centred model has a
-funnel at small ``tau``. Pooled level terms (the irreducible term and prefactors, which
-carry each family's units and data) are centred (``t_g ~ Normal(mu, tau)``) in the
-groups whose own data measure them, where a non-centred model forces NUTS through long
-curved trajectories, and non-centred in the groups whose data cannot (too few runs, or
-an input that barely varies, like the tokens of a family trained on one data budget),
-where a centred one has the funnel (:func:`centring` decides, from the data, per group).
-On 6 simulated Chinchilla families centring the level terms cut leapfrog steps per draw
-from ~850 (all non-centred) to ~70 with no divergences (all centred: ~35 steps but
-divergences at small exponent spreads). On the 12 real ColPret families, centring by
-data instead of by kind raised the minimum bulk ESS from 245-260 to 850-1,000 of 4,000
-draws and cut divergences from 4-6 to 1-2 (``B_spread`` near zero; see
-:mod:`bayescale.diagnostics`).
+How the pooled values are parameterised changes the geometry, not the posterior. With the
+pilot (:mod:`bayescale.model.pilot`) each group's values come from standard coordinates
+through the Gaussian approximation of its conditional posterior at the current population
+(:mod:`bayescale.model.pooled`: centred, non-centred or in between for every spread the
+chain visits). Without it, exponents are non-centred and level terms (irreducible term,
+prefactors) centred in the groups whose own data measure them (:func:`centring`).
 
-A law that declares :attr:`~bayescale.laws.Law.level_terms` (``E + A x^-alpha``) has its
-three shared parameters sampled in level coordinates instead: the curve's level and slope at
-the reference scale and the split between ``E`` and ``A`` (:func:`shared_level_terms`), the same
-prior reparameterised with unit Jacobian. On the 11 OLMo ladder evaluation sets (exponents
-0.05-0.1, E weakly identified) this cut leapfrog steps per draw from 38-54 to 7-8.5 (median
-over the sets) and made every fit healthy, against 0-6 of 11 before. A law of several terms
-(``E + A N^-alpha + B D^-beta``) declares them all and is sampled the same way
-(:func:`_sample_power_terms`: a split per term, one level, a slope per term): on single
-families of 40 simulated Chinchilla runs 12-33 -> 6.4-14 steps per draw, and a minimum bulk
-ESS of 32-1,050 -> 720-3,950. Pooled across groups these coordinates with a fixed choice of
-centring diverged at small exponent spreads (1-16 divergences per fit on 8 families x 40
-runs, against 0-1).
+A law that declares :attr:`~bayescale.laws.Law.level_terms` (``E + A x^-alpha + ...``) has
+its shared terms sampled in level coordinates (:func:`shared_level_terms`): the curve's
+level and slopes at the reference scale and the split between the irreducible term and
+each prefactor, the same prior reparameterised with unit Jacobian. ``docs/sampler.md`` says
+why each choice was made and what it measured.
 
-With ``ScalingModel(..., pilot=True)`` the pooled groups are sampled in the pilot's frame
-instead (:mod:`bayescale.pooled`, :func:`_sample_pooled`): standard coordinates mapped
-through the Gaussian approximation of each group's conditional posterior at the current
-population, in level coordinates where all level terms are pooled; the sites stay the
-parameters' own, the density is exact. Everything above about centring then concerns
-models without a pilot and :meth:`~bayescale.ScalingModel.fit_many`.
-
-The standardised coordinates are multiplied by :data:`Z_SCALE` before NUTS sees them, so
-that NumPyro's mass-matrix shrinkage towards ``1e-3 * I`` is negligible against the
-posterior variance of well-measured parameters.
-
-``loc`` and ``scale`` come in through :class:`ModelArgs`, not through the closure, so one
-compiled sampler serves every data set of the same shape.
+``loc`` and ``scale`` come in through :class:`~bayescale.model.args.ModelArgs`, not through
+the closure, so one compiled sampler serves every data set of the same shape.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-from jax.flatten_util import ravel_pytree
 from numpyro.distributions import constraints
 
-from bayescale import pooled
 from bayescale.laws import Law
-from bayescale.pooled import PooledBasis
+from bayescale.model import pooled
+from bayescale.model.args import Z_SCALE, ModelArgs, from_transformed, z_site
 
 TREATMENTS = ("shared", "pooled", "independent")
 SPREAD_PRIOR = (2.0, 10.0)  # Gamma(shape, rate) of the between-group sd, in units of the parameter's prior scale
 GROUP_PLATE = "group"
-Z_SCALE = 100.0  # sampling coordinates are Z_SCALE * (standardised value); see the module docstring
-
-
-class ModelArgs(NamedTuple):
-    """Everything numeric a model needs (and where its chains start); a JAX pytree, so it can be a jit argument."""
-
-    log_x: dict  # law input -> log(x / x_ref), shape (rows,)
-    observed: jnp.ndarray | None  # what the likelihood observes (log target, or counts), or None to simulate
-    noise_log_sd: jnp.ndarray | None  # known per-row sd of log(y), or None
-    prior_loc: dict  # parameter -> location on the sampling scale
-    prior_scale: dict  # parameter -> scale on the sampling scale
-    log_ref: dict  # law input -> log(x_ref)
-    group: jnp.ndarray | None = None  # group code of every row
-    group_ids: jnp.ndarray | None = None  # arange(number of groups); its length sets the plate size
-    centred: dict | None = None  # pooled parameter -> 1.0 where a group's value is sampled centred, else 0.0
-    trials: jnp.ndarray | None = None  # items per row, for a Binomial likelihood
-    mask: jnp.ndarray | None = None  # False on the rows added by :func:`pad_rows`, which the likelihood skips
-    start: tuple | None = None  # (point, sd): site -> where chains start and their initial scale (the pilot's)
-    basis: PooledBasis | None = None  # the pilot's measure of every group's pooled parameters (:mod:`bayescale.pooled`)
-
-
-ROW_FIELDS = ("observed", "noise_log_sd", "group", "trials")  # per-row leaves besides ``log_x``
-MIN_ROWS = 16  # smallest padded row count (see :func:`row_bucket`)
-
-
-def n_rows(args: ModelArgs) -> int:
-    """Number of rows (runs) in ``args``, padding included."""
-    return int(next(iter(args.log_x.values())).shape[-1])
-
-
-def row_bucket(rows: int) -> int:
-    """The padded row count for ``rows`` rows: at most 25% more, from a short list of sizes.
-
-    Data of every length between two sizes share one compiled sampler (16, 20, 24, 28, 32,
-    40, 48, 56, 64, 80, ...: four sizes per doubling), so a backtest that adds one run at a
-    time, or a collection of data sets of different lengths, compiles a few times, not once
-    per length.
-
-    Examples
-    --------
-    >>> [row_bucket(n) for n in (1, 16, 17, 60, 240, 100_000)]
-    [16, 16, 20, 64, 256, 114688]
-    """
-    if rows <= MIN_ROWS:
-        return MIN_ROWS
-    step = 2 ** ((rows - 1).bit_length() - 3)
-    return -(-rows // step) * step
-
-
-def padding_index(n: int, rows: int) -> np.ndarray:
-    """Row index that pads ``n`` rows to ``rows``: the rows themselves, then copies of the first.
-
-    Examples
-    --------
-    >>> padding_index(3, 5).tolist()
-    [0, 1, 2, 0, 0]
-    """
-    if rows < n:
-        raise ValueError(f"cannot pad {n} rows to {rows}")
-    return np.concatenate([np.arange(n), np.zeros(rows - n, dtype=int)])
-
-
-def pad_rows(args: ModelArgs, rows: int) -> ModelArgs:
-    """``args`` with ``rows`` rows: copies of the first row appended and masked out of the likelihood.
-
-    The copies hold valid values (no NaN reaches a gradient through the mask) and count
-    for nothing: the log density, its gradient and the pointwise log likelihood of the
-    real rows are unchanged.
-
-    Examples
-    --------
-    >>> import jax.numpy as jnp
-    >>> args = ModelArgs({"N": jnp.zeros(3)}, jnp.ones(3), None, {}, {}, {})
-    >>> padded = pad_rows(args, 16)
-    >>> padded.observed.shape, int(padded.mask.sum())
-    ((16,), 3)
-    """
-    n = n_rows(args)
-    index = padding_index(n, rows)
-    take = lambda a: None if a is None else jnp.asarray(a)[..., index]  # noqa: E731
-    mask = np.arange(rows) < n
-    if args.mask is not None:
-        mask &= np.asarray(args.mask)[index]
-    return args._replace(
-        log_x={k: take(v) for k, v in args.log_x.items()},
-        mask=jnp.asarray(mask),
-        **{name: take(getattr(args, name)) for name in ROW_FIELDS},
-    )
-
-
-def z_site(name: str) -> str:
-    """Name of the standardised sampling site behind law parameter ``name``."""
-    return f"{name}_z"
-
-
-def standardising_scale(z: Mapping) -> jnp.ndarray:
-    """Per coordinate of ``ravel_pytree(z)``: sampling value / prior-standardised value.
-
-    ``Z_SCALE`` for the standardised (``*_z``) sites, 1 for the rest (the noise scale
-    and other sites sampled on their own scale). Damped Newton steps
-    (:mod:`bayescale.laplace`) have isotropic damping, so they run on ``flat / scale``.
-
-    Examples
-    --------
-    >>> import jax.numpy as jnp
-    >>> standardising_scale({"A_z": jnp.zeros(2), "sigma": jnp.array(0.1)}).tolist()
-    [100.0, 100.0, 1.0]
-    """
-    return ravel_pytree({k: jnp.full_like(v, Z_SCALE if k.endswith("_z") else 1.0) for k, v in z.items()})[0]
-
-
-def from_transformed(law: Law, t: Mapping) -> dict:
-    """Values on the sampling scale -> values (and logs, for positive parameters) for the law."""
-    out = {}
-    for par in law.parameters:
-        if par.name not in t:
-            continue
-        if par.transform == "log":
-            out[f"log_{par.name}"] = t[par.name]
-            out[par.name] = jnp.exp(t[par.name])
-        else:
-            out[par.name] = t[par.name]
-    return out
-
-
-def to_transformed(law: Law, p: Mapping) -> dict:
-    """Inverse of :func:`from_transformed`: the sampling-scale value of every parameter in ``p``."""
-    return {
-        par.name: p[f"log_{par.name}"] if par.transform == "log" else p[par.name]
-        for par in law.parameters
-        if par.name in p
-    }
 
 
 def build(
@@ -221,12 +62,12 @@ def build(
     level_coordinates : bool
         Sample a law's shared :attr:`~bayescale.laws.Law.level_terms` in level coordinates
         (:func:`shared_level_terms`; the default); False keeps one standardised site per
-        parameter (what :mod:`bayescale.pilot` reads).
+        parameter (what :mod:`bayescale.model.pilot` reads).
 
     Examples
     --------
     >>> import bayescale as bs
-    >>> from bayescale.model import build
+    >>> from bayescale.model.build import build
     >>> model = build(bs.laws.PowerLaw("C"), bs.likelihoods.Normal(), {"A": "pooled"})
     >>> callable(model)
     True
@@ -237,7 +78,7 @@ def build(
 
     def model(args: ModelArgs) -> None:
         n_groups = 0 if args.group_ids is None else args.group_ids.shape[0]
-        groups = _sample_power_terms(terms, args) if terms else {}
+        groups = sample_power_terms(terms, args) if terms else {}
         population = dict(groups)
         hyper = {}  # pooled parameter -> (population location, spread), standardised, where args.basis is given
         for par in law.parameters:
@@ -266,7 +107,7 @@ def build(
                 w = c * u / Z_SCALE + (1.0 - c) * (mu + s * u / Z_SCALE)
             groups[par.name] = loc + scale * w
         if hyper:
-            groups.update(_sample_pooled(pooled_params, pooled_terms, hyper, args, n_groups))
+            groups.update(sample_pooled(pooled_params, pooled_terms, hyper, args, n_groups))
         user = law.to_user(from_transformed(law, groups), args.log_ref)
         for name in law.parameter_names:
             numpyro.deterministic(name, user[name])
@@ -299,7 +140,7 @@ def shared_level_terms(law: Law, treatments: Mapping[str, str]) -> tuple[str, ..
 
     ``(E, A, alpha)`` for ``E + A x^-alpha``, ``(E, A, alpha, B, beta, ...)`` for
     ``E + A x^-alpha + B y^-beta + ...``; checked on the way (each prefactor followed by its
-    exponent, all positive). :func:`build` samples them as :func:`_sample_power_terms` says;
+    exponent, all positive). :func:`build` samples them as :func:`sample_power_terms` says;
     pooled or independent ones keep their own standardised sites.
 
     Examples
@@ -323,8 +164,8 @@ def shared_level_terms(law: Law, treatments: Mapping[str, str]) -> tuple[str, ..
 def pooled_level_terms(law: Law, treatments: Mapping[str, str]) -> tuple[str, ...]:
     """The law's :attr:`~bayescale.laws.Law.level_terms` where all are pooled, or ``()``.
 
-    Where the pilot has measured the groups (:class:`~bayescale.pooled.PooledBasis`), their
-    coordinates are then the level, splits and slopes (:func:`bayescale.pooled.to_coordinates`).
+    Where the pilot has measured the groups (:class:`~bayescale.model.pooled.PooledBasis`), their
+    coordinates are then the level, splits and slopes (:func:`bayescale.model.pooled.to_coordinates`).
 
     Examples
     --------
@@ -342,7 +183,7 @@ def pooled_level_terms(law: Law, treatments: Mapping[str, str]) -> tuple[str, ..
 
 
 def pooled_names(law: Law, treatments: Mapping[str, str]) -> tuple[str, ...]:
-    """The pooled parameters, in the law's order (the last axis of :class:`~bayescale.pooled.PooledBasis`)."""
+    """The pooled parameters, in the law's order (the last axis of :class:`~bayescale.model.pooled.PooledBasis`)."""
     return tuple(par.name for par in law.parameters if treatments.get(par.name) == "pooled")
 
 
@@ -372,14 +213,14 @@ def declared_level_terms(law: Law) -> tuple[str, ...]:
     return terms
 
 
-def _sample_pooled(names: tuple[str, ...], terms: tuple[str, ...], hyper: Mapping, args: ModelArgs, n_groups: int):
-    """Every group's pooled values from standard coordinates in the pilot's frame (:mod:`bayescale.pooled`).
+def sample_pooled(names: tuple[str, ...], terms: tuple[str, ...], hyper: Mapping, args: ModelArgs, n_groups: int):
+    """Every group's pooled values from standard coordinates in the pilot's frame (:mod:`bayescale.model.pooled`).
 
     The sites are the parameters' own (``<name>_z``, one per group), flat: the density is
     the population's ``Normal`` at the values the coordinates map to, times the map's
     Jacobian, added as a factor. So this model cannot simulate from its prior; the
     calibration studies simulate without the pilot. A group outside the frame (its design
-    does not measure every pooled parameter, :func:`bayescale.pilot.pooled_basis`) maps its
+    does not measure every pooled parameter, :func:`bayescale.model.pilot.pooled_basis`) maps its
     coordinates as without the pilot: ``x = a + b u``, centred (``a = loc``, ``b = scale``)
     or not (``a = mu``, ``b = tau``) as ``args.centred`` says.
     """
@@ -403,7 +244,7 @@ def _sample_pooled(names: tuple[str, ...], terms: tuple[str, ...], hyper: Mappin
     return {k: x[:, i] for i, k in enumerate(names)}
 
 
-def _sample_power_terms(terms: tuple[str, ...], args: ModelArgs) -> dict:
+def sample_power_terms(terms: tuple[str, ...], args: ModelArgs) -> dict:
     """``log E``, ``log A_k`` and ``log alpha_k`` of ``E + sum_k A_k x_k^-alpha_k`` from level coordinates.
 
     NUTS sees the split ``q_k = log E - log A_k`` of each term against the irreducible one,
@@ -538,3 +379,34 @@ def _population_sites(law: Law, treatments: Mapping[str, str], population: dict,
     pop_user = law.to_user(from_transformed(law, {k: population[k] for k in needed}), log_ref)
     for name in medians:
         numpyro.deterministic(f"{name}_pop", pop_user[name])
+
+
+def latent_sites(law: Law, likelihood, treatments: Mapping[str, str], n_groups: int = 0) -> dict:
+    """The model's latent sites for ``n_groups`` groups: shape, and the half-width of the uniform initialisation.
+
+    Chains start uniformly within two prior standard deviations of the prior median (in the
+    sampling coordinates, ``Z_SCALE`` times standardised values for the ``*_z`` sites), so
+    that R-hat can see chains that settle in different modes. Level coordinates
+    (:func:`shared_level_terms`) are held by the same sites.
+
+    Examples
+    --------
+    >>> import bayescale as bs
+    >>> sorted(latent_sites(bs.laws.PowerLaw("C"), bs.likelihoods.Normal(), {"A": "shared", "alpha": "shared"}))
+    ['A_z', 'alpha_z', 'sigma']
+    """
+    sites = {}
+    for par in law.parameters:
+        how = treatments.get(par.name, "shared")
+        sites[z_site(par.name)] = (() if how == "shared" else (n_groups,), 2.0 * Z_SCALE)
+        if how == "pooled":
+            sites[f"{par.name}_pop_z"] = ((), 2.0 * Z_SCALE)
+            sites[f"{par.name}_tau"] = ((), 2.0)
+    sites.update({name: ((), 2.0) for name in likelihood.parameter_names})
+    return sites
+
+
+@functools.lru_cache(maxsize=64)
+def numpyro_model(law: Law, likelihood, treatments: tuple[tuple[str, str], ...]) -> Callable[[ModelArgs], None]:
+    """The model function of a structure (law, likelihood, treatments as sorted pairs), built once per structure."""
+    return build(law, likelihood, dict(treatments))

@@ -40,8 +40,8 @@ fit at 0.9); pooled level coordinates with a fixed centring choice had reached ~
 but with 1-16 divergences per fit at the smallest exponent spreads. A step costs more (the
 log density and gradient ~45 us against ~14 us: the frame is ~80 small XLA kernels).
 
-This module is the arithmetic (NumPy and JAX, no NumPyro sites): :mod:`bayescale.model`
-samples ``u`` and adds the density, :mod:`bayescale.pilot` measures the groups
+This module is the arithmetic (NumPy and JAX, no NumPyro sites): :mod:`bayescale.model.build`
+samples ``u`` and adds the density, :mod:`bayescale.model.pilot` measures the groups
 (:class:`PooledBasis`).
 """
 
@@ -55,7 +55,7 @@ import jax.numpy as jnp
 
 
 class PooledBasis(NamedTuple):
-    """What the pilot measured of every group's pooled parameters (a :class:`~bayescale.model.ModelArgs` field).
+    """What the pilot measured of every group's pooled parameters (a :class:`~bayescale.model.args.ModelArgs` field).
 
     All arrays have a leading group axis; the last axes follow the pooled parameters' order
     (:func:`bayescale.model.pooled_names`), each parameter's slot holding its coordinate

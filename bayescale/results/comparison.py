@@ -17,7 +17,7 @@ credible interval:
 
 "At a scale" means the law at the given inputs. For a law of model size and data given a
 compute budget ``C`` only, each recipe is taken at its own compute-optimal allocation
-(:mod:`bayescale.optimal`): the comparison a practitioner with that budget faces.
+(:mod:`bayescale.results.budgets`): the comparison a practitioner with that budget faces.
 Whether lower or higher is better is part of the question (``lower_is_better``): loss
 vs accuracy.
 """
@@ -28,9 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from bayescale import optimal
 from bayescale.laws.base import with_logs
-from bayescale.optimal import BudgetPosterior
+from bayescale.results import budgets
+from bayescale.results.budgets import BudgetPosterior
 
 LOG_MULTIPLIER_RANGE = (-30.0, 30.0)  # bisection bracket of log k in compute_multiplier
 BISECTION_STEPS = 80  # 60 / 2^80: exact to float64
@@ -72,7 +72,7 @@ class RecipeComparison:
         p = self._params[label]
         if set(log_x) == set(law.inputs):
             return law.log_mean(p, log_x)
-        return optimal.log_optimum(law, p, log_x["C"])[2]  # compute-optimal allocation
+        return budgets.log_optimum(law, p, log_x["C"])[2]  # compute-optimal allocation
 
     def _scales(self, inputs: dict) -> tuple[pd.DataFrame, dict]:
         if not inputs:

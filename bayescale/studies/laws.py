@@ -27,15 +27,15 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 
+import arviz as az
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import log_softmax, logsumexp
 
-from bayescale._arviz import az
 from bayescale.data import DataError, numeric_column, rows_phrase
-from bayescale.predict import Prediction
-from bayescale.scaling_model import ScalingModel
+from bayescale.results.prediction import Prediction
+from bayescale.spec import ScalingModel
 
 LEVELS = (0.5, 0.8, 0.9, 0.95)
 WEIGHTS = ("future", "loo")

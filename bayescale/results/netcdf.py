@@ -1,7 +1,8 @@
-"""Saving and loading the results of :meth:`ScalingModel.fit_many` as one netCDF file.
+"""The layout of saved fits: ArviZ's netCDF format with bayescale's attributes.
 
-A thousand fits saved one :meth:`ScalingFit.save` at a time are a thousand files and a
-thousand copies of the spec; here they are one ArviZ-format file:
+A single fit is its ``InferenceData`` with the spec, reference scales, NUTS options and seed
+in the posterior's attributes (:func:`fit_attributes`). Many fits (:meth:`ScalingModel.fit_many`)
+are one file, not a thousand files with a thousand copies of the spec (:func:`fits_idata`):
 
 - ``posterior``: every reported variable with dims ``(dataset, chain, draw[, slot])``
   (``slot``: the groups of hierarchical fits, padded to the data set with the most);
@@ -19,64 +20,69 @@ DataFrame by columns gives); anything else is refused when saving, before writin
 from __future__ import annotations
 
 import json
-import os
 
+import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayescale import __version__
-from bayescale._arviz import az
+from bayescale.config import VERSION as __version__
 from bayescale.data import ScalingData
-from bayescale.fit import _obs_coordinate, open_saved
-from bayescale.inference import NUTSOptions
 
-FILE_FORMAT = 1  # bump when saved fit collections change incompatibly
+FIT_FORMAT = 1  # bump when saved fits change incompatibly
+FITS_FORMAT = 1  # bump when saved fit collections change incompatibly
 
 
-def save(fits, path: str | os.PathLike) -> str:
-    """Write ``fits`` (a :class:`~bayescale.ScalingFits`) to ``path``; returns the path."""
-    keys = [_encode_key(key) for key in fits]
-    parts = fits._parts
+def fit_attributes(spec, log_refs: dict, options, seed: int, chain_method: str) -> dict:
+    """The posterior attributes that make a fit's ``InferenceData`` a bayescale fit."""
+    return {
+        "bayescale_version": __version__,
+        "bayescale_format": FIT_FORMAT,
+        "bayescale_model": json.dumps(spec.config(), sort_keys=True),
+        "bayescale_log_references": json.dumps(log_refs, sort_keys=True),
+        "bayescale_nuts_options": json.dumps(options.__dict__, sort_keys=True),
+        "seed": seed,
+        "chain_method": chain_method,
+        "inference_library": "numpyro",
+    }
+
+
+def obs_coordinate(index: pd.Index) -> np.ndarray:
+    """Row labels usable as a netCDF coordinate: the index itself if integer or string, else positions."""
+    if pd.api.types.is_integer_dtype(index.dtype):
+        return np.asarray(index, dtype=np.int64)
+    if pd.api.types.is_string_dtype(index.dtype) and index.map(type).isin([str]).all():
+        return np.asarray(index, dtype=str)
+    return np.arange(len(index))
+
+
+def fits_idata(spec, keys, names, parts, posterior, stats, options, seed: int) -> az.InferenceData:
+    """The ``InferenceData`` of many fits (:class:`~bayescale.ScalingFits`), ready for ``to_netcdf``."""
+    keys = [encode_key(key) for key in keys]
     posterior = xr.Dataset(
-        {name: (_dims(values.ndim), values) for name, values in fits._posterior.items()},
+        {name: (_dims(values.ndim), values) for name, values in posterior.items()},
         attrs={
             "bayescale_version": __version__,
-            "bayescale_fits_format": FILE_FORMAT,
-            "bayescale_model": json.dumps(fits.model.config(), sort_keys=True),
-            "bayescale_nuts_options": json.dumps(fits.options.__dict__, sort_keys=True),
+            "bayescale_fits_format": FITS_FORMAT,
+            "bayescale_model": json.dumps(spec.config(), sort_keys=True),
+            "bayescale_nuts_options": json.dumps(options.__dict__, sort_keys=True),
             "bayescale_keys": json.dumps(keys),
-            "bayescale_key_names": json.dumps(list(fits.names)),
+            "bayescale_key_names": json.dumps(list(names)),
             "bayescale_log_references": json.dumps([p.log_refs for p in parts], sort_keys=True),
             "bayescale_group_labels": json.dumps([list(p.data.group_labels) for p in parts]),
             "bayescale_row_labels": json.dumps([_index_kind(p.data.index) for p in parts]),  # str or int
-            "seed": fits.seed,
+            "seed": seed,
             "inference_library": "numpyro",
         },
     )
-    stats = xr.Dataset({name: (_dims(values.ndim), values) for name, values in fits._stats.items()})
-    idata = az.InferenceData(posterior=posterior, sample_stats=stats, constant_data=_rows(parts))
-    return idata.to_netcdf(str(path))
+    stats = xr.Dataset({name: (_dims(values.ndim), values) for name, values in stats.items()})
+    return az.InferenceData(posterior=posterior, sample_stats=stats, constant_data=_rows(parts))
 
 
-def load_fits(path: str | os.PathLike, law=None):
-    """Load fits written by :meth:`ScalingFits.save` (``path`` and ``law`` as in :func:`bayescale.load_fit`).
-
-    Returns
-    -------
-    ScalingFits
-        Equal to the saved one: same keys, draws, diagnostics; every fit can be rebuilt.
-
-    Examples
-    --------
-    >>> fits.save("fits.nc"); again = bs.load_fits("fits.nc")      # doctest: +SKIP
-    >>> again["t3"].predict(N=1e10).interval(0.9)                  # doctest: +SKIP
-    """
-    from bayescale.many import ScalingFits, _Part
-
-    hint = ": saved by ScalingFits.save? (a single fit's file loads with bs.load_fit)"
-    idata, attrs, model = open_saved(path, "bayescale_fits_format", FILE_FORMAT, "fits", law, hint)
-    keys = [_decode_key(k) for k in json.loads(attrs["bayescale_keys"])]
+def fits_parts(idata, law) -> tuple[list, tuple[str, ...], list]:
+    """Keys, key names and per data set ``(ScalingData, log reference scales)`` of :func:`fits_idata`'s output."""
+    attrs = idata.posterior.attrs
+    keys = [decode_key(k) for k in json.loads(attrs["bayescale_keys"])]
     log_refs = json.loads(attrs["bayescale_log_references"])
     labels = json.loads(attrs["bayescale_group_labels"])
     kinds = json.loads(attrs["bayescale_row_labels"])
@@ -86,7 +92,7 @@ def load_fits(path: str | os.PathLike, law=None):
     parts = []
     for i in range(len(keys)):
         data = ScalingData(
-            inputs={name: pieces[f"input_{name}"][i] for name in model.law.inputs},
+            inputs={name: pieces[f"input_{name}"][i] for name in law.inputs},
             target=pieces["target"][i],
             noise=pieces["noise"][i] if "noise" in pieces else None,
             index=_index(pieces["row"][i], kinds[i]),
@@ -94,14 +100,8 @@ def load_fits(path: str | os.PathLike, law=None):
             group_labels=tuple(labels[i]),
             trials=pieces["trials"][i] if "trials" in pieces else None,
         )
-        parts.append(_Part(data, log_refs[i]))
-    posterior = {name: np.asarray(idata.posterior[name].values) for name in idata.posterior.data_vars}
-    stats = {name: np.asarray(idata.sample_stats[name].values) for name in idata.sample_stats.data_vars}
-    options = NUTSOptions(**json.loads(attrs["bayescale_nuts_options"]))
-    names = tuple(json.loads(attrs["bayescale_key_names"]))
-    return ScalingFits(
-        model, keys, names, parts, posterior, stats, seed=int(attrs["seed"]), options=options, warn=False
-    )
+        parts.append((data, log_refs[i]))
+    return keys, tuple(json.loads(attrs["bayescale_key_names"])), parts
 
 
 def _dims(ndim: int) -> tuple[str, ...]:
@@ -113,7 +113,7 @@ def _rows(parts) -> xr.Dataset:
     data = [p.data for p in parts]
     columns = {
         "dataset": np.concatenate([np.full(d.n_rows, i) for i, d in enumerate(data)]),
-        "row": np.concatenate([_obs_coordinate(d.index).astype(str) for d in data]),
+        "row": np.concatenate([obs_coordinate(d.index).astype(str) for d in data]),
         "target": np.concatenate([d.target for d in data]),
     }
     for name in data[0].inputs:
@@ -126,7 +126,7 @@ def _rows(parts) -> xr.Dataset:
 
 def _index_kind(index: pd.Index) -> str:
     """``"str"`` for string row labels; ``"int"`` for integer labels, or positions (what ScalingFit.save keeps)."""
-    return "str" if _obs_coordinate(index).dtype.kind == "U" else "int"
+    return "str" if obs_coordinate(index).dtype.kind == "U" else "int"
 
 
 def _index(values: np.ndarray, kind: str) -> pd.Index:
@@ -135,7 +135,7 @@ def _index(values: np.ndarray, kind: str) -> pd.Index:
     return pd.Index(values.astype(np.int64))
 
 
-def _encode_key(key) -> list:
+def encode_key(key) -> list:
     """A key as JSON: ``["tuple", [...]]`` or ``["value", v]``, values tagged by type."""
     if isinstance(key, tuple):
         return ["tuple", [_encode_scalar(key, k) for k in key]]
@@ -157,7 +157,7 @@ def _encode_scalar(key, value) -> list:
     )
 
 
-def _decode_key(encoded: list):
+def decode_key(encoded: list):
     kind, value = encoded
     if kind == "tuple":
         return tuple(_decode_scalar(v) for v in value)

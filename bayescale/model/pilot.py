@@ -1,8 +1,8 @@
 """A Laplace pilot of every group on its own: the frame of the pooled groups, where chains start.
 
 With ``ScalingModel(..., pilot=True)`` every group is fitted alone first, and
-:func:`pooled_basis` turns the fits into the frame in which :func:`bayescale.model.build`
-samples the pooled groups (:mod:`bayescale.pooled`: each group's mode and the Hessian of
+:func:`pooled_basis` turns the fits into the frame in which :func:`bayescale.model.build.build`
+samples the pooled groups (:mod:`bayescale.model.pooled`: each group's mode and the Hessian of
 its likelihood there, in level coordinates where all level terms are pooled): on 8
 Chinchilla families x 40 runs ~15 leapfrog steps per draw and a minimum bulk ESS of
 2,200-3,000, against 27-39 steps and 965-1,180 with the binary choice below, which
@@ -15,15 +15,16 @@ A pooled parameter is best sampled centred (``t_g ~ Normal(mu, tau)``) in a grou
 data pin it down more tightly than the spread between groups, and non-centred
 (``t_g = mu + tau * u_g``) where the spread is the tighter of the two (the classic rule;
 Papaspiliopoulos, Roberts and Skold 2007). For the irreducible term and the prefactors a
-group's design decides (:func:`bayescale.model.centring`). For exponents it depends on
+group's design decides (:func:`bayescale.model.build.centring`). For exponents it depends on
 how different the groups really are: when families share an exponent, a centred one
 puts NUTS in the funnel of a small spread (divergences); when they differ and each
 family measures its own, a non-centred one forces long curved trajectories (8
 Chinchilla families x 40 runs: ~300 leapfrog steps per draw against ~30 centred).
 
 So before sampling, every group whose design measures the exponent's input is fitted
-alone with the law's priors (damped Newton steps to the posterior mode, :func:`bayescale.laplace.newton`, vectorised
-over the groups and compiled once), and the inverse Hessian there gives the precision of its exponent.
+alone with the law's priors (damped Newton steps to the posterior mode,
+:func:`bayescale.sampler.laplace.newton`, vectorised over the groups and compiled once), and the
+inverse Hessian there gives the precision of its exponent.
 The spread is estimated from the groups' modes and posterior variances as in a
 random-effects meta-analysis (DerSimonian and Laird 1986), and a group is centred where
 its posterior sd is below twice that spread (:data:`CENTRE_BELOW`: the marginal sd of
@@ -39,9 +40,9 @@ with the identity, the first 100 warmup iterations of 8 Chinchilla families x 40
 tree-depth limit while the chain travels in and the first windows' estimates come from
 those draws); from the pilot's start ~22,000 of ~60,000. Opt-in, ``fit(..., init="pilot")``
 (each warmup window's estimate then shrunk towards the matrix in force,
-:mod:`bayescale.adaptation`): on a design with centred exponents and a small spread some fits
+:mod:`bayescale.sampler.adaptation`): on a design with centred exponents and a small spread some fits
 had a chain with dozens of divergences, which random starts did not (see
-:class:`bayescale.inference.NUTSOptions`).
+:class:`bayescale.sampler.options.NUTSOptions`).
 
 Opt-in (``ScalingModel(..., pilot=True)``), because the spread it detects is biased
 upwards on families that share their exponents: the Laplace variance at the joint mode
@@ -49,7 +50,7 @@ upwards on families that share their exponents: the Laplace variance at the join
 anyway (8 such families x 40 runs: 50 steps per draw and 1-4 divergences, against 60
 and none without the pilot).
 
-Everything here is in the sampling coordinates of :mod:`bayescale.model` (prior-
+Everything here is in the sampling coordinates of :mod:`bayescale.model.build` (prior-
 standardised values times ``Z_SCALE``); the numbers decide a parameterisation only, so
 the posterior is the same whatever they say.
 """
@@ -67,25 +68,21 @@ from numpyro.infer import init_to_median
 from numpyro.infer.util import initialize_model, potential_energy
 from scipy.special import polygamma
 
-from bayescale import pooled
-from bayescale.inference import KEEP_COMPILED, CompiledCache, compiled
-from bayescale.laplace import newton
-from bayescale.model import (
+from bayescale.model import pooled
+from bayescale.model.args import (
     ROW_FIELDS,
-    SPREAD_PRIOR,
     Z_SCALE,
     ModelArgs,
-    build,
     n_rows,
     pad_rows,
-    pooled_level_terms,
-    pooled_names,
     row_bucket,
-    shared_level_terms,
     standardising_scale,
     z_site,
 )
-from bayescale.pooled import PooledBasis
+from bayescale.model.build import SPREAD_PRIOR, build, pooled_level_terms, pooled_names, shared_level_terms
+from bayescale.model.pooled import PooledBasis
+from bayescale.sampler.compile import KEEP_COMPILED, CompiledCache, compiled
+from bayescale.sampler.laplace import newton
 
 MIN_GROUPS = 3  # groups that measure an exponent needed to estimate its spread at all
 CENTRE_BELOW = 2.0  # centre where a group's posterior sd < this x the spread (1.0: 39 divergences, 2.0: 1-4)
@@ -112,11 +109,14 @@ def fit_groups(law, likelihood, args: ModelArgs, groups: np.ndarray) -> GroupFit
     Examples
     --------
     >>> import numpy as np, pandas as pd, bayescale as bs
+    >>> from bayescale.model.arguments import log_references, model_args
+    >>> from bayescale.model.build import latent_sites
     >>> model = bs.ScalingModel(bs.laws.PowerLaw("N"), target="loss", group="g")
     >>> n = np.tile(np.geomspace(1e8, 1e10, 8), 2)
     >>> df = pd.DataFrame({"N": n, "loss": 3 * (n / 1e9) ** -0.3, "g": np.repeat(["a", "b"], 8)})
     >>> data = model.validate(df)
-    >>> fits = fit_groups(model.law, model.likelihood, model.model_args(data, model.log_references(data)), data.groups)
+    >>> args = model_args(model, data, log_references(model, data))
+    >>> fits = fit_groups(model.law, model.likelihood, args, data.groups)
     >>> fits.modes["alpha_z"].shape
     (2,)
     """
@@ -161,13 +161,15 @@ def exponent_centring(
     doubt sample them centred:
 
     >>> import numpy as np, pandas as pd, bayescale as bs
+    >>> from bayescale.model.arguments import log_references, model_args
+    >>> from bayescale.model.build import latent_sites
     >>> model = bs.ScalingModel(bs.laws.PowerLaw("N"), target="loss", group="g", pilot=True)
     >>> n = np.tile(np.geomspace(1e8, 1e10, 8), 4)
     >>> noise = np.exp(0.01 * np.random.default_rng(0).standard_normal(32))
     >>> def centred(alpha):
     ...     df = pd.DataFrame({"N": n, "loss": 3 * (n / 1e9) ** -alpha * noise, "g": np.repeat(list("abcd"), 8)})
     ...     data = model.validate(df)
-    ...     return model.model_args(data, model.log_references(data)).centred["alpha"].tolist()
+    ...     return model_args(model, data, log_references(model, data)).centred["alpha"].tolist()
     >>> centred(np.repeat([0.2, 0.3, 0.45, 0.6], 8))
     [1.0, 1.0, 1.0, 1.0]
     """
@@ -198,7 +200,7 @@ def starting_point(
     modes, its spread at the :func:`between_group_sd` (at least :data:`SPREAD_FLOOR`), each
     group at its own mode (centred) or at that mode in population units (non-centred, within
     :data:`START_CLIP`); sds from the groups' posterior variances (a group whose fit failed
-    counts as its prior). Where ``args`` carries the pilot's :class:`~bayescale.pooled.PooledBasis`,
+    counts as its prior). Where ``args`` carries the pilot's :class:`~bayescale.model.pooled.PooledBasis`,
     the pooled groups' coordinates instead map to their own modes at that population (sd
     ``Z_SCALE``: the frame standardises them). The noise scale starts at the groups' median.
     Returns ``None`` where the law's shared level coordinates are sampled (nothing to map
@@ -212,14 +214,16 @@ def starting_point(
     Examples
     --------
     >>> import numpy as np, pandas as pd, bayescale as bs
+    >>> from bayescale.model.arguments import log_references, model_args
+    >>> from bayescale.model.build import latent_sites
     >>> model = bs.ScalingModel(bs.laws.PowerLaw("N"), target="loss", group="g", pilot=True)
     >>> n = np.tile(np.geomspace(1e8, 1e10, 8), 3)
     >>> noise = np.exp(0.01 * np.random.default_rng(0).standard_normal(24))
     >>> alpha = np.repeat([0.2, 0.3, 0.4], 8)
     >>> df = pd.DataFrame({"N": n, "loss": 3 * (n / 1e9) ** -alpha * noise, "g": np.repeat(list("abc"), 8)})
     >>> data = model.validate(df)
-    >>> point, sd = model.model_args(data, model.log_references(data)).start
-    >>> sorted(point) == sorted(model.latent_sites(3))
+    >>> point, sd = model_args(model, data, log_references(model, data)).start
+    >>> sorted(point) == sorted(latent_sites(model.law, model.likelihood, model.treatments, 3))
     True
     """
     if shared_level_terms(law, treatments):
@@ -284,14 +288,14 @@ def pooled_basis(
     fits: GroupFits,
     measured: Mapping[str, np.ndarray],
 ) -> PooledBasis | None:
-    """Every group's pooled parameters as its own fit measured them: the frame of :mod:`bayescale.pooled`.
+    """Every group's pooled parameters as its own fit measured them: the frame of :mod:`bayescale.model.pooled`.
 
     Per group: the mode of its fit (:func:`fit_groups`) in the pooled coordinates, the
     Jacobian of the map back, and the Hessian of its negative log likelihood there (the
     law's prior taken out, every other site at the mode), its negative eigenvalues (a
     direction the data do not measure, where the mode is not a minimum of the likelihood
     alone) set to 0. Only groups whose design measures every pooled parameter (``measured``:
-    parameter -> bool per group, :func:`bayescale.model.measured_by_design`) and whose fit
+    parameter -> bool per group, :func:`bayescale.model.build.measured_by_design`) and whose fit
     succeeded are sampled in the frame; the others as without it. ``None`` where nothing is
     pooled.
 
@@ -304,11 +308,13 @@ def pooled_basis(
     Examples
     --------
     >>> import numpy as np, pandas as pd, bayescale as bs
+    >>> from bayescale.model.arguments import log_references, model_args
+    >>> from bayescale.model.build import latent_sites
     >>> model = bs.ScalingModel(bs.laws.PowerLaw("N"), target="loss", group="g", pilot=True)
     >>> n = np.tile(np.geomspace(1e8, 1e10, 8), 3)
     >>> df = pd.DataFrame({"N": n, "loss": 3 * (n / 1e9) ** -0.3, "g": np.repeat(list("abc"), 8)})
     >>> data = model.validate(df)
-    >>> basis = model.model_args(data, model.log_references(data)).basis
+    >>> basis = model_args(model, data, log_references(model, data)).basis
     >>> basis.information.shape  # 3 groups, A and alpha pooled
     (3, 2, 2)
     """

@@ -1,0 +1,5 @@
+"""What a fit gives: :class:`~bayescale.results.fit.ScalingFit` and its views.
+
+:mod:`~.prediction` (draws at new inputs), :mod:`~.budgets` (compute-optimal allocation),
+:mod:`~.comparison` (recipes), :mod:`~.fits` (many fits), :mod:`~.netcdf` (the saved layout).
+"""

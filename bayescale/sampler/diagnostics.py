@@ -1,0 +1,269 @@
+"""Sampler health: R-hat, ESS, divergences and tree depth, with advice that applies when unhealthy.
+
+All statistics come from ArviZ. The rule of what counts as trouble is written once
+(:func:`healthy`) and serves one fit (:func:`assess`) and many at once (:func:`health_table`).
+A remedy names an option only where that option can help: a dense mass matrix only where
+the fit did not already have one, a higher target acceptance only below the one used.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+RHAT_MAX = 1.01
+ESS_PER_CHAIN_MIN = 100
+SATURATION_MAX = 0.01  # share of draws at the maximum tree depth tolerated
+FUNNEL_QUANTILE = 0.05  # divergent draws all below this posterior quantile of a spread: a funnel
+
+
+class SamplerWarning(UserWarning):
+    """NUTS reported trouble; the message names the parameters and suggests a remedy."""
+
+
+def ess_wanted(chains: int, draws: int) -> float:
+    """The smallest bulk and tail ESS a healthy fit needs: 100 per chain, or a quarter of short chains."""
+    return min(ESS_PER_CHAIN_MIN * chains, chains * draws / 4)
+
+
+def healthy(divergences, max_rhat, min_ess, saturation, chains: int, draws: int):
+    """The health rule (scalars or arrays): no divergences, R-hat <= 1.01 (with several chains),
+    bulk and tail ESS at least :func:`ess_wanted`, trees at the maximum depth in at most 1% of draws."""
+    rhat_ok = np.asarray(max_rhat) <= RHAT_MAX if chains > 1 else True
+    return (
+        (np.asarray(divergences) == 0)
+        & rhat_ok
+        & (np.asarray(min_ess) >= ess_wanted(chains, draws))
+        & (np.asarray(saturation) <= SATURATION_MAX)
+    )
+
+
+@dataclass(frozen=True)
+class Health:
+    """Outcome of :func:`assess`: ``healthy`` and, if not, the reasons (one sentence each)."""
+
+    healthy: bool
+    problems: tuple[str, ...] = ()
+    table: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    divergences: int = 0
+    tree_depth_saturation: float = 0.0
+
+    def __str__(self) -> str:
+        if self.healthy:
+            return "healthy: no divergences, R-hat <= 1.01 and enough effective draws for every parameter"
+        return "unhealthy:\n" + "\n".join(f"- {p}" for p in self.problems)
+
+    def __repr__(self) -> str:
+        lines = [
+            str(self),
+            f"divergences: {self.divergences}; draws at max tree depth: {self.tree_depth_saturation:.1%}",
+        ]
+        if not self.table.empty:
+            lines.append(self.table.round({"r_hat": 3, "ess_bulk": 0, "ess_tail": 0}).to_string())
+        return "\n".join(lines)
+
+
+def assess(
+    idata, var_names: list[str], max_tree_depth: int, *, dense_mass: bool = True, target_accept_prob: float = 0.9
+) -> Health:
+    """Check a fit's posterior and sample statistics.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        With ``posterior`` and ``sample_stats`` (``diverging``, ``tree_depth``).
+    var_names : list of str
+        Parameters to check.
+    max_tree_depth : int
+        The NUTS setting used, to detect saturated trees.
+    dense_mass, target_accept_prob
+        The settings used, so that the advice names only options that would change something.
+
+    Examples
+    --------
+    >>> health = assess(fit.idata, ["alpha", "beta"], 10)      # doctest: +SKIP
+    """
+    post = idata.posterior[var_names]
+    n_chains, n_draws = post.sizes["chain"], post.sizes["draw"]
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        # chains that never moved give 0/0 inside ArviZ; they show up as NaN and are reported below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        table = pd.DataFrame(
+            {
+                "r_hat": _per_param(az.rhat(post)),
+                "ess_bulk": _per_param(az.ess(post, method="bulk")),
+                "ess_tail": _per_param(az.ess(post, method="tail")),
+            }
+        )
+    stats = idata.sample_stats
+    divergences = int(stats["diverging"].sum())
+    saturation = float(np.mean(stats["tree_depth"].values >= max_tree_depth))
+    problems = []
+    if divergences:
+        problems.append(
+            _divergence_advice(divergences, _funnels(idata.posterior, stats["diverging"]), target_accept_prob)
+        )
+    if n_chains > 1:
+        bad = table.index[~(table["r_hat"] <= RHAT_MAX)].tolist()
+        if bad:
+            worst = table.loc[bad, "r_hat"].max()
+            problems.append(
+                f"R-hat above {RHAT_MAX} for {', '.join(bad)} (max {worst:.3f}): chains disagree. "
+                "Run more warmup and draws; if it persists the posterior is multimodal or weakly identified "
+                "(consider stronger priors on these parameters)."
+            )
+    wanted = ess_wanted(n_chains, n_draws)
+    low = table.index[~(table[["ess_bulk", "ess_tail"]].min(axis=1) >= wanted)].tolist()
+    if low:
+        worst = table.loc[low, ["ess_bulk", "ess_tail"]].min().min()
+        remedy = "increase draws" + (
+            ", or dense_mass=True if the parameters are strongly correlated" if not dense_mass else ""
+        )
+        problems.append(
+            f"low effective sample size for {', '.join(low)} (min {worst:.0f}, want {wanted:.0f}): {remedy}; "
+            "a stronger prior helps where a parameter is weakly identified."
+        )
+    if saturation > SATURATION_MAX:
+        remedy = "Use dense_mass=True, " if not dense_mass else ""
+        problems.append(
+            f"{saturation:.0%} of draws hit max_tree_depth={max_tree_depth}: the sampler is taking very long "
+            f"trajectories. {remedy}Raise max_tree_depth, or rescale inputs (reference=...)."
+        )
+    max_rhat = table["r_hat"].fillna(np.inf).max()
+    min_ess = table[["ess_bulk", "ess_tail"]].fillna(0.0).min().min()
+    ok = bool(healthy(divergences, max_rhat, min_ess, saturation, n_chains, n_draws))
+    return Health(ok, tuple(problems), table, divergences, saturation)
+
+
+def _divergence_advice(divergences: int, funnels: list[str], target_accept_prob: float) -> str:
+    """What to try against divergences, given where they sit and the target acceptance used."""
+    higher = 0.99 if target_accept_prob >= 0.95 else 0.95
+    if funnels:
+        names = ", ".join(repr(f.removesuffix("_spread")) for f in funnels)
+        where = (
+            f" They sit at the smallest values of {', '.join(funnels)}: a funnel where the groups' values are "
+            "nearly equal. "
+            + ("Try target_accept_prob=0.99, or make " if target_accept_prob < 0.99 else "Make ")
+            + f"{names} shared if the groups need not differ."
+        )
+    else:
+        where = (
+            (f" Try target_accept_prob={higher}, " if target_accept_prob < 0.99 else " Try ")
+            + "longer warmup, or tighter priors on the parameters that diverge "
+            "(arviz.plot_pair(fit.idata, divergences=True) shows where)."
+        )
+    return f"{divergences} divergent transitions after warmup: the posterior has regions NUTS cannot follow.{where}"
+
+
+def warn(health: Health, stacklevel: int = 3) -> None:
+    """Emit one :class:`SamplerWarning` per problem found by :func:`assess`."""
+    for problem in health.problems:
+        warnings.warn(problem, SamplerWarning, stacklevel=stacklevel)
+
+
+def health_table(
+    posterior: Mapping[str, np.ndarray],
+    sample_stats: Mapping[str, np.ndarray],
+    max_tree_depth: int,
+    valid: Mapping[str, np.ndarray] | None = None,
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Per data set of many fits: divergences, worst R-hat and ESS, tree-depth saturation and ``healthy``.
+
+    ``posterior`` maps scalar labels to arrays (data set, chain, draw); ``valid`` optionally
+    maps a label to a boolean per data set, False where that data set does not have the
+    parameter (a padded group). Also returns R-hat, bulk and tail ESS per data set and label.
+    The statistics are ArviZ's, computed for all data sets at once; the rule is :func:`healthy`.
+    """
+    chains, draws = next(iter(posterior.values())).shape[1:3]
+    ds = xr.Dataset({k: (("member", "chain", "draw"), v) for k, v in posterior.items()})
+    ds = ds.transpose("chain", "draw", "member")
+    arviz_log = logging.getLogger("arviz")
+    level = arviz_log.level
+    arviz_log.setLevel(logging.ERROR)  # chains stuck at one value give NaN R-hat: reported below, not logged
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            stats = {
+                "r_hat": az.rhat(ds),
+                "ess_bulk": az.ess(ds, method="bulk"),
+                "ess_tail": az.ess(ds, method="tail"),
+            }
+        finally:
+            arviz_log.setLevel(level)
+    per_label = {name: pd.DataFrame({k: s[k].values for k in posterior}) for name, s in stats.items()}
+    ok = pd.DataFrame({k: np.ones(len(per_label["r_hat"]), bool) for k in posterior})
+    for k, v in (valid or {}).items():
+        ok[k] = np.asarray(v, dtype=bool)
+    rhat = per_label["r_hat"].fillna(np.inf).where(ok, -np.inf)
+    bulk = per_label["ess_bulk"].fillna(0.0).where(ok, np.inf)
+    tail = per_label["ess_tail"].fillna(0.0).where(ok, np.inf)
+    depth = np.ceil(np.log2(sample_stats["n_steps"] + 1))
+    table = pd.DataFrame(
+        {
+            "divergences": sample_stats["diverging"].sum(axis=(1, 2)).astype(int),
+            "max_rhat": rhat.max(axis=1).to_numpy() if chains > 1 else np.nan,
+            "min_ess_bulk": bulk.min(axis=1).to_numpy(),
+            "min_ess_tail": tail.min(axis=1).to_numpy(),
+            "tree_depth_saturation": (depth >= max_tree_depth).mean(axis=(1, 2)),
+        }
+    )
+    table["healthy"] = healthy(
+        table["divergences"],
+        table["max_rhat"],
+        table[["min_ess_bulk", "min_ess_tail"]].min(axis=1),
+        table["tree_depth_saturation"],
+        chains,
+        draws,
+    )
+    return table, per_label
+
+
+def unhealthy_reasons(health: pd.DataFrame) -> str:
+    """What went wrong across a :func:`health_table`, as a short clause."""
+    reasons = []
+    if (health["divergences"] > 0).any():
+        reasons.append(f"divergences in {(health['divergences'] > 0).sum()}")
+    if (health["max_rhat"] > RHAT_MAX).any():
+        reasons.append(f"R-hat > {RHAT_MAX} in {(health['max_rhat'] > RHAT_MAX).sum()}")
+    if (health["tree_depth_saturation"] > SATURATION_MAX).any():
+        reasons.append(f"max tree depth in {(health['tree_depth_saturation'] > SATURATION_MAX).sum()}")
+    reasons.append(f"worst min bulk ESS {health['min_ess_bulk'].min():.0f}")
+    return ", ".join(reasons)
+
+
+def _funnels(posterior, diverging) -> list[str]:
+    """Between-group spreads whose divergent draws all lie in their lowest :data:`FUNNEL_QUANTILE`.
+
+    Needs at least two divergent draws: one can sit in the lowest 5% of some spread by
+    chance (probability 0.05 per spread), two together only with probability 0.0025.
+    """
+    mask = np.asarray(diverging.values, dtype=bool).ravel()
+    if mask.sum() < 2:
+        return []
+    out = []
+    for name, values in posterior.data_vars.items():
+        if not name.endswith("_spread") or values.ndim != 2:
+            continue
+        x = np.asarray(values.values).ravel()
+        if np.all(x[mask] <= np.quantile(x, FUNNEL_QUANTILE)):
+            out.append(name)
+    return out
+
+
+def _per_param(ds) -> pd.Series:
+    """One value per scalar parameter, labelled ``name`` or ``name[group]`` for group-level ones."""
+    out = {}
+    for name, values in ds.data_vars.items():
+        if values.ndim == 0:
+            out[name] = float(values)
+            continue
+        labels = values[values.dims[0]].values
+        out.update({f"{name}[{label}]": float(v) for label, v in zip(labels, values.values.ravel(), strict=True)})
+    return pd.Series(out)

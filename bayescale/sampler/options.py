@@ -1,0 +1,142 @@
+"""NUTS settings: what a user may pass to ``fit`` (all advanced; the defaults need no tuning)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from bayescale.sampler import adaptation
+
+DENSE_MAX_DIM = 64  # largest model given a dense mass matrix by default
+LAPLACE_MAX_DIM = 64  # largest model whose chains start at a Laplace approximation (exact Hessians)
+MODE_START_ROWS = 1000  # padded rows from which chains start at the mode by default
+PILOT_WARMUP_TREE_DEPTH = 6  # default warmup_max_tree_depth when chains start at the pilot's point
+TARGET_ACCEPT = 0.9  # default target_accept_prob
+FRAMED_TARGET_ACCEPT = 0.95  # ... where pooled groups are sampled in the pilot's frame
+INITS = ("mode", "random", "pilot")
+
+
+@dataclass(frozen=True)
+class NUTSOptions:
+    """Options of NumPyro's NUTS kernel and of where chains start. Every one is advanced.
+
+    ``None`` means "chosen from the model and the data" (:meth:`resolved`); the choices are
+    explained in ``docs/sampler.md``.
+
+    Parameters
+    ----------
+    dense_mass : bool, optional
+        Dense mass matrix; default dense up to :data:`DENSE_MAX_DIM` dimensions.
+    target_accept_prob : float, optional
+        Default :data:`TARGET_ACCEPT`; :data:`FRAMED_TARGET_ACCEPT` for pooled groups in the
+        pilot's frame.
+    max_tree_depth : int
+        After warmup (NumPyro's default, 10).
+    warmup_max_tree_depth : int, optional
+        During warmup; default ``max_tree_depth``, or :data:`PILOT_WARMUP_TREE_DEPTH` from the
+        pilot's start.
+    adapt_step_size, adapt_mass_matrix, regularize_mass_matrix : bool
+        As in ``numpyro.infer.NUTS``; ``regularize_mass_matrix`` defaults to off for dense
+        matrices below 25 dimensions.
+    laplace_mass : bool
+        Start adapting from the Laplace approximation's covariance even from a random start.
+    diagonal_shrinkage : bool, optional
+        bayescale's warmup of a dense matrix (:mod:`bayescale.sampler.adaptation`); default on
+        for dense matrices of 25 or more dimensions.
+    init : {"mode", "random", "pilot"}, optional
+        Where chains start: at a draw from the Laplace approximation at the nearest mode, at
+        a random point, or at the hierarchy pilot's point. Default: ``"mode"`` from
+        :data:`MODE_START_ROWS` rows, else ``"random"``.
+
+    Examples
+    --------
+    >>> NUTSOptions(target_accept_prob=0.95).resolved(dimension=6, rows=60).dense_mass
+    True
+    """
+
+    dense_mass: bool | None = None
+    target_accept_prob: float | None = None
+    max_tree_depth: int = 10
+    warmup_max_tree_depth: int | None = None
+    adapt_step_size: bool = True
+    adapt_mass_matrix: bool = True
+    regularize_mass_matrix: bool | None = None
+    laplace_mass: bool = False
+    diagonal_shrinkage: bool | None = None
+    init: str | None = None
+
+    @classmethod
+    def from_kwargs(cls, **options) -> NUTSOptions:
+        """Options from a user's keywords, with unknown names named in a ``TypeError``."""
+        unknown = set(options) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise TypeError(f"unknown NUTS options {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}")
+        return cls(**options)
+
+    def __post_init__(self) -> None:
+        if self.target_accept_prob is not None and not 0 < self.target_accept_prob < 1:
+            raise ValueError(f"target_accept_prob must be in (0, 1), got {self.target_accept_prob}")
+        depths = {"max_tree_depth": self.max_tree_depth}
+        if self.warmup_max_tree_depth is not None:
+            depths["warmup_max_tree_depth"] = self.warmup_max_tree_depth
+        for name, depth in depths.items():
+            if not (isinstance(depth, int) and 1 <= depth <= 15):
+                raise ValueError(f"{name} must be an integer in [1, 15], got {depth!r}")
+        if self.init is not None and self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+
+    def resolved(self, dimension: int, rows: int, *, has_start: bool = False, framed: bool = False) -> NUTSOptions:
+        """Every ``None`` filled in for a model of ``dimension`` unconstrained dimensions and ``rows``
+        (padded) rows; ``has_start``: the model supplies a pilot's start; ``framed``: pooled groups
+        are sampled in the pilot's frame."""
+        options = self
+        if options.target_accept_prob is None:
+            options = replace(options, target_accept_prob=FRAMED_TARGET_ACCEPT if framed else TARGET_ACCEPT)
+        if options.dense_mass is None:
+            options = replace(options, dense_mass=dimension <= DENSE_MAX_DIM)
+        if options.regularize_mass_matrix is None:
+            options = replace(options, regularize_mass_matrix=not (options.dense_mass and dimension < 25))
+        if options.diagonal_shrinkage is None:
+            own = options.dense_mass and options.adapt_mass_matrix and dimension >= adaptation.FIRST_WINDOW
+            options = replace(options, diagonal_shrinkage=own)
+        elif options.diagonal_shrinkage and not (options.dense_mass and options.adapt_mass_matrix):
+            raise ValueError("diagonal_shrinkage=True needs dense_mass=True and adapt_mass_matrix=True")
+        if options.init is None:
+            init = "mode" if dimension <= LAPLACE_MAX_DIM and rows >= MODE_START_ROWS else "random"
+            options = replace(options, init=init)
+        elif options.init == "pilot" and not has_start:
+            raise ValueError(
+                'init="pilot" needs a hierarchical model with pilot=True (ScalingModel(..., group=..., pilot=True)); '
+                "fit_many and calibration studies start at random"
+            )
+        elif options.init == "mode" and dimension > LAPLACE_MAX_DIM:
+            raise ValueError(
+                f'init="mode" needs exact Hessians, and this model has {dimension} unconstrained dimensions '
+                f'(at most {LAPLACE_MAX_DIM}); use init="random"'
+            )
+        if options.warmup_max_tree_depth is None:
+            pilot = options.init == "pilot"
+            depth = min(PILOT_WARMUP_TREE_DEPTH, options.max_tree_depth) if pilot else options.max_tree_depth
+            options = replace(options, warmup_max_tree_depth=depth)
+        return options
+
+
+def dimension(sites) -> int:
+    """Unconstrained dimensions of the latent ``sites`` (name -> (shape, init half-width))."""
+    return sum(math.prod(shape) for shape, _ in sites.values())
+
+
+def check_counts(chains: int, warmup: int, draws: int) -> None:
+    """Reject bad chain and draw counts with a plain sentence."""
+    for name, value, low in (("chains", chains, 1), ("warmup", warmup, 0), ("draws", draws, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def check_seed(seed) -> int:
+    """The seed as an ``int``, or a plain ``ValueError`` for anything but a non-negative integer."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)

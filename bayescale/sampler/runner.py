@@ -1,0 +1,487 @@
+"""NUTS on a NumPyro model, compiled once per model structure and data shape, then reused.
+
+``numpyro.infer.MCMC.run`` traces and compiles again on every call. Here the sampler is
+built from NumPyro's functional NUTS kernel (``numpyro.infer.hmc.hmc``) with the data as a
+jit *argument*, so a second fit of same-shaped data costs only sampling. The sampler knows
+a model function, its argument pytree and its latent sites; nothing of laws or groups.
+
+On CPU every chain is its own call of a single-chain program and the calls run in one
+thread per core; on GPU and TPU the chains are vmapped into one program
+(:func:`default_chain_method`), and ``chain_method="parallel"`` splits them over devices
+with ``jax.shard_map``. Many data sets of one model go through one compiled program
+(:func:`sample_batches`).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from jax.sharding import Mesh, PartitionSpec
+from numpyro.infer.hmc import hmc
+from numpyro.infer.util import constrain_fn, log_likelihood, potential_energy
+
+from bayescale.sampler import adaptation
+from bayescale.sampler.compile import KEEP_COMPILED, CompiledCache, compiled
+from bayescale.sampler.laplace import laplace
+from bayescale.sampler.options import LAPLACE_MAX_DIM, NUTSOptions, check_counts, dimension
+from bayescale.sampler.progress import Progress
+from bayescale.sampler.threads import map_in_threads
+
+CHAIN_METHODS = ("parallel", "threads", "vectorized")
+START_NEWTON_STEPS = 400  # most Newton steps from a chain's random start to the mode
+INIT_TRIES = 20  # random starts tried per chain; the most probable is kept
+
+
+@dataclass
+class Samples:
+    """Raw output of the samplers: arrays with leading axes (chain, draw), or (data set, chain, draw)."""
+
+    posterior: dict[str, np.ndarray]
+    log_likelihood: np.ndarray | None
+    stats: dict[str, np.ndarray]
+    chain_method: str
+    options: NUTSOptions
+
+
+def default_chain_method() -> str:
+    """``"threads"`` on CPU, ``"vectorized"`` on GPU and TPU.
+
+    ``"threads"``: every chain is its own call of a single-chain program, the calls in one
+    thread per CPU core. ``"vectorized"``: all chains in one vmapped program, what a GPU or
+    TPU wants; on CPU it runs every iteration for the longest trajectory among the chains
+    and takes longer to trace and compile. ``"parallel"`` (chains split over devices with
+    ``jax.shard_map``) is opt-in.
+    """
+    return "threads" if jax.default_backend() == "cpu" else "vectorized"
+
+
+def sample(
+    model: Callable,
+    args,
+    sites: dict[str, tuple[tuple[int, ...], float]],
+    *,
+    seed: int,
+    chains: int,
+    warmup: int,
+    draws: int,
+    options: NUTSOptions,
+    report: Sequence[str],
+    start=None,
+    chain_method: str | None = None,
+    progress_bar: bool = False,
+    cache_key: object = None,
+) -> Samples:
+    """Run NUTS on ``model(args)`` and return the values of the sites named in ``report``.
+
+    Parameters
+    ----------
+    model : callable
+        A NumPyro model taking one argument, with an observed site ``"obs"``.
+    args : pytree
+        The model's argument; its array shapes (with ``cache_key``) select the compiled sampler.
+    sites : mapping
+        Latent site -> (unconstrained shape, half-width of the uniform random start). The
+        half-width is also two prior standard deviations of the site, the scale Newton's
+        isotropic damping runs on.
+    options : NUTSOptions
+        Resolved (:meth:`NUTSOptions.resolved`).
+    report : sequence of str
+        Sites (latent or deterministic) to return.
+    start : pytree, optional
+        ``(point, sd)``: site -> where chains start and their initial scale, for ``init="pilot"``.
+    cache_key : hashable, optional
+        Identifies the model's structure; runs with the same key and shapes share a sampler.
+    """
+    check_counts(chains, warmup, draws)
+    chain_method = chain_method or default_chain_method()
+    if chain_method not in CHAIN_METHODS:
+        raise ValueError(f"chain_method must be one of {CHAIN_METHODS}, got {chain_method!r}")
+    n_devices = math.gcd(chains, jax.local_device_count()) if chain_method == "parallel" else 1
+    mode = "chain" if chain_method == "threads" else "chains"
+    runner = _runner(model, args, sites, warmup, options, mode, n_devices, cache_key, report, start)
+    keys = list(jax.random.split(jax.random.key(seed), chains))
+    with Progress(progress_bar, (warmup + draws) * (chains if mode == "chain" else 1), _desc(chains, mode)) as bar:
+        if mode == "chain":
+            per_chain = runner.run_threads([(key, args, start) for key in keys], draws, bar)
+            z, stats = (_stacked([c[i] for c in per_chain]) for i in (0, 1))
+        else:
+            z, stats = runner.run_chains(jnp.stack(keys), args, start, draws, bar)
+    values, loglik = jax.device_get(runner.post(loglik=True)(_flat(z, 0), args))
+    posterior = {k: np.asarray(v).reshape((chains, draws) + np.shape(v)[1:]) for k, v in values.items()}
+    loglik = np.asarray(loglik).reshape((chains, draws) + np.shape(loglik)[1:])
+    return Samples(posterior, loglik, stats, chain_method, options)
+
+
+def sample_batches(
+    model: Callable,
+    args,
+    n: int,
+    sites: dict[str, tuple[tuple[int, ...], float]],
+    *,
+    seeds: np.ndarray,
+    chains: int,
+    warmup: int,
+    draws: int,
+    options: NUTSOptions,
+    report: Sequence[str],
+    batch_size: int | None = None,
+    cache_key: object = None,
+    progress_bar: bool = False,
+) -> Samples:
+    """Run NUTS on ``n`` data sets of one model through one compiled program.
+
+    ``args`` holds the data sets stacked along a leading axis of every leaf (same shapes
+    otherwise); data set ``b`` draws with the random keys a single fit with seed ``seeds[b]``
+    would use. By default on CPU every chain of every data set is its own call of a
+    single-chain program, in one thread per core (no chain waits for another's trajectory);
+    on GPU and TPU all data sets go in one vectorised batch. ``batch_size`` asks for
+    vectorised batches of that size (on CPU, run in one thread per core); the last batch is
+    padded with repeats, then trimmed. The returned arrays have leading axes (data set, chain,
+    draw); the pointwise log likelihood is not computed.
+    """
+    check_counts(chains, warmup, draws)
+    on_cpu = jax.default_backend() == "cpu"
+    take = lambda idx: jax.tree_util.tree_map(lambda a: a[idx], args)  # noqa: E731
+    if batch_size is None and on_cpu:
+        members = [take(i) for i in range(n)]
+        runner = _runner(model, members[0], sites, warmup, options, "chain", 1, cache_key, report, None, many=True)
+        tasks = [(key, a, None) for a, s in zip(members, seeds, strict=True) for key in _keys(s, chains)]
+        with Progress(progress_bar, n * chains, f"{n} fits, {chains} chains each", unit="chain") as bar:
+            per_chain = runner.run_threads(tasks, draws, bar, values=True, per_chain=True)
+        parts = [per_chain[b : b + chains] for b in range(0, len(tasks), chains)]
+        posterior = _stacked([_stacked([c[0] for c in part]) for part in parts])
+        stats = _stacked([_stacked([c[1] for c in part]) for part in parts])
+        return Samples(posterior, None, stats, "threads", options)
+    batch_size = min(batch_size or n, n)
+    one = take(0)
+    runner = _runner(model, one, sites, warmup, options, "batch", 1, cache_key, report, None, many=True)
+
+    def run(first: int):
+        idx = np.arange(first, first + batch_size) % n
+        keys = jax.vmap(lambda s: jax.random.split(jax.random.key(s), chains))(jnp.asarray(seeds[idx]))
+        z, stats = runner.run_chains(keys, take(idx), None, draws, Progress(False, 0, ""))
+        values = jax.device_get(runner.post(loglik=False)(_flat(z, 1), take(idx)))
+        keep = min(batch_size, n - first)
+        values = {
+            k: np.asarray(v).reshape((batch_size, chains, draws) + np.shape(v)[2:])[:keep] for k, v in values.items()
+        }
+        return values, {k: v[:keep] for k, v in stats.items()}
+
+    firsts = list(range(0, n, batch_size))
+    with Progress(progress_bar, n, f"{n} fits in batches of {batch_size}", unit="fit") as bar:
+        parts = [run(firsts[0])]  # compiles once, before any thread could compile it again
+        bar(len(parts[0][1]["diverging"]), "")
+        if len(firsts) > 1:
+            workers = map_in_threads if on_cpu else lambda fn, items: [fn(i) for i in items]
+
+            def counted(first):
+                out = run(first)
+                bar(len(out[1]["diverging"]), "")
+                return out
+
+            parts += workers(counted, firsts[1:])
+    posterior = {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
+    stats = {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}
+    return Samples(posterior, None, stats, "vectorized", options)
+
+
+def _keys(seed, chains: int) -> list:
+    return list(jax.random.split(jax.random.key(seed), chains))
+
+
+def _desc(chains: int, mode: str) -> str:
+    return f"NUTS ({chains} chains{', threads' if mode == 'chain' else ''})"
+
+
+RUNNERS = CompiledCache(KEEP_COMPILED)
+
+
+def _runner(model, args, sites, warmup, options, mode, n_devices, cache_key, report, start, many=False) -> Runner:
+    """The cached :class:`Runner` of this model structure, data shape and layout; ``many`` for the
+    sampler of many fits (its sampling loop compiled with ``runs="many"``)."""
+    shapes = jax.tree_util.tree_map(lambda a: (jnp.shape(a), jnp.result_type(a)), (args, start))
+    key = (mode, cache_key, model if cache_key is None else None, warmup, options, n_devices, many, tuple(report))
+    key += (tuple(sorted(sites.items())), str(shapes))
+    return RUNNERS.get(key, lambda: Runner(model, sites, warmup, options, mode, n_devices, many, tuple(report)))
+
+
+def _stacked(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.stack([p[k] for p in parts]) for k in parts[0]}
+
+
+def _flat(z: dict[str, np.ndarray], lead: int) -> dict[str, np.ndarray]:
+    """Merge the (chain, draw) axes that follow ``lead`` leading axes into one."""
+    return {k: v.reshape(v.shape[:lead] + (-1,) + v.shape[lead + 2 :]) for k, v in z.items()}
+
+
+def _chunks(warmup: int, draws: int, progress_bar: bool) -> tuple[list[int], list[int]]:
+    """Split warmup and draws into equal scan lengths so that one compiled loop serves both."""
+    step = math.gcd(warmup, draws) if warmup else draws
+    if progress_bar:
+        target = max((warmup + draws) // 20, 1)
+        step = max(d for d in range(1, step + 1) if step % d == 0 and d <= target)
+    if step < 20 and not progress_bar:  # awkward counts: two loops rather than hundreds of calls
+        return ([warmup] if warmup else []), [draws]
+    return [step] * (warmup // step), [step] * (draws // step)
+
+
+class Runner:
+    """Compiled init, advance and post-processing programs for one model structure and data shape.
+
+    ``mode`` says what one call of the init and advance programs covers: ``"chain"`` one
+    chain (:meth:`run_threads` runs the calls in threads), ``"chains"`` all chains of a fit
+    (vmapped, split over ``n_devices`` with ``jax.shard_map``), ``"batch"`` all chains of a
+    batch of data sets (vmapped twice). The post-processing program covers all draws of a
+    fit (or, in ``"batch"`` mode, of a batch). ``many`` marks the runner of many fits, whose
+    sampling loop is compiled with ``runs="many"`` (:func:`~bayescale.sampler.compile.compiled`).
+    """
+
+    def __init__(self, model, sites, warmup, options: NUTSOptions, mode: str, n_devices=1, many=False, report=()):
+        self.model = model
+        self.many = many
+        self.sites = sites
+        self.warmup = warmup
+        self.options = options
+        self.mode = mode
+        self.n_devices = n_devices
+        self.report = tuple(report)
+        # NUTS runs on one flat vector, not on the dict of sites: every leapfrog step then updates one
+        # array instead of one per site
+        self._unravel = ravel_pytree({k: jnp.zeros(shape, dtype=float) for k, (shape, _) in sites.items()})[1]
+        # Newton's damping is isotropic, so it runs on coordinates divided by each site's prior sd
+        self._newton_scale = ravel_pytree({k: jnp.full(shape, r / 2.0) for k, (shape, r) in sites.items()})[0]
+        pe_gen = lambda args: lambda flat: potential_energy(model, (args,), {}, self._unravel(flat))  # noqa: E731
+        self._init_kernel, self._sample_kernel = hmc(potential_fn_gen=pe_gen, algo="NUTS")
+        if options.diagonal_shrinkage:
+            # from the pilot's start the matrix in force is informed: shrink each window's estimate towards it
+            self._step = adaptation.adapting(
+                self._sample_kernel, warmup, dimension(sites), toward_previous=options.init == "pilot"
+            )
+        else:
+            self._step = lambda state, model_args: self._sample_kernel(state, model_args=model_args)
+        self._init = self._vectorised(self._init_one, runs="once", n_args=2)
+        self._advance: dict[int, Callable] = {}
+        self._post: dict[bool, Callable] = {}
+        self._executables: dict[Hashable, Callable] = {}
+        self._lock = threading.Lock()
+
+    # -- per-chain pieces ------------------------------------------------------------
+    def _init_one(self, rng_key, args, start):
+        init_key, kernel_key = jax.random.split(rng_key)
+        o = self.options
+        inverse_mass = None
+        if o.init == "pilot":  # no random candidates to trace and compile
+            z0, inverse_mass = self._pilot_start(args, start, init_key)
+        else:
+            z0 = self._start(init_key, args)
+        if o.init == "mode" or (o.laplace_mass and o.init != "pilot"):
+            z, inverse_mass = self._laplace_start(z0, args, jax.random.fold_in(init_key, 1))
+            z0 = z if o.init == "mode" else z0
+        return self._init_kernel(
+            ravel_pytree(z0)[0],
+            self.warmup,
+            inverse_mass_matrix=inverse_mass,
+            dense_mass=o.dense_mass,
+            target_accept_prob=o.target_accept_prob,
+            max_tree_depth=(o.warmup_max_tree_depth, o.max_tree_depth),
+            adapt_step_size=o.adapt_step_size,
+            adapt_mass_matrix=o.adapt_mass_matrix and not o.diagonal_shrinkage,  # then self._step adapts it
+            regularize_mass_matrix=o.regularize_mass_matrix,
+            model_args=(args,),
+            rng_key=kernel_key,
+        )
+
+    def _start(self, key, args):
+        """A uniform random start: the most probable of :data:`INIT_TRIES` candidates.
+
+        Starts stay spread over the box (each chain draws its own candidates), but not where
+        the log density is -inf (a rate law at or above 1 under a Binomial likelihood) or
+        astronomically low, where a chain's step size collapses and it never moves.
+        """
+
+        def candidate(k):
+            keys = jax.random.split(k, len(self.sites))
+            return {
+                name: jax.random.uniform(kk, shape, minval=-radius, maxval=radius)
+                for kk, (name, (shape, radius)) in zip(keys, sorted(self.sites.items()), strict=True)
+            }
+
+        candidates = jax.vmap(candidate)(jax.random.split(key, INIT_TRIES))
+        energy = jax.vmap(lambda z: potential_energy(self.model, (args,), {}, z))(candidates)
+        best = jnp.argmin(jnp.where(jnp.isnan(energy), jnp.inf, energy))
+        return jax.tree_util.tree_map(lambda a: a[best], candidates)
+
+    def _pilot_start(self, args, start, key):
+        """A draw from the pilot's normal approximation ``start = (point, sd)``, and its variances as
+        the initial inverse mass matrix (diagonal); where the draw's density is not finite the chain
+        starts at the point itself."""
+        point, sd = start
+        flat, unravel = ravel_pytree(point)
+        scale = ravel_pytree(sd)[0]
+        draw = flat + scale * jax.random.normal(key, flat.shape)
+        energy = potential_energy(self.model, (args,), {}, unravel(draw))
+        z = unravel(jnp.where(jnp.isfinite(energy), draw, flat))
+        return z, (jnp.diag(scale**2) if self.options.dense_mass else scale**2)
+
+    def _laplace_start(self, z0, args, key):
+        """A draw from the Laplace approximation at the mode nearest ``z0``, and its covariance.
+
+        Damped Newton steps from the chain's random start (:func:`~bayescale.sampler.laplace.laplace`,
+        at most :data:`START_NEWTON_STEPS`) find the mode and its curvature. Every chain runs
+        Newton from its own random start, so chains that find different modes stay apart and
+        R-hat can tell. Where there is no mode to trust (a funnel, a ridge Newton does not cross
+        in time, a non-finite density) the start is ``z0`` and the matrix the identity.
+        """
+        flat, unravel = ravel_pytree(z0)
+        if flat.size > LAPLACE_MAX_DIM:
+            return z0, None
+        scale = self._newton_scale
+        energy = lambda y: potential_energy(self.model, (args,), {}, unravel(y))  # noqa: E731
+        fit = laplace(lambda y: energy(y * scale), flat / scale, START_NEWTON_STEPS)
+        mode, covariance = fit.mode * scale, fit.covariance * jnp.outer(scale, scale)
+        draw = mode + jnp.linalg.cholesky(covariance) @ jax.random.normal(key, flat.shape)
+        draw = jnp.where(jnp.isfinite(energy(draw)), draw, mode)  # the mode's energy is finite where fit.ok
+        z = unravel(jnp.where(fit.ok, draw, flat))
+        if self.options.dense_mass:
+            return z, jnp.where(fit.ok, covariance, jnp.eye(flat.size))
+        return z, jnp.where(fit.ok, jnp.diag(covariance), jnp.ones(flat.size))
+
+    def _advance_one(self, state, args, length):
+        def step(state, _):
+            state = self._step(state, (args,))
+            info = {
+                "diverging": state.diverging,
+                "n_steps": state.num_steps,
+                "acceptance_rate": state.accept_prob,
+                "energy": state.energy,
+                "lp": -state.potential_energy,
+                "step_size": state.adapt_state.step_size,
+            }
+            return state, (self._unravel(state.z), info)
+
+        return jax.lax.scan(step, state, None, length=length)
+
+    def _post_one(self, z, args):
+        values = constrain_fn(self.model, (args,), {}, z, return_deterministic=True)
+        loglik = log_likelihood(self.model, values, args, batch_ndims=0)["obs"]
+        return self._reported(values), loglik
+
+    def _values_one(self, z, args):
+        return self._reported(constrain_fn(self.model, (args,), {}, z, return_deterministic=True))
+
+    def _reported(self, values):
+        return {k: values[k] for k in self.report}
+
+    # -- programs --------------------------------------------------------------------
+    def _vectorised(self, fn, runs: str, n_args: int = 1):
+        """``fn(key or state, *args)`` of one chain, compiled for one call of this runner's mode."""
+        if self.mode == "chain":
+            return compiled(fn, runs=runs)
+        batched = jax.vmap(fn, in_axes=(0,) + (None,) * n_args)
+        if self.mode == "batch":  # (data set, chain) keys and states; one data set's args per member
+            return compiled(jax.vmap(batched), runs=runs)
+        if self.n_devices == 1:
+            return compiled(batched, runs=runs)
+        mesh = Mesh(np.array(jax.local_devices()[: self.n_devices]), ("chain",))
+        spec = PartitionSpec("chain")
+        return compiled(
+            jax.shard_map(
+                batched, mesh=mesh, in_specs=(spec,) + (PartitionSpec(),) * n_args, out_specs=spec, check_vma=False
+            ),
+            runs=runs,
+        )
+
+    def advance(self, length: int) -> Callable:
+        """The program that runs ``length`` NUTS iterations: ``(state, args) -> (state, (z, stats))``."""
+        if length not in self._advance:
+            runs = "many" if self.many else "fit"
+            self._advance[length] = self._vectorised(partial(self._advance_one, length=length), runs)
+        return self._advance[length]
+
+    def post(self, loglik: bool) -> Callable:
+        """The program from flattened draws (``(draw, ...)``, or ``(data set, draw, ...)`` in ``"batch"``
+        mode) to the reported values, with the pointwise log likelihood when ``loglik``."""
+        if loglik not in self._post:
+            post = jax.vmap(self._post_one if loglik else self._values_one, in_axes=(0, None))
+            self._post[loglik] = compiled(jax.vmap(post) if self.mode == "batch" else post, runs="once")
+        return self._post[loglik]
+
+    def _executable(self, name: Hashable, program: Callable, *specimen) -> Callable:
+        """``program`` compiled ahead of time for arguments shaped like ``specimen``, once.
+
+        Threads calling a jitted function for the first time at once would each compile it.
+        """
+        with self._lock:
+            if name not in self._executables:
+                self._executables[name] = program.lower(*specimen).compile()
+            return self._executables[name]
+
+    # -- drivers -----------------------------------------------------------------------
+    def run_chains(self, keys, args, start, draws: int, bar: Progress):
+        """All chains (of all data sets) in each call: draws and stats with leading axes (..., chain, draw)."""
+        state = self._init(keys, args, start)
+        warm_chunks, draw_chunks = _chunks(self.warmup, draws, bar.enabled)
+        for length in warm_chunks:
+            state, _ = self.advance(length)(state, args)
+            bar(length, "warmup")
+        traces = []
+        for length in draw_chunks:
+            state, trace = self.advance(length)(state, args)
+            traces.append(jax.device_get(trace))
+            bar(length, "sample")
+        axis = keys.ndim  # the draw axis follows the key axes
+        z = {k: np.concatenate([t[0][k] for t in traces], axis=axis) for k in self.sites}
+        stats = {k: np.concatenate([t[1][k] for t in traces], axis=axis) for k in traces[0][1]}
+        return z, stats
+
+    def run_threads(self, tasks, draws: int, bar: Progress, values: bool = False, per_chain: bool = False):
+        """One chain per ``(key, args, start)`` task, in one thread per CPU core: per task (draws, stats).
+
+        Every program is compiled here first, so no two threads compile the same one. With
+        ``values`` the draws come post-processed (the reported values, no log likelihood).
+        ``per_chain``: the bar counts finished chains instead of iterations.
+        """
+        warm_chunks, draw_chunks = _chunks(self.warmup, draws, bar.enabled and not per_chain)
+        key, args, start = tasks[0]
+        init = self._executable("init", self._init, key, args, start)
+        state = init.out_info
+        advance = {n: self._executable(n, self.advance(n), state, args) for n in set(warm_chunks + draw_chunks)}
+        if values:
+            specimen = {k: jax.ShapeDtypeStruct((draws, *shape), float) for k, (shape, _) in self.sites.items()}
+            post = self._executable(("values", draws), self.post(loglik=False), specimen, args)
+        stop = threading.Event()
+        iterations = not per_chain
+
+        def chain(task):
+            key, args, start = task
+            state = init(key, args, start)
+            for length in warm_chunks:
+                if stop.is_set():
+                    return None
+                state, _ = advance[length](state, args)
+                if iterations:
+                    bar(length, "warmup")
+            traces = []
+            for length in draw_chunks:
+                if stop.is_set():
+                    return None
+                state, trace = advance[length](state, args)
+                traces.append(trace)
+                if iterations:
+                    bar(length, "sample")
+            z = {k: jnp.concatenate([t[0][k] for t in traces]) for k in self.sites}
+            stats = {k: np.concatenate([jax.device_get(t[1][k]) for t in traces]) for k in traces[0][1]}
+            out = jax.device_get(post(z, args) if values else z), stats
+            if not iterations:
+                bar(1, "")
+            return out
+
+        return map_in_threads(chain, tasks, stop)

@@ -1,0 +1,2 @@
+"""Studies that run many fits: law comparison (:mod:`~.laws`), calibration on simulated data
+(:mod:`~.calibration`)."""
