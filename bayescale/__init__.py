@@ -14,20 +14,22 @@ from bayescale import config  # first: float64 before anything touches JAX
 __version__ = config.VERSION
 
 from bayescale import datasets, laws, likelihoods, plot, priors  # noqa: E402
-from bayescale.data import DataError  # noqa: E402
+from bayescale.data import DataError, DataWarning  # noqa: E402
 from bayescale.io import load_fit, load_fits  # noqa: E402
 from bayescale.laws import Law, Parameter  # noqa: E402
+from bayescale.model import discrepancy  # noqa: E402
 from bayescale.results.comparison import compare  # noqa: E402
 from bayescale.results.fit import ScalingFit  # noqa: E402
 from bayescale.results.fits import ScalingFits  # noqa: E402
 from bayescale.results.prediction import Prediction  # noqa: E402
 from bayescale.sampler.diagnostics import SamplerWarning  # noqa: E402
 from bayescale.spec import ScalingModel  # noqa: E402
-from bayescale.studies import calibration  # noqa: E402
+from bayescale.studies import calibration, validation  # noqa: E402
 from bayescale.studies.laws import LawComparison, compare_laws  # noqa: E402
 
 __all__ = [
     "DataError",
+    "DataWarning",
     "Law",
     "LawComparison",
     "Parameter",
@@ -41,10 +43,12 @@ __all__ = [
     "compare",
     "compare_laws",
     "datasets",
+    "discrepancy",
     "laws",
     "likelihoods",
     "load_fit",
     "load_fits",
     "plot",
     "priors",
+    "validation",
 ]

@@ -1,41 +1,49 @@
-"""The ``bayescale`` command line: fit a law to a CSV of runs and extrapolate to a target.
+"""The ``bayescale`` command line: fit, predict from a saved fit, compare recipes, allocate compute, list laws.
 
 Examples
 --------
-    bayescale fit runs.csv --law chinchilla --target N=70e9,D=1.4e12 --plot fit.png
-    bayescale fit sweep.csv --law saturating_power --x C --metric val_loss --column C=flops --target C=1e24
+    bayescale fit runs.csv --law chinchilla --target N=70e9,D=1.4e12 --plot fit.png --save fit.nc
+    bayescale predict fit.nc --at N=7e10,D=1.4e12
+    bayescale fit recipes.csv --law saturating_power --x C --group recipe --save recipes.nc
+    bayescale compare recipes.nc --candidate tuned --baseline kaplan --at C=1e21 --at C=1e23
+    bayescale optimal fit.nc --C 1e22,5.88e23
+    bayescale laws
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
-DESCRIPTION = """\
-Fit a scaling law to training runs with NUTS and extrapolate it to a target budget.
+CACHE_MAX_BYTES = 256 * 2**20
 
-The CSV needs one row per run, a column per law input and a column with the metric:
-  chinchilla        loss = E + A N^-alpha + B D^-beta   inputs N (parameters), D (tokens)
-  saturating_power  loss = E + A x^-alpha               input x (choose it with --x, default C)
-  power             loss = A x^-alpha                   input x (choose it with --x, default C)
-Columns are found by the input names; map other names with --column N=params,D=tokens.
-"""
-
-EPILOG = """\
+FIT_EPILOG = """\
 examples:
   bayescale fit data/simulated_runs.csv --law chinchilla --target N=70e9,D=1.4e12 --plot fit.png
   bayescale fit runs.csv --law saturating_power --x C --column C=flops --metric val_loss --target C=1e24
+  bayescale fit families.csv --law chinchilla --group family --save families.nc
 
-Prints the posterior summary (median and interval of every parameter, R-hat, ESS) and the
-median and interval of a new run at the target; exits with status 2 and a one-line
-message when the input is unusable.
+Prints the posterior summary (median and interval of every parameter, R-hat, ESS) and the median
+and interval at the target; exits with status 2 and a one-line message when the input is unusable.
+Beyond the data the interval of a new run includes the risk that the law itself is wrong there.
 
 Compiled samplers are kept between runs in JAX's compilation cache, ~/.cache/bayescale/jax
 (at most 256 MB; $JAX_COMPILATION_CACHE_DIR chooses another folder), so a second run of
 the same law on data of a similar size starts sampling in a few seconds.
 """
 
-CACHE_MAX_BYTES = 256 * 2**20
+
+def _laws_text() -> str:
+    from bayescale import laws
+
+    lines = []
+    for name in laws.LAWS:
+        law = laws.get(name)
+        one = len(law.inputs) == 1
+        where = "input x (choose it with --x, default C)" if one else f"inputs {', '.join(law.inputs)}"
+        lines.append(f"  {name:<17} {law.formula:<55} {where}")
+    return "\n".join(lines)
 
 
 def _pairs(text: str, what: str) -> dict[str, str]:
@@ -48,14 +56,24 @@ def _pairs(text: str, what: str) -> dict[str, str]:
     return out
 
 
-def _target(text: str) -> dict[str, float]:
-    out = {}
-    for key, value in _pairs(text, "--target").items():
-        try:
-            out[key] = float(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"--target value for {key} must be a number, got {value!r}") from None
-    return out
+def _numbers(what: str):
+    def parse(text: str) -> dict[str, float]:
+        out = {}
+        for key, value in _pairs(text, what).items():
+            try:
+                out[key] = float(value)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{what} value for {key} must be a number, got {value!r}") from None
+        return out
+
+    return parse
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
 
 
 def _level(text: str) -> float:
@@ -66,17 +84,25 @@ def _level(text: str) -> float:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="bayescale", description="Bayesian scaling laws.")
+    from bayescale.config import VERSION
+
+    top = argparse.ArgumentParser(prog="bayescale", description="Bayesian scaling laws: fit, extrapolate, compare.")
+    top.add_argument("--version", action="version", version=f"bayescale {VERSION}")
     sub = top.add_subparsers(dest="command", required=True)
+    raw = argparse.RawDescriptionHelpFormatter
+
     fit = sub.add_parser(
         "fit",
         help="fit a law to a CSV of runs and extrapolate",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Fit a scaling law to training runs with NUTS and extrapolate it to a target budget.\n\n"
+        "The CSV needs one row per run, a column per law input and a column with the metric:\n"
+        f"{_laws_text()}\n"
+        "Columns are found by the input names; map other names with --column N=params,D=tokens.",
+        epilog=FIT_EPILOG,
+        formatter_class=raw,
     )
     fit.add_argument("csv", help="CSV file with one row per training run")
-    fit.add_argument("--law", default="chinchilla", help="law to fit: chinchilla (default), saturating_power, power")
+    fit.add_argument("--law", default="chinchilla", help="law to fit (see above; default chinchilla)")
     fit.add_argument("--x", default=None, help="input name of a one-input law, e.g. C, N, D, steps (default C)")
     fit.add_argument("--metric", default="loss", help="column with the metric to model (default: loss; must be > 0)")
     fit.add_argument(
@@ -86,9 +112,10 @@ def parser() -> argparse.ArgumentParser:
         metavar="INPUT=COLUMN,...",
         help="map law inputs to CSV columns, e.g. N=params,D=tokens",
     )
+    fit.add_argument("--group", default=None, metavar="COLUMN", help="column of model families or recipes: pooled")
     fit.add_argument(
         "--target",
-        type=_target,
+        type=_numbers("--target"),
         default=None,
         metavar="INPUT=VALUE,...",
         help="budget to extrapolate to, e.g. N=70e9,D=1.4e12 or C=1e24",
@@ -102,21 +129,70 @@ def parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--noise", default=None, metavar="COLUMN", help="column with each run's known standard deviation")
     fit.add_argument("--plot", default=None, metavar="PNG", help="write a plot of data, fit and target")
-    fit.add_argument("--save", default=None, metavar="NC", help="save the fit as netCDF (load with bayescale.load_fit)")
+    fit.add_argument(
+        "--save", default=None, metavar="NC", help="save the fit as netCDF (for predict, compare, optimal)"
+    )
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--chains", type=int, default=4)
     fit.add_argument("--warmup", type=int, default=1000)
     fit.add_argument("--draws", type=int, default=1000)
-    fit.add_argument("--progress", action="store_true", help="show a progress bar")
+    fit.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar (default: on a terminal)"
+    )
+
+    predict = sub.add_parser(
+        "predict",
+        help="predict from a saved fit",
+        description="Median and interval of a new run, and of the law's curve, at new inputs of a saved fit.",
+        epilog="example:\n  bayescale predict fit.nc --at N=7e10,D=1.4e12 --at N=1e11,D=2e12",
+        formatter_class=raw,
+    )
+    predict.add_argument("fit", help="a fit saved with bayescale fit --save (or ScalingFit.save)")
+    predict.add_argument(
+        "--at", type=_numbers("--at"), action="append", required=True, metavar="INPUT=VALUE,...",
+        help="law inputs of one row; repeat for more rows",
+    )  # fmt: skip
+    predict.add_argument("--group", default=None, help="the group (family, recipe) of a hierarchical fit")
+    predict.add_argument("--level", type=_level, default=0.9)
+
+    compare = sub.add_parser(
+        "compare",
+        help="compare two groups (recipes) of a saved fit",
+        description="The difference between two groups of a saved hierarchical fit, and P(candidate is better).",
+        epilog="example:\n  bayescale compare recipes.nc --candidate tuned --baseline kaplan --at C=1e21 --at C=1e23",
+        formatter_class=raw,
+    )
+    compare.add_argument("fit", help="a hierarchical fit saved with bayescale fit --group ... --save")
+    compare.add_argument("--candidate", required=True)
+    compare.add_argument("--baseline", required=True)
+    compare.add_argument(
+        "--at", type=_numbers("--at"), action="append", required=True, metavar="INPUT=VALUE,...",
+        help="scale of one row (the law's inputs, or C alone for a law of N and D); repeat for more",
+    )  # fmt: skip
+    compare.add_argument("--higher-is-better", action="store_true", help="for accuracies (default: lower is better)")
+    compare.add_argument("--level", type=_level, default=0.9)
+
+    optimal = sub.add_parser(
+        "optimal",
+        help="compute-optimal allocation from a saved fit of N and D",
+        description="Posterior of the compute-optimal N, D, tokens per parameter and loss at budgets C = 6 N D.",
+        epilog="example:\n  bayescale optimal fit.nc --C 1e22,5.88e23",
+        formatter_class=raw,
+    )
+    optimal.add_argument("fit", help="a fit of a law of N and D saved with bayescale fit --save")
+    optimal.add_argument("--C", type=_floats, required=True, metavar="FLOPS,...", help="compute budgets in FLOPs")
+    optimal.add_argument("--group", default=None, help="the group of a hierarchical fit (a new label: a new group)")
+    optimal.add_argument("--level", type=_level, default=0.9)
+
+    sub.add_parser("laws", help="list the built-in laws", description="The built-in laws, their formulas and inputs.")
     return top
 
 
 def use_compilation_cache() -> str:
     """Keep compiled programs between runs of the command; returns the folder.
 
-    The command is a fresh process every time, and compiling the sampler is most of a
-    small fit's wall time (Chinchilla law on the bundled data: ~10 of ~12 s cold on a
-    2-core CPU). JAX's persistent compilation cache stores the compiled programs on disk.
+    The command is a fresh process every time, and compiling the sampler is most of a small
+    fit's wall time. JAX's persistent compilation cache stores the compiled programs on disk.
     A folder the user already chose (``$JAX_COMPILATION_CACHE_DIR``) is kept; the library
     itself never sets this process-wide option, only the command does.
     """
@@ -137,11 +213,11 @@ def run_fit(args) -> None:
     import bayescale as bs
 
     use_compilation_cache()
-
-    law_args = {"x": args.x} if args.x is not None else {}
-    if args.x is not None and args.law == "chinchilla":
-        raise ValueError("--x applies to one-input laws (saturating_power, power); chinchilla's inputs are N and D")
-    law = bs.laws.get(args.law, **law_args)
+    law = bs.laws.get(args.law)
+    if args.x is not None:
+        if len(law.inputs) != 1:
+            raise ValueError(f"--x applies to one-input laws; {args.law}'s inputs are {', '.join(law.inputs)}")
+        law = bs.laws.get(args.law, x=args.x)
     unknown = set(args.column) - set(law.inputs)
     if unknown:
         raise ValueError(f"--column names {sorted(unknown)}, which are not inputs of {args.law} {list(law.inputs)}")
@@ -153,10 +229,15 @@ def run_fit(args) -> None:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise ValueError(f"cannot read {args.csv} as CSV: {str(err).strip().splitlines()[0]}") from None
     model = bs.ScalingModel(
-        law, target=args.metric, inputs=inputs, noise=args.noise, likelihood=bs.likelihoods.get(args.likelihood)
+        law,
+        target=args.metric,
+        inputs=inputs,
+        noise=args.noise,
+        likelihood=bs.likelihoods.get(args.likelihood),
+        group=args.group,
     )
     if args.target is not None:
-        bs.plot._target_dict(args.target, law.inputs)  # check before the slow part
+        bs.plot.target_dict(args.target, law.inputs)  # check before the slow part
     fit = model.fit(
         frame, seed=args.seed, chains=args.chains, warmup=args.warmup, draws=args.draws, progress_bar=args.progress
     )
@@ -165,21 +246,15 @@ def run_fit(args) -> None:
     print(f"posterior ({args.level:.0%} equal-tailed intervals):")
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))
     if args.target is not None:
-        pred = fit.predict(**{k: [v] for k, v in args.target.items()})
-        obs = pred.interval(args.level).iloc[0]
-        mean = pred.interval(args.level, kind="mean").iloc[0]
-        where = ", ".join(f"{k}={v:g}" for k, v in args.target.items())
-        print(f"\nprediction at {where}:")
-        for label, row in ((f"{args.metric} of a new run", obs), ("mean curve (the law)", mean)):
-            print(
-                f"  {label:<24} {row['median']:.4g}  [{row['lower']:.4g}, {row['upper']:.4g}]  "
-                f"({args.level:.0%} interval)"
-            )
+        if model.group is not None:
+            print("\n(--target on a hierarchical fit: use bayescale predict FIT --at ... --group ...)")
+        else:
+            _print_prediction(fit, [args.target], args.metric, args.level)
     if args.plot:
         import matplotlib
 
         matplotlib.use("Agg")
-        ax = fit.plot(target=args.target)
+        ax = fit.plot(target=args.target) if model.group is None else bs.plot.groups(fit)
         ax.figure.savefig(args.plot, dpi=120, bbox_inches="tight")
         print(f"\nplot written to {args.plot}")
     if args.save:
@@ -187,12 +262,73 @@ def run_fit(args) -> None:
         print(f"fit saved to {args.save}")
 
 
+def _print_prediction(fit, rows: list[dict], metric: str, level: float, group: str | None = None) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    if group is not None:
+        frame[fit.model.group] = group
+    pred = fit.predict(frame)
+    observed, mean = pred.interval(level), pred.interval(level, kind="mean")
+    far = fit.extrapolation(frame)
+    for i, row in enumerate(rows):
+        where = ", ".join(f"{k}={v:g}" for k, v in row.items())
+        beyond = f"; {far[i]:.2g} decades beyond the data" if far[i] > 0 else "; inside the data's range"
+        print(f"\nprediction at {where}{beyond}:")
+        for label, table in ((f"{metric} of a new run", observed), ("mean curve (the law)", mean)):
+            r = table.iloc[i]
+            print(f"  {label:<24} {r['median']:.4g}  [{r['lower']:.4g}, {r['upper']:.4g}]  ({level:.0%} interval)")
+
+
+def run_predict(args) -> None:
+    import bayescale as bs
+
+    fit = bs.load_fit(args.fit)
+    _print_prediction(fit, args.at, fit.model.target, args.level, args.group)
+
+
+def run_compare(args) -> None:
+    import bayescale as bs
+
+    fit = bs.load_fit(args.fit)
+    scales = {}
+    for row in args.at:
+        for key, value in row.items():
+            scales.setdefault(key, []).append(value)
+    if len({len(v) for v in scales.values()}) > 1:
+        raise ValueError("every --at must name the same inputs")
+    cmp = fit.compare(args.candidate, args.baseline, lower_is_better=not args.higher_is_better)
+    table = cmp.table(args.level, **scales)
+    print(f"{args.candidate} minus {args.baseline} ({args.level:.0%} intervals; {fit.model.target}):")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
+def run_optimal(args) -> None:
+    import bayescale as bs
+
+    fit = bs.load_fit(args.fit)
+    table = fit.optimal(C=args.C, group=args.group).interval(args.level)
+    print(f"compute-optimal allocation, C = 6 N D ({args.level:.0%} intervals):")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
+def run_laws(args) -> None:
+    print(_laws_text())
+
+
+COMMANDS = {"fit": run_fit, "predict": run_predict, "compare": run_compare, "optimal": run_optimal, "laws": run_laws}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bayescale`` command; returns the exit status."""
     args = parser().parse_args(argv)
     try:
-        if args.command == "fit":
-            run_fit(args)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            COMMANDS[args.command](args)
+        for w in caught:  # each once, after the output it concerns (Python would print some twice)
+            if not issubclass(w.category, DeprecationWarning):
+                print(f"bayescale: warning: {w.message}", file=sys.stderr)
     except (ValueError, TypeError, KeyError, FileNotFoundError, OSError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"bayescale: error: {message}", file=sys.stderr)

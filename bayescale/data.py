@@ -7,6 +7,7 @@ clipped or coerced: a bad row is the user's decision to fix.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -16,6 +17,20 @@ import pandas as pd
 
 class DataError(ValueError):
     """The data cannot be fitted or predicted as given; the message says where and why."""
+
+
+class DataWarning(UserWarning):
+    """A likely mistake in the data or in a request (units off, duplicated rows, an unreachable target).
+
+    The message says what to check. Silence it where the values are right with
+    ``warnings.simplefilter("ignore", bs.DataWarning)``.
+    """
+
+
+# Plausible ranges of the inputs the field names N (parameters), D (tokens) and C (FLOPs): a law input of
+# that name entirely outside them is most likely in other units (N in billions, C in PF-days, ...).
+USUAL_RANGE = {"N": (1e4, 1e14), "D": (1e5, 1e16), "C": (1e10, 1e32)}
+UNIT_NAMES = {"N": "parameters", "D": "tokens", "C": "FLOPs"}
 
 
 @dataclass(frozen=True)
@@ -234,9 +249,39 @@ def validate(
                 f"column {inputs[law_input]!r} (law input {law_input}) has the single value {x[0]:g} in every row; "
                 f"the law needs it to vary to estimate how the target scales with {law_input}"
             )
+    _warn_likely_mistakes(frame, inputs, values, target, group)
     return ScalingData(
         inputs=values, target=y, noise=sd, index=frame.index.copy(), groups=codes, group_labels=labels, trials=n
     )
+
+
+def _warn_likely_mistakes(frame: pd.DataFrame, inputs: Mapping[str, str], values, target: str, group) -> None:
+    """A :class:`DataWarning` for inputs far off their usual scale and for rows repeated exactly."""
+    for law_input, column in inputs.items():
+        if law_input not in USUAL_RANGE:
+            continue
+        low, high = USUAL_RANGE[law_input]
+        x = values[law_input]
+        if x.max() < low or x.min() > high:
+            warnings.warn(
+                f"column {column!r} (law input {law_input}, {UNIT_NAMES[law_input]}) spans {x.min():.3g} to "
+                f"{x.max():.3g}, outside the usual {low:.0e} to {high:.0e}: check its units (a count of "
+                f"{UNIT_NAMES[law_input]}, not millions or billions of them). Budgets, tokens per parameter and "
+                "the default reference scales read it as given",
+                DataWarning,
+                stacklevel=6,  # the user's call of ScalingModel.fit
+            )
+    columns = list(dict.fromkeys([*inputs.values(), target, *([group] if group else [])]))
+    repeated = frame.duplicated(subset=columns, keep=False).to_numpy()
+    if repeated.any():
+        warnings.warn(
+            f"{rows_phrase(frame.index, repeated)} are identical in every column the model reads "
+            f"({', '.join(map(repr, columns))}): k copies of one run count as k runs and shrink the intervals by "
+            "about sqrt(k). Drop the copies if they are duplicates (df.drop_duplicates()); keep them if they "
+            "are separate runs that happened to agree",
+            DataWarning,
+            stacklevel=6,  # the user's call of ScalingModel.fit
+        )
 
 
 def prediction_inputs(

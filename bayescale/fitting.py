@@ -19,7 +19,7 @@ import pandas as pd
 from bayescale.data import DataError
 from bayescale.model.args import ModelArgs, n_rows, pad_rows, row_bucket
 from bayescale.model.arguments import log_references, model_args
-from bayescale.model.build import latent_sites, numpyro_model
+from bayescale.model.build import latent_sites, model_of
 from bayescale.results.fit import ScalingFit
 from bayescale.results.fits import Part, ScalingFits, key_text
 from bayescale.sampler.options import NUTSOptions, check_counts, check_seed, dimension
@@ -52,7 +52,7 @@ def fit(
         dimension(sites), n_rows(padded), has_start=args.start is not None, framed=args.basis is not None
     )
     samples = sample(
-        model_function(spec),
+        model_of(spec),
         padded._replace(start=None),
         sites,
         seed=seed,
@@ -104,7 +104,7 @@ def fit_many(
     sites = latent_sites(spec.law, spec.likelihood, spec.treatments, n_groups)
     options = options.resolved(dimension(sites), rows)
     samples = sample_batches(
-        model_function(spec),
+        model_of(spec),
         stacked,
         len(parts),
         sites,
@@ -119,11 +119,6 @@ def fit_many(
         progress_bar=progress_bar,
     )
     return ScalingFits(spec, keys, names, parts, samples.posterior, samples.stats, seed=seed, options=options)
-
-
-def model_function(spec):
-    """The NumPyro model of ``spec``'s structure (one per law, likelihood and treatments)."""
-    return numpyro_model(spec.law, spec.likelihood, tuple(sorted(spec.treatments.items())))
 
 
 def split(data, by: str | Sequence[str] | None) -> tuple[list[Hashable], list[pd.DataFrame], tuple[str, ...]]:

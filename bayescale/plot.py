@@ -13,6 +13,9 @@ from bayescale.laws.base import with_logs
 ROW_GROUP = "group_of_obs"  # a fit's constant_data variable with each row's group label
 
 
+UNITS = {"chinchilla": {"N": "parameters", "D": "tokens"}}  # the inputs' units where a law defines them
+
+
 def fit(
     fit,
     target: Mapping[str, float] | float | None = None,
@@ -21,11 +24,14 @@ def fit(
     ax=None,
     levels: tuple[float, ...] = (0.5, 0.9),
     n_points: int = 120,
+    units: Mapping[str, str] | None = None,
 ):
-    """Data, posterior median curve and credible bands, extended to a target budget.
+    """Data, the posterior median curve and its credible bands, extended to a target budget.
 
-    For a law of several inputs the curve follows the ray through the target that
-    keeps the ratios between inputs fixed (for Chinchilla: constant tokens per
+    The bands are those of the expected value (``kind="curve"`` of :meth:`ScalingFit.predict`):
+    beyond the data they widen with the risk that the law is wrong there; a dashed line marks
+    where the data end. For a law of several inputs the curve follows the ray through the
+    target that keeps the ratios between inputs fixed (for Chinchilla: constant tokens per
     parameter D/N), plotted against input ``x``; the data are drawn at their own ``x``.
 
     Parameters
@@ -33,14 +39,17 @@ def fit(
     fit : ScalingFit
     target : mapping or float, optional
         Target inputs, e.g. ``{"N": 7e10, "D": 1.4e12}``; a number for a one-input law.
-        It is marked with the median and 90% interval of a new observation there.
+        It is marked with the median and 90% interval of a new run there.
     x : str, optional
         Input on the horizontal axis (default: the law's first input).
     ax : matplotlib Axes, optional
     levels : tuple of float
-        Credible levels of the shaded bands of the mean curve.
+        Credible levels of the shaded bands.
     n_points : int
         Points along the curve.
+    units : mapping, optional
+        Units of the inputs and the target for the axis labels, e.g. ``{"C": "FLOPs", "loss": "nats"}``
+        (the Chinchilla law's N and D are parameters and tokens by default).
 
     Returns
     -------
@@ -48,8 +57,8 @@ def fit(
 
     Examples
     --------
-    >>> ax = bs.plot.fit(fit, target={"N": 7e10, "D": 1.4e12})    # doctest: +SKIP
-    >>> ax.figure.savefig("fit.png")                               # doctest: +SKIP
+    >>> ax = bs.plot.fit(fit, target={"N": 7e10, "D": 1.4e12}, units={"loss": "nats"})    # doctest: +SKIP
+    >>> ax.figure.savefig("fit.png")                                                       # doctest: +SKIP
     """
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FormatStrFormatter
@@ -59,52 +68,40 @@ def fit(
     x = law.inputs[0] if x is None else x
     if x not in law.inputs:
         raise ValueError(f"x must be one of the law's inputs {list(law.inputs)}, got {x!r}")
-    target = _target_dict(target, law.inputs)
+    target = target_dict(target, law.inputs)
+    units = {**UNITS.get(law.name, {}), **(units or {})}
     data = {name: fit.idata.constant_data[model.inputs[name]].values for name in law.inputs}
     y = fit.observed()
 
     path = _path(data, target, x, n_points, fit.log_references)
-    pred = fit.predict(path)
-    mean_draws = pred.draws("mean")
+    curve_draws = fit.predict(path).draws("mean" if model.counts else "curve")
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 4.4))
+        _, ax = plt.subplots(figsize=(7.0, 4.6), layout="constrained")
     colour = "C0"
     for level in sorted(levels, reverse=True):
-        lower, upper = np.quantile(mean_draws, [(1 - level) / 2, (1 + level) / 2], axis=0)
+        lower, upper = np.quantile(curve_draws, [(1 - level) / 2, (1 + level) / 2], axis=0)
         ax.fill_between(
-            path[x],
-            lower,
-            upper,
-            color=colour,
-            alpha=0.15 + 0.15 * (level < 0.75),
-            linewidth=0,
-            label=f"{level:.0%} credible band (mean)",
-        )
-    ax.plot(path[x], np.median(mean_draws, axis=0), color=colour, label="posterior median")
+            path[x], lower, upper, color=colour, alpha=0.22 + 0.22 * (level < 0.75), linewidth=0,
+            label=f"{level:.0%} credible band",
+        )  # fmt: skip
+    ax.plot(path[x], np.median(curve_draws, axis=0), color=colour, label="posterior median")
+    ax.axvline(data[x].max(), color="0.4", linestyle="--", linewidth=0.8, label="end of the data")
     others = [k for k in law.inputs if k != x]
     if others:  # colour runs by their ratio to x (tokens per parameter for Chinchilla), as the curve is at one ratio
         ratio = data[others[0]] / data[x]
-        points = ax.scatter(
-            data[x], y, s=14, c=np.log10(ratio), cmap="viridis", zorder=3, label=f"data ({len(y)} rows)"
-        )
+        points = ax.scatter(data[x], y, s=14, c=np.log10(ratio), cmap="viridis", zorder=3, label=f"runs ({len(y)})")
         bar = ax.figure.colorbar(points, ax=ax, pad=0.02)
         bar.set_label(f"log10 {others[0]}/{x} of each run")
     else:
-        ax.scatter(data[x], y, s=12, color="0.25", alpha=0.7, zorder=3, label=f"data ({len(y)} rows)")
+        ax.scatter(data[x], y, s=12, color="0.25", alpha=0.7, zorder=3, label=f"runs ({len(y)})")
     if target is not None:
         kind = "mean" if model.counts else "observation"  # a new count needs a benchmark size; show the rate
         t = fit.predict(pd.DataFrame({k: [v] for k, v in target.items()})).interval(0.9, kind=kind)
         med, lo, hi = (float(t[c].iloc[0]) for c in ("median", "lower", "upper"))
         ax.errorbar(
-            [target[x]],
-            [med],
-            yerr=[[med - lo], [hi - med]],
-            fmt="D",
-            color="C3",
-            capsize=4,
-            zorder=4,
-            label=f"target: {med:.4g} [{lo:.4g}, {hi:.4g}] (90%, {'rate' if model.counts else 'new obs.'})",
-        )
+            [target[x]], [med], yerr=[[med - lo], [hi - med]], fmt="D", color="C3", capsize=4, zorder=4,
+            label=f"target: {med:.4g} [{lo:.4g}, {hi:.4g}] (90%, {'rate' if model.counts else 'a new run'})",
+        )  # fmt: skip
     ax.set_xscale("log")
     if model.counts:  # a rate in [0, 1], zeros included: a linear axis
         ax.set_ylabel(f"{model.target} / {model.trials}")
@@ -112,19 +109,24 @@ def fit(
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
         ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
-        ax.set_ylabel(model.target)
-    ax.set_xlabel(model.inputs[x] if model.inputs[x] == x else f"{model.inputs[x]} ({x})")
-    title = f"{law!r}"
+        ax.set_ylabel(_label(model.target, units.get(model.target)))
+    column = model.inputs[x]
+    ax.set_xlabel(_label(column if column == x else f"{column} ({x})", units.get(column, units.get(x))))
+    title = f"{model.target} = {law.formula}"
     if len(law.inputs) > 1:
         anchor = target if target is not None else {k: float(np.exp(fit.log_references[k])) for k in law.inputs}
         ratios = ", ".join(f"{k}/{x} = {anchor[k] / anchor[x]:.3g}" for k in law.inputs if k != x)
         title += f"\ncurve at fixed {ratios}"
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=3, frameon=False)
     return ax
 
 
-def _target_dict(target, inputs):
+def _label(name: str, unit: str | None) -> str:
+    return name if not unit else f"{name} [{unit}]"
+
+
+def target_dict(target, inputs):
     if target is None:
         return None
     if not isinstance(target, Mapping):
@@ -478,3 +480,44 @@ def rank_histograms(counts: pd.DataFrame, n_sims: int, pvalues: pd.Series | None
     fig.supxlabel("rank of the truth among posterior draws")
     fig.supylabel("simulations")
     return fig
+
+
+def coverage(table: pd.DataFrame, levels, *, ax=None):
+    """Coverage of held-out runs against the distance beyond the fitted data, one line per predictor and level.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :meth:`bayescale.validation.Backtest.table` with ``by="distance"``: indexed by distance
+        bin and predictor, with a ``coverage <level>`` column per level.
+    levels : sequence of float
+        The levels to draw; each has a dotted line at its nominal coverage.
+
+    Examples
+    --------
+    >>> study.plot()                                        # doctest: +SKIP
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
+    bins = list(dict.fromkeys(table.index.get_level_values(0)))
+    labels = [f"{b.left:g}-{b.right:g}" if np.isfinite(b.right) else f"> {b.left:g}" for b in bins]
+    predictors = list(dict.fromkeys(table.index.get_level_values(1)))
+    styles = ["-", "--", ":", "-."]
+    colours = plt.get_cmap("viridis")(np.linspace(0.1, 0.85, len(levels)))
+    for i, name in enumerate(predictors):
+        part = table.xs(name, level=1).reindex(bins)
+        for q, colour in zip(levels, colours, strict=True):
+            ax.plot(
+                range(len(bins)), part[f"coverage {q:g}"].to_numpy(), styles[i % 4], marker="o", color=colour,
+                label=f"{name}, {q:.0%}",
+            )  # fmt: skip
+    for q, colour in zip(levels, colours, strict=True):
+        ax.axhline(q, color=colour, linewidth=0.8, alpha=0.5)
+    ax.set_xticks(range(len(bins)), labels)
+    ax.set_xlabel("decades beyond the fitted runs")
+    ax.set_ylabel("share of held-out runs inside the interval")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7, ncols=len(predictors), loc="lower left", frameon=False)
+    return ax

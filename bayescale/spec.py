@@ -13,6 +13,7 @@ import pandas as pd
 from bayescale import data as data_mod
 from bayescale import fitting, laws, likelihoods, priors
 from bayescale.laws import Law
+from bayescale.model import discrepancy as discrepancies
 from bayescale.model.build import declared_level_terms, population_medians
 
 
@@ -55,19 +56,14 @@ class ScalingModel:
         prefactors, pooled on the log scale at the reference scale, absorb differences
         of units and data while still borrowing strength for groups with few runs.
     pilot : bool
-        Hierarchical models only. ``True``: before sampling, fit every group alone (a
-        Laplace approximation: ~6 s to compile once per data shape, then ~20 ms) and
-        sample the pooled parameters of every group whose design measures them in the
-        frame those fits give (:mod:`bayescale.model.pooled`: centred, non-centred or in between
-        for every spread the chain visits; :meth:`fit_many` instead centres a pooled
-        exponent in the groups whose data measure it more precisely than the groups
-        differ, :mod:`bayescale.model.pilot`). On 8 simulated Chinchilla families x 40 runs this
-        takes ~15 leapfrog steps per draw against ~84 without the pilot, with no
-        divergences in 4 seeds, and the warm fit from 16 s to 8 s. The same fits can also
-        set where the chains start and their initial mass matrix: ``fit(..., init="pilot")``
-        (:func:`bayescale.model.pilot.starting_point`; there 4.5 s and 519 min-ESS/s). The
-        posterior is the same either way; only the cost differs. Default ``False``:
-        exponents non-centred, level terms centred where measured.
+        Advanced, hierarchical models only: fit every group alone first and sample the pooled
+        groups in the frame those fits give (:mod:`bayescale.model.pilot`). The posterior is
+        the same either way; only the sampler's cost differs (``docs/hierarchy.md``).
+    discrepancy : bs.discrepancy.Drift, None or "auto"
+        The risk that the law itself is wrong beyond the fitted data, added to predictions
+        (:mod:`bayescale.model.discrepancy`): zero inside the data's range, growing with the
+        distance in decades beyond it. ``"auto"``: ``Drift()`` with its defaults estimated from
+        public scaling curves (none for a Binomial model); ``None``: the law is taken as exact.
 
     Examples
     --------
@@ -95,6 +91,7 @@ class ScalingModel:
         shared: list[str] | None = None,
         independent: list[str] | None = None,
         pilot: bool = False,
+        discrepancy: discrepancies.Drift | None | str = "auto",
     ) -> None:
         self.law = laws.get(law) if isinstance(law, str) else law
         if not isinstance(self.law, Law):
@@ -124,6 +121,7 @@ class ScalingModel:
         if not isinstance(pilot, bool):
             raise TypeError(f"pilot must be True or False, got {pilot!r}")
         self.pilot = pilot
+        self.discrepancy = self._check_discrepancy(discrepancy)
 
     # -- checks ----------------------------------------------------------------------
     def _check_inputs(self, inputs):
@@ -177,6 +175,22 @@ class ScalingModel:
                 treatments[name] = how
         default = "pooled" if self.group is not None else "shared"
         return {name: treatments.get(name, default) for name in self.law.parameter_names}
+
+    def _check_discrepancy(self, discrepancy):
+        if isinstance(discrepancy, str):
+            if discrepancy != "auto":
+                raise ValueError(f"discrepancy must be 'auto', None or a bs.discrepancy.Drift, got {discrepancy!r}")
+            return None if self.counts else discrepancies.Drift()
+        if discrepancy is None:
+            return None
+        if not isinstance(discrepancy, discrepancies.Drift):
+            raise TypeError(f"discrepancy must be 'auto', None or a bs.discrepancy.Drift, got {discrepancy!r}")
+        if self.counts:
+            raise ValueError(
+                "a Drift deviates log(target), and a Binomial model's target is a count whose rate is bounded by 1: "
+                "leave discrepancy at its default (none for counts)"
+            )
+        return discrepancy
 
     def _check_reference(self, reference):
         allowed = set(self.law.inputs) | {self.target}
@@ -276,7 +290,7 @@ class ScalingModel:
         warmup: int = 1000,
         draws: int = 1000,
         chain_method: str | None = None,
-        progress_bar: bool = False,
+        progress_bar: bool | None = None,
         **nuts_options,
     ):
         """Fit the model to ``data`` with NUTS and return a :class:`~bayescale.ScalingFit`.
@@ -290,27 +304,15 @@ class ScalingModel:
         chains, warmup, draws : int
             Number of chains, warmup iterations and kept draws per chain.
         chain_method : {"threads", "vectorized", "parallel"}, optional
-            How chains run. Default on CPU ``"threads"``: every chain is a call of one
-            compiled single-chain program, the calls in one thread per core; default on
-            GPU and TPU ``"vectorized"``: one compiled program for all chains.
-            ``"parallel"`` splits vectorised chains over the local devices. The draws
-            of a chain do not depend on the method beyond floating-point rounding.
-        progress_bar : bool
-            Show a tqdm progress bar.
+            How chains run (advanced). Default ``"threads"`` on CPU (one thread per core),
+            ``"vectorized"`` on GPU and TPU. The draws of a chain do not depend on it beyond
+            floating-point rounding.
+        progress_bar : bool, optional
+            A progress bar; default when the session is interactive.
         **nuts_options
-            Passed to NumPyro's NUTS: ``dense_mass`` (default: dense up to 64 dimensions),
-            ``target_accept_prob`` (0.9; 0.95 for pooled groups in the pilot's frame), ``max_tree_depth``
-            (10), ``warmup_max_tree_depth``
-            (default ``max_tree_depth``; 6 with ``init="pilot"``), ``adapt_step_size``,
-            ``adapt_mass_matrix``, ``regularize_mass_matrix``; and ``init`` (``"mode"``:
-            every chain starts at a draw from the Laplace approximation at the posterior
-            mode nearest its random start, with the inverse Hessian there as initial
-            mass matrix; ``"random"``: at the random start, identity matrix; default
-            ``"mode"`` from about 1,000 rows, up to 64 dimensions), ``laplace_mass`` (default False; True with
-            ``init="random"``: the Laplace matrix, the random start) and
-            ``diagonal_shrinkage`` (default: True for a dense matrix of 25 or more
-            dimensions; bayescale's warmup of the matrix, :mod:`bayescale.sampler.adaptation`).
-            See :class:`bayescale.sampler.options.NUTSOptions`.
+            Advanced: NUTS settings (``target_accept_prob``, ``max_tree_depth``, ``dense_mass``,
+            ``init``, ...), each chosen from the model and the data when not given. See
+            :class:`bayescale.sampler.options.NUTSOptions` and ``docs/sampler.md``.
 
         Examples
         --------
@@ -340,6 +342,7 @@ class ScalingModel:
         warmup: int = 1000,
         draws: int = 1000,
         batch_size: int | None = None,
+        progress_bar: bool | None = None,
         **nuts_options,
     ):
         """Fit the model to many data sets through one compiled program; a :class:`~bayescale.ScalingFits`.
@@ -360,10 +363,10 @@ class ScalingModel:
             Column(s) whose values name the data sets (with a DataFrame). Every row needs
             a value there.
         seed, chains, warmup, draws, **nuts_options
-            As in :meth:`fit`, for every data set. For many small data sets pass
-            ``init="mode"`` (chains start at the posterior mode; :meth:`fit` does that by
-            default only from about 1,000 rows): 1,000 saturating fits took 104 s warm
-            instead of 138 s on a 2-core CPU, as healthy (``benchmarks/bench_fit_many.py``).
+            As in :meth:`fit`, for every data set (``init="mode"`` is faster on many small
+            data sets; see ``docs/sampler.md``).
+        progress_bar : bool, optional
+            Progress over the fits; default when the session is interactive.
         batch_size : int, optional
             Data sets per vectorised batch. Default: all of them on GPU/TPU; on CPU no
             vectorised batches (one chain per call: a vectorised batch pays for its longest
@@ -392,6 +395,7 @@ class ScalingModel:
             warmup=warmup,
             draws=draws,
             batch_size=batch_size,
+            progress_bar=progress_bar,
             **nuts_options,
         )
 
@@ -409,6 +413,7 @@ class ScalingModel:
             "group": self.group,
             "treatments": self.treatments if self.group is not None else {},
             "pilot": self.pilot,
+            "discrepancy": None if self.discrepancy is None else self.discrepancy.config(),
         }
 
     @classmethod
@@ -433,6 +438,7 @@ class ScalingModel:
             group=config.get("group"),
             **_lists(config.get("treatments", {})),
             pilot=config.get("pilot", False),
+            discrepancy=discrepancies.from_config(config.get("discrepancy")),  # files from before it: none
         )
 
     def __repr__(self) -> str:

@@ -28,9 +28,9 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 * 2**30))
 
 import bayescale as bs  # noqa: E402
 from bayescale.datasets import DatasetNotAvailable  # noqa: E402
-from bayescale.fitting import model_function  # noqa: E402, F401  (the NumPyro model of a spec, for the tests)
 from bayescale.model.arguments import log_references, model_args  # noqa: E402
 from bayescale.model.build import latent_sites  # noqa: E402
+from bayescale.model.build import model_of as model_function  # noqa: E402, F401  (the NumPyro model of a spec, for the tests)
 
 # Besiroglu et al. (2024), 95% bootstrap intervals on the 240 Chinchilla rows they keep.
 BESIROGLU_95 = {"alpha": (0.317, 0.373), "beta": (0.331, 0.415), "E": (1.769, 1.871)}

@@ -62,6 +62,8 @@ def test_help_explains_the_laws_and_the_columns():
         (["fit", RUNS, "--law", "chinchila"], "unknown law 'chinchila'; valid laws"),
         (["fit", RUNS, "--target", "N=7e10"], "target must give exactly the law's inputs ['N', 'D']; missing ['D']"),
         (["fit", RUNS, "--law", "power", "--x", "N", "--column", "D=D"], "--column names ['D'], which are not inputs"),
+        (["fit", RUNS, "--x", "N"], "--x applies to one-input laws; chinchilla's inputs are N, D"),
+        (["predict", "missing.nc", "--at", "N=1e9,D=1e10"], "no saved fit at 'missing.nc'"),
     ],
 )
 def test_errors_are_one_line_with_status_2(args, message, capsys):
@@ -95,3 +97,66 @@ def test_non_numeric_cell_in_csv(tmp_path, capsys):
 def test_bad_arguments_exit_2_through_argparse():
     result = run("fit", RUNS, "--level", "1.5")
     assert result.returncode == 2 and "--level must be in (0, 1)" in result.stderr
+
+
+def test_version_and_laws():
+    from bayescale.config import VERSION
+
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"bayescale {VERSION}"
+    listed = run("laws").stdout
+    import bayescale as bs
+
+    for name in bs.laws.LAWS:  # every registered law, with its formula
+        assert name in listed and bs.laws.get(name).formula in listed
+
+
+def test_help_lists_every_law():
+    import bayescale as bs
+
+    text = run("fit", "--help").stdout
+    assert all(name in text for name in bs.laws.LAWS)
+
+
+def test_predict_and_optimal_from_a_saved_fit(tmp_path):
+    nc = tmp_path / "fit.nc"
+    assert run("fit", RUNS, "--save", str(nc), "--warmup", "300", "--draws", "300").returncode == 0
+    result = run("predict", str(nc), "--at", "N=7e10,D=1.4e12", "--at", "N=1e9,D=2e10")
+    assert result.returncode == 0, result.stderr
+    assert "prediction at N=7e+10, D=1.4e+12; 1.4 decades beyond the data" in result.stdout
+    assert "prediction at N=1e+09, D=2e+10; inside the data's range" in result.stdout
+    assert "loss of a new run" in result.stdout and "mean curve (the law)" in result.stdout
+    result = run("optimal", str(nc), "--C", "1e22,5.88e23")
+    assert result.returncode == 0, result.stderr
+    assert "tokens_per_param" in result.stdout and "5.88e+23" in result.stdout
+
+
+def test_fit_with_groups_and_compare(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    import bayescale as bs
+    from tests.conftest import simulate
+
+    law = bs.laws.SaturatingPowerLaw("C")
+    c = np.geomspace(1e18, 1e21, 12)
+    frames = [
+        simulate(law, {"E": 1.8, "A": 3.0 * 1e18**0.25, "alpha": 0.25}, {"C": c}, 0.005, 1).assign(recipe="base"),
+        simulate(law, {"E": 1.8, "A": 4.0 * 1e18**0.35, "alpha": 0.35}, {"C": c}, 0.005, 2).assign(recipe="tuned"),
+    ]
+    csv, nc = tmp_path / "recipes.csv", tmp_path / "recipes.nc"
+    pd.concat(frames).rename(columns={"y": "loss"}).to_csv(csv, index=False)
+    fitted = run("fit", str(csv), "--law", "saturating_power", "--x", "C", "--group", "recipe", "--save", str(nc))
+    assert fitted.returncode == 0, fitted.stderr
+    result = run("compare", str(nc), "--candidate", "tuned", "--baseline", "base", "--at", "C=1e19", "--at", "C=1e23")
+    assert result.returncode == 0, result.stderr
+    assert "tuned minus base" in result.stdout and "prob_better" in result.stdout
+    bad = run("compare", str(nc), "--candidate", "nope", "--baseline", "base", "--at", "C=1e19")
+    assert bad.returncode == 2 and "candidate 'nope' is not a fitted recipe" in bad.stderr
+
+
+def test_warnings_print_once(tmp_path):
+    result = run("fit", RUNS, "--warmup", "20", "--draws", "40")
+    assert result.returncode == 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("bayescale: warning:")]
+    assert lines and len(lines) == len(set(lines)), result.stderr

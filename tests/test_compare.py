@@ -9,7 +9,7 @@ from tests.conftest import simulate
 
 LAW = bs.laws.SaturatingPowerLaw("C")
 C = np.geomspace(1e18, 1e21, 16)
-# the candidate starts worse (higher loss) and falls faster: the curves cross at C ~ 2.4e20
+# the candidate starts worse (higher loss) and falls faster: the curves cross at C ~ 1.8e19
 BASELINE = {"E": 1.8, "A": 3.0 * 1e18**0.25, "alpha": 0.25}
 CANDIDATE = {"E": 1.8, "A": 4.0 * 1e18**0.35, "alpha": 0.35}
 
@@ -33,8 +33,32 @@ def fit_recipes(df):
 
 
 @pytest.fixture(scope="module")
-def crossing():
-    return fit_recipes(two_recipes(CANDIDATE, seed=1)).compare(candidate="candidate", baseline="baseline")
+def crossing_fit():
+    return fit_recipes(two_recipes(CANDIDATE, seed=1))
+
+
+@pytest.fixture(scope="module")
+def crossing(crossing_fit):
+    """The laws alone (risk=False): the simulated recipes follow the law exactly, at every scale."""
+    return crossing_fit.compare(candidate="candidate", baseline="baseline", risk=False)
+
+
+def test_a_crossover_beyond_the_data_is_less_certain_than_one_inside(crossing_fit, crossing):
+    """The same two recipes fitted on C <= 1e21: inside the data the risk changes nothing, beyond it
+    the difference and the crossover widen (each recipe's curve may drift on its own there)."""
+    risky = crossing_fit.compare(candidate="candidate", baseline="baseline")
+    inside = [c.at(C=[3e20]).interval(0.9).set_index("quantity").loc["difference"] for c in (risky, crossing)]
+    assert inside[0]["lower"] == inside[1]["lower"] and inside[0]["upper"] == inside[1]["upper"]
+    beyond = [c.at(C=[1e23]).interval(0.9).set_index("quantity").loc["difference"] for c in (risky, crossing)]
+    assert beyond[0]["upper"] - beyond[0]["lower"] > 2 * (beyond[1]["upper"] - beyond[1]["lower"])
+    # a crossover inside the data keeps its interval; one two decades beyond it comes out less certain
+    near, law_near = risky.crossover(1e19, 1e21), crossing.crossover(1e19, 1e21)
+    assert near["lower"] == law_near["lower"] and near["upper"] == law_near["upper"]
+    late = {**CANDIDATE, "A": 6.0 * 1e18**0.35}  # crosses at (C / 1e18)^0.1 = 2: C = 1.0e21, beyond C <= 1e20
+    far_pair = fit_recipes(two_recipes(late, seed=1).query("C <= 1e20"))
+    far, law_far = (far_pair.compare("candidate", "baseline", risk=r).crossover(1e18, 1e24) for r in (True, False))
+    assert 3e20 < law_far["median"] < 3e21
+    assert np.log(far["upper"] / far["lower"]) > np.log(law_far["upper"] / law_far["lower"])
 
 
 def test_recovers_the_winner_and_the_crossover(crossing):

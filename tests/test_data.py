@@ -1,5 +1,7 @@
 """One test per validation rule: each error names the column, the rows and what was expected."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -134,3 +136,23 @@ def test_noise_column_is_validated(runs):
         DataError, match=r"column 'sd' \(known noise standard deviation\) has values <= 0 at row 'run6'"
     ):
         model.validate(runs)
+
+
+def test_inputs_in_the_wrong_units_get_a_warning_that_says_what_to_check(quickstart_runs):
+    billions = quickstart_runs.assign(N=quickstart_runs["N"] / 1e9)  # N given in billions
+    with pytest.warns(bs.DataWarning, match=r"column 'N' \(law input N, parameters\) spans .* check its units"):
+        bs.ScalingModel("chinchilla").validate(billions)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bs.ScalingModel("chinchilla").validate(quickstart_runs)  # the usual scales: silent
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.DataWarning)  # the opt-out the message names
+        bs.ScalingModel("chinchilla").validate(billions)
+
+
+def test_duplicated_rows_get_a_warning(quickstart_runs):
+    doubled = pd.concat([quickstart_runs, quickstart_runs.iloc[[3, 7]]])
+    with pytest.warns(
+        bs.DataWarning, match=r"rows 3, 7, 3, 7 are identical .* shrink the intervals by about sqrt\(k\)"
+    ):
+        bs.ScalingModel("chinchilla").validate(doubled)

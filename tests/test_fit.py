@@ -217,3 +217,38 @@ def test_compiled_samplers_are_bounded_and_freed(monkeypatch):
     assert [key[3] for key in runner.RUNNERS] == [80]  # the most recent one (key: mode, model, ..., warmup)
     # kept, the three would add ~4,000-4,800 mappings (measured); dropped, a few hundred remain
     assert mappings() - before < 1_600
+
+
+def test_arviz_functions_work_on_a_fit(small_fit, quickstart_runs):
+    import arviz as az
+    import matplotlib.pyplot as plt
+
+    idata = small_fit.idata
+    replicated = idata.posterior_predictive["loss"]
+    assert replicated.dims == ("chain", "draw", "obs") and replicated.shape[2] == len(quickstart_runs)
+    # new runs at the fitted rows scatter around the observed ones on the target's own scale
+    ratio = np.median(replicated.values, axis=(0, 1)) / idata.observed_data["loss"].values
+    assert np.all(np.abs(np.log(ratio)) < 0.05)
+    assert np.isfinite(az.loo(idata).elpd_loo)
+    az.plot_ppc(idata)
+    az.plot_loo_pit(idata, y="loss")
+    plt.close("all")
+    prior = small_fit.sample_prior(200)
+    assert prior.prior["alpha"].shape == (1, 200) and prior.prior_predictive["loss"].shape == (1, 200, 60)
+    az.plot_ppc(prior, group="prior")
+    plt.close("all")
+
+
+def test_the_contract_of_arviz_usage(quickstart_runs):
+    import arviz as az
+
+    fit = bs.ScalingModel(bs.laws.Chinchilla(), target="loss", inputs={"N": "N", "D": "D"}).fit(quickstart_runs, seed=0)
+    az.plot_ppc(fit.idata)
+    az.loo(fit.idata)
+
+
+def test_notebook_views(small_fit):
+    html = small_fit._repr_html_()
+    assert "E + A N^-alpha + B D^-beta" in html and "<table" in html and "healthy" in html
+    assert "<table" in small_fit.predict(N=1e9, D=2e10)._repr_html_()
+    assert "<table" in small_fit.optimal(C=1e21)._repr_html_()

@@ -83,12 +83,14 @@ def _check(model: bs.ScalingModel, frame: pd.DataFrame, columns) -> None:
     pd.testing.assert_frame_equal(frame, before)  # never mutated
 
 
+@pytest.mark.filterwarnings("ignore::bayescale.DataWarning")  # hostile values are far off any usual scale
 @PROFILE
 @given(frames())
 def test_any_frame_validates_or_names_the_column_and_rows(frame):
     _check(bs.ScalingModel("chinchilla"), frame, COLUMNS)
 
 
+@pytest.mark.filterwarnings("ignore::bayescale.DataWarning")
 @PROFILE
 @given(frames(group=True, min_rows=1))
 def test_group_column_with_missing_or_mixed_labels(frame):

@@ -11,6 +11,7 @@ def test_top_level_names():
     assert sorted(bs.__all__) == sorted(
         [
             "DataError",
+            "DataWarning",
             "Law",
             "LawComparison",
             "Parameter",
@@ -24,12 +25,14 @@ def test_top_level_names():
             "compare",
             "compare_laws",
             "datasets",
+            "discrepancy",
             "laws",
             "likelihoods",
             "load_fit",
             "load_fits",
             "plot",
             "priors",
+            "validation",
         ]
     )
     for name in bs.__all__:

@@ -176,7 +176,9 @@ def test_quantiles_keep_infinite_draws_infinite():
     )
 
 
-def test_an_unreachable_loss_needs_infinite_compute(small_fit):
-    table = small_fit.compute_for(loss=0.5).interval(0.9)  # far below the irreducible loss (~1.8)
+def test_an_unreachable_loss_needs_infinite_compute_and_says_why(small_fit):
+    with pytest.warns(bs.DataWarning, match=r"target losses 0.5 \(100%\) are at or below the loss the law approaches"):
+        need = small_fit.compute_for(loss=0.5)  # far below the irreducible loss (~1.8)
+    table = need.interval(0.9)
     assert np.all(np.isinf(table["median"])) and np.all(np.isinf(table["upper"]))
-    assert small_fit.compute_for(loss=0.5).probability("C", below=1e30)["probability"][0] == 0.0
+    assert need.probability("C", below=1e30)["probability"][0] == 0.0

@@ -15,7 +15,21 @@ def test_fit_plot_with_target(small_fit):
     assert x_line.max() == pytest.approx(7e10)
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert any(label.startswith("target:") for label in labels)
-    assert "D/N = 20" in ax.get_title()
+    assert ax.get_title().startswith("loss = E + A N^-alpha + B D^-beta") and "D/N = 20" in ax.get_title()
+    assert ax.get_xlabel() == "N [parameters]"  # the Chinchilla law's inputs have units
+    assert "end of the data" in labels
+    # the legend sits below the axes, off the data
+    legend_box = ax.get_legend().get_window_extent(ax.figure.canvas.get_renderer())
+    assert legend_box.y1 <= ax.get_window_extent().y0
+    # beyond the data the band widens with the extrapolation risk
+    band = ax.collections[0].get_paths()[0].vertices
+    assert band[:, 1].max() / band[:, 1].min() > 1.0
+    plt.close(ax.figure)
+
+
+def test_units_label_the_axes(small_fit):
+    ax = bs.plot.fit(small_fit, units={"loss": "nats", "N": "non-embedding parameters"})
+    assert ax.get_ylabel() == "loss [nats]" and ax.get_xlabel() == "N [non-embedding parameters]"
     plt.close(ax.figure)
 
 

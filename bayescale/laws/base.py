@@ -132,6 +132,11 @@ class Law:
     def parameter_names(self) -> tuple[str, ...]:
         return tuple(par.name for par in self.parameters)
 
+    @property
+    def formula(self) -> str:
+        """The law in plain text with its input names, e.g. ``"E + A N^-alpha + B D^-beta"`` (titles, listings)."""
+        return f"{self.name}({', '.join(self.inputs)})"
+
     def parameter(self, name: str) -> Parameter:
         for par in self.parameters:
             if par.name == name:

@@ -30,6 +30,8 @@ class Chinchilla(Law):
     name = "chinchilla"
     level_terms = ("E", "A", "alpha", "B", "beta")
 
+    formula = "E + A N^-alpha + B D^-beta"
+
     @property
     def inputs(self) -> tuple[str, ...]:
         return ("N", "D")

@@ -63,6 +63,10 @@ class PowerLaw(OneInputLaw):
     name = "power"
 
     @property
+    def formula(self) -> str:
+        return f"A {self.x}^-alpha"
+
+    @property
     def parameters(self) -> tuple[Parameter, ...]:
         return (
             Parameter(
@@ -100,6 +104,10 @@ class SaturatingPowerLaw(OneInputLaw):
 
     name = "saturating_power"
     level_terms = ("E", "A", "alpha")
+
+    @property
+    def formula(self) -> str:
+        return f"E + A {self.x}^-alpha"
 
     @property
     def parameters(self) -> tuple[Parameter, ...]:

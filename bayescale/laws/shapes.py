@@ -58,6 +58,10 @@ class BrokenPowerLaw(OneInputLaw):
     name = "broken_power"
 
     @property
+    def formula(self) -> str:
+        return f"E + A {self.x}^-alpha (1 + ({self.x}/{self.x}_break)^(1/f))^(-delta f)"
+
+    @property
     def parameters(self) -> tuple[Parameter, ...]:
         x = self.x
         return (
@@ -102,6 +106,10 @@ class SigmoidLaw(OneInputLaw):
     """
 
     name = "sigmoid"
+
+    @property
+    def formula(self) -> str:
+        return f"R0 + gain / (1 + ({self.x}_mid/{self.x})^B)"
 
     @property
     def parameters(self) -> tuple[Parameter, ...]:
@@ -151,6 +159,10 @@ class RateSigmoidLaw(OneInputLaw):
     """
 
     name = "rate_sigmoid"
+
+    @property
+    def formula(self) -> str:
+        return f"R0 + (1 - R0) sigmoid(lift) / (1 + ({self.x}_mid/{self.x})^B)"
 
     @property
     def parameters(self) -> tuple[Parameter, ...]:
@@ -205,6 +217,10 @@ class ExponentiatedPowerLaw(OneInputLaw):
     """
 
     name = "exp_power"
+
+    @property
+    def formula(self) -> str:
+        return f"exp(-A {self.x}^-alpha)"
 
     @property
     def parameters(self) -> tuple[Parameter, ...]:

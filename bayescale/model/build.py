@@ -406,6 +406,11 @@ def latent_sites(law: Law, likelihood, treatments: Mapping[str, str], n_groups: 
     return sites
 
 
+def model_of(spec) -> Callable[[ModelArgs], None]:
+    """The NumPyro model of a :class:`~bayescale.ScalingModel` (one per law, likelihood and treatments)."""
+    return numpyro_model(spec.law, spec.likelihood, tuple(sorted(spec.treatments.items())))
+
+
 @functools.lru_cache(maxsize=64)
 def numpyro_model(law: Law, likelihood, treatments: tuple[tuple[str, str], ...]) -> Callable[[ModelArgs], None]:
     """The model function of a structure (law, likelihood, treatments as sorted pairs), built once per structure."""

@@ -323,6 +323,10 @@ class BudgetPosterior:
         """Posterior probability that ``quantity`` is at most ``below``, per row."""
         return self.rows.assign(probability=np.mean(self.draws(quantity) <= below, axis=0))
 
+    def _repr_html_(self) -> str:
+        """A notebook's view: the 90% intervals of every quantity."""
+        return f"<p>{self!r}</p>" + self.interval(0.9).to_html(float_format=lambda v: f"{v:.4g}")
+
     def __repr__(self) -> str:
         n_draws, n_rows = next(iter(self._log.values())).shape
         return f"BudgetPosterior({n_rows} rows x {n_draws} draws: {', '.join(self._log)})"

@@ -15,7 +15,9 @@ credible interval:
   ``k C`` matches the baseline at ``C`` (``k < 1``: the candidate saves compute);
 - :meth:`RecipeComparison.parameter_difference`: e.g. the exponent difference.
 
-"At a scale" means the law at the given inputs. For a law of model size and data given a
+"At a scale" means the expected value at the given inputs: the law, and beyond a recipe's own
+data the risk that its law is wrong there (:mod:`bayescale.model.discrepancy`, independent
+per recipe; ``risk=False`` compares the laws alone). For a law of model size and data given a
 compute budget ``C`` only, each recipe is taken at its own compute-optimal allocation
 (:mod:`bayescale.results.budgets`): the comparison a practitioner with that budget faces.
 Whether lower or higher is better is part of the question (``lower_is_better``): loss
@@ -46,7 +48,9 @@ class RecipeComparison:
     >>> cmp.probability_better(C=[1e21, 1e23])                         # doctest: +SKIP
     """
 
-    def __init__(self, fit, candidate: str, baseline: str, *, lower_is_better: bool = True, **scales) -> None:
+    def __init__(
+        self, fit, candidate: str, baseline: str, *, lower_is_better: bool = True, risk: bool = True, **scales
+    ) -> None:
         if fit.model.group is None:
             raise ValueError(
                 "compare needs a fit with a group column (the recipe), e.g. ScalingModel(..., group='recipe')"
@@ -64,15 +68,38 @@ class RecipeComparison:
             label: with_logs(law, {k: jnp.asarray(v)[:, None] for k, v in fit.law_parameters(label).items()})
             for label in (candidate, baseline)
         }
+        self.risk = bool(risk) and fit.model.discrepancy is not None
 
     # -- the law of one recipe at given scales -----------------------------------------
-    def _log_target(self, label: str, log_x: dict) -> jnp.ndarray:
-        """Log mean target of recipe ``label`` per draw; ``log_x`` values broadcast against (draws, 1)."""
+    def _log_target(self, label: str, log_x: dict) -> tuple[jnp.ndarray, np.ndarray]:
+        """Log mean target of recipe ``label`` per draw, and where: ``log10`` inputs (draws, rows, inputs).
+
+        ``log_x`` values broadcast against (draws, 1); given ``C`` alone for a law of N and D, the
+        recipe is at its compute-optimal allocation.
+        """
         law = self.fit.model.law
         p = self._params[label]
         if set(log_x) == set(law.inputs):
-            return law.log_mean(p, log_x)
-        return budgets.log_optimum(law, p, log_x["C"])[2]  # compute-optimal allocation
+            log_target, at = law.log_mean(p, log_x), [log_x[x] for x in law.inputs]
+        else:  # compute-optimal allocation
+            log_n, log_d, log_target = budgets.log_optimum(law, p, log_x["C"])
+            at = [log_n, log_d]
+        log_target = np.asarray(log_target)
+        where = np.stack([np.broadcast_to(np.asarray(a), log_target.shape) for a in at], axis=-1) / np.log(10.0)
+        return log_target, where
+
+    def _both(self, log_x: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Candidate and baseline per draw and scale, each with its own extrapolation risk (if any)."""
+        cand, cand_at = self._log_target(self.candidate, log_x)
+        base, base_at = self._log_target(self.baseline, log_x)
+        cand, base = np.broadcast_arrays(cand, base)
+        if self.risk:
+            rows = cand.shape[1]
+            shape = (cand.shape[0], rows, cand_at.shape[-1])
+            where = np.concatenate([np.broadcast_to(cand_at, shape), np.broadcast_to(base_at, shape)], axis=1)
+            shift = self.fit.risk(where, [self.candidate] * rows + [self.baseline] * rows, self.fit.seed)
+            cand, base = cand + shift[:, :rows], base + shift[:, rows:]
+        return cand, base
 
     def _scales(self, inputs: dict) -> tuple[pd.DataFrame, dict]:
         if not inputs:
@@ -105,9 +132,7 @@ class RecipeComparison:
         and ``relative_difference`` (``candidate / baseline - 1``).
         """
         rows, log_x = self._scales(scales)
-        cand = np.asarray(self._log_target(self.candidate, log_x))
-        base = np.asarray(self._log_target(self.baseline, log_x))
-        cand, base = np.broadcast_arrays(cand, base)
+        cand, base = self._both(log_x)
         draws = {
             "baseline": base,
             "candidate": cand,
@@ -196,7 +221,9 @@ class RecipeComparison:
     def compute_multiplier(self, C) -> BudgetPosterior:
         """``k`` per draw such that the candidate at ``k C`` matches the baseline at ``C``.
 
-        ``k < 1`` means the candidate reaches the baseline's result with less compute.
+        ``k < 1`` means the candidate reaches the baseline's result with less compute. The two
+        laws' multiplier, without the extrapolation risk (the risk's draws are tied to fixed
+        scales, and ``k`` moves the candidate's).
         Infinite (or zero) where no ``k`` within ``e^+-30`` does: the candidate never
         (or always) gets there. Needs a law in ``C`` alone, or of model size and data
         (compute-optimal allocation per recipe).
@@ -205,7 +232,7 @@ class RecipeComparison:
         if name != "C":
             raise ValueError(f"the compute multiplier needs compute C as the scale; this law's input is {name!r}")
         rows, log_x = self._scales({"C": C})
-        target = np.asarray(self._log_target(self.baseline, log_x))
+        target = self._log_target(self.baseline, log_x)[0]
         sign = 1.0 if self.lower_is_better else -1.0
         lo = np.full(target.shape, LOG_MULTIPLIER_RANGE[0])
         hi = np.full(target.shape, LOG_MULTIPLIER_RANGE[1])
@@ -220,7 +247,7 @@ class RecipeComparison:
 
     def _gap(self, log_k, log_x, target, sign):
         """Candidate at ``k C`` minus baseline at ``C`` (log scale), signed so that > 0 is worse."""
-        return sign * (self._log_target(self.candidate, {"C": log_x["C"] + log_k}) - target)
+        return sign * (self._log_target(self.candidate, {"C": log_x["C"] + log_k})[0] - target)
 
     def parameter_difference(self, name: str, level: float = 0.9) -> pd.Series:
         """Candidate minus baseline of law parameter ``name`` (e.g. an exponent), with its interval."""
@@ -244,7 +271,9 @@ class RecipeComparison:
         raise ValueError(f"a crossover or multiplier needs a single scale; this law has inputs {list(inputs)}")
 
 
-def compare(fit, candidate: str, baseline: str, *, lower_is_better: bool = True, **scales) -> RecipeComparison:
+def compare(
+    fit, candidate: str, baseline: str, *, lower_is_better: bool = True, risk: bool = True, **scales
+) -> RecipeComparison:
     """Compare ``candidate`` with ``baseline``, two groups (recipes) of one hierarchical fit.
 
     ``scales`` (e.g. ``C=np.geomspace(1e19, 1e24, 30)``) set a default grid for
@@ -255,4 +284,4 @@ def compare(fit, candidate: str, baseline: str, *, lower_is_better: bool = True,
     >>> cmp = bs.compare(fit, candidate="tuned", baseline="kaplan")    # doctest: +SKIP
     >>> cmp.crossover(1e18, 1e25)["probability"]                       # doctest: +SKIP
     """
-    return RecipeComparison(fit, candidate, baseline, lower_is_better=lower_is_better, **scales)
+    return RecipeComparison(fit, candidate, baseline, lower_is_better=lower_is_better, risk=risk, **scales)

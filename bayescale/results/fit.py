@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 
 import arviz as az
 import jax
 import numpy as np
 import pandas as pd
+from numpyro.infer import Predictive
 
 from bayescale import plot
 from bayescale.data import (
     DataError,
+    DataWarning,
     ScalingData,
     count_columns,
     count_trials,
@@ -21,6 +24,9 @@ from bayescale.data import (
     numeric_column,
     prediction_inputs,
 )
+from bayescale.model.arguments import model_args
+from bayescale.model.build import model_of
+from bayescale.model.discrepancy import hull_distance
 from bayescale.results import budgets
 from bayescale.results.budgets import FLOPS_PER_PARAMETER_TOKEN, BudgetPosterior
 from bayescale.results.comparison import RecipeComparison
@@ -31,6 +37,8 @@ from bayescale.sampler.options import NUTSOptions
 from bayescale.sampler.runner import Samples
 
 ROW_GROUP = plot.ROW_GROUP  # constant_data variable with each row's group label
+RISK_STREAM = 7  # the random stream of the extrapolation risk, apart from the law's and the noise's
+REPLICATE_STREAM = 11  # ... and of the posterior predictive draws at the fitted rows
 
 
 class ScalingFit:
@@ -39,9 +47,18 @@ class ScalingFit:
     Attributes
     ----------
     idata : arviz.InferenceData
-        ``posterior`` (law parameters in the user's units, plus ``sigma`` and ``nu``),
-        ``sample_stats``, ``log_likelihood`` (pointwise, of ``log(target)``),
-        ``observed_data`` and ``constant_data``; dims ``chain``, ``draw``, ``obs``.
+        ArviZ's groups, dims ``chain``, ``draw``, ``obs`` (and the group column):
+
+        - ``posterior``: law parameters in the user's units, population and noise parameters;
+        - ``posterior_predictive``: a new run at every fitted row, in the target's units (counts
+          for a Binomial model), so ``az.plot_ppc`` and ``az.plot_loo_pit`` work;
+        - ``log_likelihood``: the pointwise density of ``log(target)`` (of the counts for a
+          Binomial model), what ``az.loo`` and ``az.compare`` use (the log's Jacobian is the same
+          for every model of one target, so comparisons are unaffected);
+        - ``observed_data``: the target as given; ``constant_data``: the inputs (and noise,
+          trials and each row's group);
+        - ``sample_stats``: NUTS' statistics (divergences, tree depth, step size, energy);
+        - ``prior`` and ``prior_predictive`` after :meth:`sample_prior`.
     model : ScalingModel
         The specification that was fitted.
     health : Health
@@ -101,8 +118,11 @@ class ScalingFit:
         dims = {name: ["obs"] for name in [model.target, *constant]}
         dims.update({name: [model.group] for name in posterior if posterior[name].ndim == 3})
         attrs = fit_attributes(model, log_refs, samples.options, seed, samples.chain_method)
+        chains, draws = stats["diverging"].shape
+        replicated = _replicate(model, data, log_refs, posterior, seed).reshape(chains, draws, -1)
         idata = az.from_dict(
             posterior=posterior,
+            posterior_predictive={model.target: replicated},
             sample_stats=stats,
             log_likelihood={model.target: samples.log_likelihood},
             observed_data={model.target: data.target},
@@ -208,9 +228,68 @@ class ScalingFit:
         values = self.idata.posterior[name].values
         return values.reshape((-1,) + values.shape[2:])
 
+    def sample_prior(self, draws: int = 1000, seed: int | None = None):
+        """Add ``prior`` and ``prior_predictive`` groups to :attr:`idata` (draws at the fitted rows); returns it.
+
+        The same priors and reference scales as the fit; ``prior_predictive`` is in the target's
+        units, like ``observed_data`` (``az.plot_ppc(fit.idata, group="prior")``).
+
+        Examples
+        --------
+        >>> idata = fit.sample_prior(500)                         # doctest: +SKIP
+        >>> az.plot_ppc(idata, group="prior")                     # doctest: +SKIP
+        """
+        if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+            raise ValueError(f"draws must be a positive integer, got {draws!r}")
+        model = self.model
+        data = self.data()
+        args = model_args(model, data, self.log_references, pilot=False)._replace(observed=None)
+        key = jax.random.key(self.seed if seed is None else seed)
+        simulated = Predictive(model_of(model), num_samples=draws)(key, args)
+        prior = {name: np.asarray(simulated[name])[None] for name in model.posterior_names}
+        obs = np.asarray(simulated["obs"])
+        values = obs if model.counts else np.exp(obs)
+        dims = {name: [model.group] for name, v in prior.items() if v.ndim == 3}
+        coords = {"obs": self.idata.observed_data["obs"].values}
+        if model.group is not None:
+            coords[model.group] = np.asarray(self.groups)
+        extra = az.from_dict(
+            prior=prior,
+            prior_predictive={model.target: values[None]},
+            coords=coords,
+            dims={**dims, model.target: ["obs"]},
+        )
+        self.idata.extend(extra)
+        return self.idata
+
+    def data(self) -> ScalingData:
+        """The fitted rows as validated data (inputs, target, noise, trials, groups), rebuilt from :attr:`idata`."""
+        model = self.model
+        const = self.idata.constant_data
+        groups = labels = None
+        if model.group is not None:
+            labels = tuple(self.groups)
+            lookup = {label: i for i, label in enumerate(labels)}
+            groups = np.array([lookup[g] for g in const[ROW_GROUP].values.astype(str)])
+        return ScalingData(
+            inputs={x: np.asarray(const[column].values, dtype=float) for x, column in model.inputs.items()},
+            target=np.asarray(self.idata.observed_data[model.target].values, dtype=float),
+            noise=None if model.noise is None else np.asarray(const[model.noise].values, dtype=float),
+            index=pd.Index(self.idata.observed_data["obs"].values),
+            groups=groups,
+            group_labels=labels or (),
+            trials=None if model.trials is None else np.asarray(const[model.trials].values, dtype=float),
+        )
+
     # -- prediction --------------------------------------------------------------------
-    def predict(self, data: pd.DataFrame | None = None, /, *, seed: int | None = None, **inputs) -> Prediction:
-        """Posterior of the law (and of a new observation) at new inputs.
+    def predict(
+        self, data: pd.DataFrame | None = None, /, *, seed: int | None = None, risk: bool = True, **inputs
+    ) -> Prediction:
+        """Posterior of a new run, of the expected value and of the law's curve at new inputs.
+
+        Beyond the fitted data the bands include the risk that the law itself is wrong there
+        (the model's ``discrepancy``, :mod:`bayescale.model.discrepancy`); ``kind="mean"`` is the
+        fitted law alone. See :class:`~bayescale.Prediction` for the kinds.
 
         Parameters
         ----------
@@ -218,7 +297,10 @@ class ScalingFit:
             Rows at which to predict, with a column per law input (named like the law's
             inputs or like the columns the model was fitted on).
         seed : int, optional
-            Seed of the observation-noise draws; defaults to the fit's seed.
+            Seed of the observation-noise and risk draws; defaults to the fit's seed.
+        risk : bool
+            Include the extrapolation risk (default). ``False``: the law and the noise only,
+            as if the law were exactly right everywhere.
         **inputs
             Alternatively the law inputs as keywords, scalars or 1-D sequences,
             e.g. ``N=[7e10], D=[1.4e12]`` or ``C=1e24``.
@@ -266,9 +348,75 @@ class ScalingFit:
             table.insert(0, model.group, row_groups)
         if trials is not None:
             table[model.trials] = trials
-        return Prediction(table, log_mean, log_obs, missing)
+        log_risk = self.log_risk(values, row_groups, seed) if risk else None
+        return Prediction(table, log_mean, log_obs, missing, log_risk)
 
-    def log_likelihood(self, data: pd.DataFrame, *, seed: int | None = None) -> np.ndarray:
+    def extrapolation(self, data: pd.DataFrame | None = None, /, **inputs) -> np.ndarray:
+        """Decades from each row to the fitted data's range (of the row's group; all data for a new group).
+
+        Zero inside the range of every input; beyond it the Euclidean norm of each input's
+        excess, in base-10 orders of magnitude. This is the distance the extrapolation risk
+        grows with.
+
+        Examples
+        --------
+        >>> fit.extrapolation(N=[1e9, 7e10], D=[2e10, 1.4e12])       # doctest: +SKIP
+        array([0.  , 1.12])
+        """
+        model = self.model
+        frame = as_frame(data, inputs, model.law.inputs, model.group)
+        values = prediction_inputs(frame, model.law.inputs, model.inputs)
+        row_groups = None if model.group is None else group_labels(frame, model.group)
+        return self._distance(values, row_groups)
+
+    def log_risk(self, values: dict, row_groups: np.ndarray | None, seed: int) -> np.ndarray | None:
+        """Draws of the deviation of ``log(target)`` from the law at rows of law-input ``values``; see :meth:`risk`."""
+        log10_x = np.column_stack([np.log10(np.asarray(values[x], dtype=float)) for x in self.model.law.inputs])
+        n = len(log10_x)
+        return self.risk(log10_x, [None] * n if row_groups is None else list(row_groups), seed)
+
+    def risk(self, log10_x: np.ndarray, labels: list, seed: int) -> np.ndarray | None:
+        """Draws of the extrapolation risk (:mod:`bayescale.model.discrepancy`) at rows of ``log10`` law inputs.
+
+        ``log10_x`` is (rows, inputs), or (draws, rows, inputs) where the rows move with the draw
+        (a compute-optimal allocation); ``labels`` gives every row's group (``None`` without groups).
+        Rows of one group share its trend; groups deviate independently. The same rows, labels and
+        seed give the same draws. Shape (posterior draws, rows); ``None`` without a discrepancy.
+        """
+        drift = self.model.discrepancy
+        if drift is None or "sigma" not in self.parameter_names:
+            return None
+        log10_x = np.asarray(log10_x, dtype=float)
+        order = list(dict.fromkeys(labels))
+        codes = np.array([order.index(label) for label in labels], dtype=int)
+        distance = np.zeros(log10_x.shape[:-1])
+        for i, label in enumerate(order):
+            rows = codes == i
+            points = log10_x[..., rows, :]
+            far = hull_distance(self.fitted_inputs(label), points.reshape(-1, points.shape[-1]))
+            distance[..., rows] = far.reshape(points.shape[:-1])
+        positions = np.median(log10_x, axis=0) if log10_x.ndim == 3 else log10_x
+        key = jax.random.fold_in(jax.random.key(seed), RISK_STREAM)
+        return drift.log_deviation(key, positions, distance, codes, self.draws("sigma"))
+
+    def fitted_inputs(self, group: str | None = None) -> np.ndarray:
+        """``log10`` of the fitted runs' inputs (runs, inputs): a group's own, or all (new group or ``None``)."""
+        const = self.idata.constant_data
+        fitted = np.column_stack([np.log10(const[self.model.inputs[x]].values) for x in self.model.law.inputs])
+        if group is not None and group in self.groups:
+            fitted = fitted[const[ROW_GROUP].values.astype(str) == group]
+        return fitted
+
+    def _distance(self, values: dict, row_groups: np.ndarray | None) -> np.ndarray:
+        log10_x = np.column_stack([np.log10(np.asarray(values[x], dtype=float)) for x in self.model.law.inputs])
+        labels = np.full(len(log10_x), None) if row_groups is None else np.asarray(row_groups, dtype=str)
+        out = np.zeros(len(log10_x))
+        for label in dict.fromkeys(labels):
+            rows = labels == label
+            out[rows] = hull_distance(self.fitted_inputs(label), log10_x[rows])
+        return out
+
+    def log_likelihood(self, data: pd.DataFrame, *, seed: int | None = None, risk: bool = True) -> np.ndarray:
         """Log density of every row of ``data`` under every posterior draw, shape (draws, rows).
 
         The density of ``log(target)`` (of the counts, for a Binomial likelihood), as in
@@ -277,6 +425,9 @@ class ScalingFit:
         (:func:`bayescale.compare_laws`). ``data`` needs the fitted target and input columns
         (and the noise and group columns if the model has them); rows of a group not in
         the fit use population draws (random stream of ``seed``, default the fit's seed).
+        Beyond the fitted data each draw's law is shifted by a draw of the extrapolation risk
+        (``risk=False``: not), so that ``logsumexp`` over draws is the predictive density of
+        :meth:`predict`.
 
         Examples
         --------
@@ -301,6 +452,7 @@ class ScalingFit:
         row_groups = None if model.group is None else group_labels(data, model.group)
         log_x = {x: np.log(values[x]) - self.log_references[x] for x in law.inputs}
         posterior = {name: self.draws(name) for name in self.parameter_names}
+        seed = self.seed if seed is None else seed
         return log_density(
             law,
             model.likelihood,
@@ -309,16 +461,23 @@ class ScalingFit:
             {x: self.log_references[x] for x in law.inputs},
             log_x,
             observed,
-            jax.random.key(self.seed if seed is None else seed),
+            jax.random.key(seed),
             fitted_groups=self.groups,
             row_groups=row_groups,
             noise_log_sd=noise,
             trials=trials,
+            log_shift=self.log_risk(values, row_groups, seed) if risk else None,
         )
 
     # -- budgets -----------------------------------------------------------------------
     def optimal(
-        self, C, *, k: float = FLOPS_PER_PARAMETER_TOKEN, group: str | list[str] | None = None, method: str = "auto"
+        self,
+        C,
+        *,
+        k: float = FLOPS_PER_PARAMETER_TOKEN,
+        group: str | list[str] | None = None,
+        method: str = "auto",
+        risk: bool = True,
     ) -> BudgetPosterior:
         """Posterior of the compute-optimal allocation at budgets ``C = k N D`` (FLOPs).
 
@@ -334,12 +493,15 @@ class ScalingFit:
         method : {"auto", "closed", "numeric"}
             The law's closed form where it has one (Chinchilla), else a vectorised
             numerical optimiser; see :mod:`bayescale.results.budgets`.
+        risk : bool
+            Include the extrapolation risk in ``loss`` beyond the fitted data (default), as
+            :meth:`predict` does; the allocation is the law's.
 
         Returns
         -------
         BudgetPosterior
-            Quantities ``N``, ``D``, ``tokens_per_param`` (``D / N``), ``loss`` (the law's
-            mean at the optimum), and the local allocation exponents ``a`` and ``b``
+            Quantities ``N``, ``D``, ``tokens_per_param`` (``D / N``), ``loss`` (the expected
+            loss at the optimum), and the local allocation exponents ``a`` and ``b``
             (``N* ~ C^a``, ``D* ~ C^b``; not in ``interval()`` unless asked for).
 
         Examples
@@ -354,16 +516,18 @@ class ScalingFit:
         def table(p):
             return budgets.optimum_table(self.model.law, p, log_c, k, method)
 
-        return self._budget_posterior("C", C, table, group, budgets.OPTIMUM)
+        return self._budget_posterior("C", C, table, group, budgets.OPTIMUM, k, risk)
 
     def compute_for(
-        self, loss, *, k: float = FLOPS_PER_PARAMETER_TOKEN, group: str | list[str] | None = None
+        self, loss, *, k: float = FLOPS_PER_PARAMETER_TOKEN, group: str | list[str] | None = None, risk: bool = True
     ) -> BudgetPosterior:
         """Posterior of the compute (and its optimal split) whose optimal loss equals ``loss``.
 
         Draws whose irreducible loss is at or above ``loss`` cannot reach it with any
         budget: their ``C``, ``N`` and ``D`` are ``inf``. ``probability("C", below=budget)``
-        is the probability that ``budget`` FLOPs, well spent, reach the target.
+        is the probability that ``budget`` FLOPs, well spent, reach the target. With ``risk``
+        (default) beyond the fitted data each draw's ``C`` moves by the extrapolation risk's
+        deviation there, divided by how fast the optimal loss falls with compute (to first order).
 
         Examples
         --------
@@ -377,17 +541,36 @@ class ScalingFit:
         def table(p):
             return budgets.inverse_table(self.model.law, p, log_loss, k)
 
-        return self._budget_posterior("loss", loss, table, group, budgets.INVERSE)
+        result = self._budget_posterior("loss", loss, table, group, budgets.INVERSE, k, risk)
+        never = np.mean(np.isinf(result.draws("C")), axis=0)
+        if never.max() > 0.05:
+            rows = result.rows.assign(share=never)[never > 0.05]
+            listed = ", ".join(f"{r['loss']:g} ({r['share']:.0%})" for _, r in rows.iterrows())
+            warnings.warn(
+                f"target losses {listed} are at or below the loss the law approaches with unlimited compute in "
+                "that share of the posterior draws: those draws can never reach them (C = inf). Check the target's "
+                "units, or ask for a loss above the fitted irreducible loss",
+                DataWarning,
+                stacklevel=2,
+            )
+        return result
 
     def overtraining(
-        self, C, ratio: float, *, k: float = FLOPS_PER_PARAMETER_TOKEN, group: str | list[str] | None = None
+        self,
+        C,
+        ratio: float,
+        *,
+        k: float = FLOPS_PER_PARAMETER_TOKEN,
+        group: str | list[str] | None = None,
+        risk: bool = True,
     ) -> BudgetPosterior:
         """What training at a fixed tokens-per-parameter ``ratio`` costs, at budgets ``C``.
 
         Quantities: ``N`` and ``D`` of the run (``D = ratio N``, ``C = k N D``), its
         ``loss``, the compute-optimal ``optimal_loss``, the ``penalty`` (difference) and
         ``relative_penalty``, and the ``compute_multiplier``: how many times ``C`` runs at
-        this ratio need to reach the compute-optimal loss of ``C``.
+        this ratio need to reach the compute-optimal loss of ``C`` (the law's). With ``risk``
+        (default) both losses include the extrapolation risk at their own (N, D).
 
         Examples
         --------
@@ -400,20 +583,21 @@ class ScalingFit:
         def table(p):
             return budgets.overtraining_table(self.model.law, p, log_c, ratio, k)
 
-        return self._budget_posterior("C", C, table, group, budgets.OVERTRAINING)
+        return self._budget_posterior("C", C, table, group, budgets.OVERTRAINING, k, risk)
 
-    def compare(self, candidate: str, baseline: str, *, lower_is_better: bool = True, **scales):
+    def compare(self, candidate: str, baseline: str, *, lower_is_better: bool = True, risk: bool = True, **scales):
         """Posterior comparison of two groups (recipes) of this fit; see :mod:`bayescale.results.comparison`.
 
         ``scales`` (e.g. ``C=np.geomspace(1e19, 1e24, 30)``) set the default grid of
-        ``table()`` and ``crossover()``.
+        ``table()`` and ``crossover()``. With ``risk`` (default) each recipe's curve beyond its
+        own data includes the extrapolation risk, drawn independently per recipe.
 
         Examples
         --------
         >>> cmp = fit.compare(candidate="tuned", baseline="kaplan")        # doctest: +SKIP
         >>> cmp.probability_better(C=[1e21, 1e23])                         # doctest: +SKIP
         """
-        return RecipeComparison(self, candidate, baseline, lower_is_better=lower_is_better, **scales)
+        return RecipeComparison(self, candidate, baseline, lower_is_better=lower_is_better, risk=risk, **scales)
 
     def law_parameters(self, group: str | None = None, stream: int = 0) -> dict[str, np.ndarray]:
         """The law's parameters in the user's units per posterior draw, shape (draws,), for one group.
@@ -434,13 +618,22 @@ class ScalingFit:
         p = group_parameters(law, self.model.treatments, posterior, log_ref, key, self.groups, group)
         return {name: np.asarray(p[name]) for name in law.parameter_names}
 
-    def _budget_posterior(self, column, values, table, group, layout) -> BudgetPosterior:
-        """Run ``table`` (parameter draws -> log quantities) for each group; rows are ``values`` as given."""
+    def _budget_posterior(self, column, values, table, group, layout, k: float, risk: bool = True) -> BudgetPosterior:
+        """Run ``table`` (parameter draws -> log quantities) for each group; rows are ``values`` as given.
+
+        With ``risk`` and a discrepancy, every loss quantity is shifted by the extrapolation risk at
+        its own (N, D) per draw (each group its own draws), and ``C`` of an inverse problem moves by
+        that shift divided by the loss's elasticity in compute there (to first order).
+        """
         budgets.check_law(self.model.law)
         labels = [group] if group is None or isinstance(group, str) else list(group)
         frames, draws = [], []
         for i, label in enumerate(labels):
-            draws.append({name: np.asarray(v) for name, v in table(self.law_parameters(label, i)).items()})
+            p = self.law_parameters(label, i)
+            quantities = {name: np.asarray(v) for name, v in table(p).items()}
+            if risk and self.model.discrepancy is not None:
+                self._shift_losses(quantities, p, label, layout, k)
+            draws.append(quantities)
             rows = pd.DataFrame({column: np.asarray(values, dtype=float).ravel()})
             frames.append(
                 rows if label is None else rows.assign(**{self.model.group: label})[[self.model.group, column]]
@@ -449,6 +642,39 @@ class ScalingFit:
         return BudgetPosterior(
             pd.concat(frames, ignore_index=True), log_draws, linear=layout.linear, hidden=layout.hidden
         )
+
+    def _shift_losses(self, quantities: dict, p: dict, label, layout, k: float) -> None:
+        """Add the extrapolation risk to the loss quantities of one group's budget table, in place."""
+        law = self.model.law
+        pk = {name: np.asarray(v)[:, None] for name, v in p.items()}
+
+        def at(log_n, log_d):  # (draws, rows, 2) of log10 (N, D)
+            return np.stack(np.broadcast_arrays(np.asarray(log_n), np.asarray(log_d)), axis=-1) / np.log(10.0)
+
+        if layout is budgets.INVERSE:
+            finite = np.isfinite(quantities["C"])
+            log_c = np.where(finite, quantities["C"], 0.0)
+            log_n, log_d = (np.where(finite, quantities[q], 0.0) for q in ("N", "D"))
+            shift = self.risk(at(log_n, log_d), [label] * log_c.shape[1], self.seed)
+            step = 1e-3
+            up, down = (np.asarray(budgets.log_optimum(law, pk, log_c + h, k)[2]) for h in (step, -step))
+            elasticity = np.minimum((up - down) / (2 * step), -1e-12)  # d log L* / d log C < 0
+            quantities["C"] = np.where(finite, log_c - shift / elasticity, quantities["C"])
+            return
+        if "optimal_loss" not in quantities:
+            quantities["loss"] = quantities["loss"] + self.risk(
+                at(quantities["N"], quantities["D"]), [label] * quantities["loss"].shape[1], self.seed
+            )
+            return
+        log_c = quantities["N"] + quantities["D"] + np.log(k)  # C = k N D of the run at the ratio
+        log_n, log_d, _ = (np.asarray(v) for v in budgets.log_optimum(law, pk, log_c, k))
+        rows = quantities["loss"].shape[1]  # the run and the optimum at each budget share the curve's draws
+        both = np.concatenate([at(quantities["N"], quantities["D"]), at(log_n, log_d)], axis=1)
+        shift = self.risk(both, [label] * (2 * rows), self.seed)
+        quantities["loss"] = quantities["loss"] + shift[:, :rows]
+        quantities["optimal_loss"] = quantities["optimal_loss"] + shift[:, rows:]
+        quantities["penalty"] = np.exp(quantities["loss"]) - np.exp(quantities["optimal_loss"])
+        quantities["relative_penalty"] = np.expm1(quantities["loss"] - quantities["optimal_loss"])
 
     def plot(self, target: dict | None = None, **kwargs):
         """Data, posterior median and 50%/90% bands extended to ``target``; see :func:`bayescale.plot.fit`."""
@@ -459,12 +685,42 @@ class ScalingFit:
         """Write the fit to a netCDF file (ArviZ's format, with the model spec and seed in its attributes)."""
         return self.idata.to_netcdf(str(path))
 
+    def _repr_html_(self) -> str:
+        """A notebook's view: what was fitted, its health and the posterior summary."""
+        table = self.summary()[["median", "lower", "upper", "r_hat", "ess_bulk"]]
+        health = str(self.health).replace("\n", "<br>")
+        return f"<p><b>{self.model.target} = {self.model.law.formula}</b>: {self!r}</p><p>{health}</p>" + table.to_html(
+            float_format=lambda v: f"{v:.4g}"
+        )
+
     def __repr__(self) -> str:
         post = self.idata.posterior
         return (
             f"ScalingFit({self.model.law!r}, {post.sizes['chain']} chains x {post.sizes['draw']} draws, "
             f"{self.idata.observed_data.sizes['obs']} rows, {'healthy' if self.healthy else 'UNHEALTHY'})"
         )
+
+
+def _replicate(model, data: ScalingData, log_refs: dict, posterior: dict, seed: int) -> np.ndarray:
+    """A new observation of every fitted row per posterior draw, in the target's units (counts for a Binomial)."""
+    law = model.law
+    flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in posterior.items()}
+    labels = np.asarray(data.group_labels, dtype=str)
+    _, log_obs = posterior_draws(
+        law,
+        model.likelihood,
+        model.treatments,
+        flat,
+        {x: log_refs[x] for x in law.inputs},
+        {x: np.log(data.inputs[x]) - log_refs[x] for x in law.inputs},
+        jax.random.fold_in(jax.random.key(seed), REPLICATE_STREAM),
+        fitted_groups=tuple(labels),
+        row_groups=None if data.groups is None else labels[data.groups],
+        trials=data.trials,
+        noise_log_sd=None if data.noise is None else data.noise / data.target,
+    )
+    values = np.exp(log_obs)
+    return np.round(values * data.trials) if model.counts else values
 
 
 def _log_positive(name: str, values) -> np.ndarray:

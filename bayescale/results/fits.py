@@ -191,6 +191,10 @@ class ScalingFits(Mapping):
         )
         return idata.to_netcdf(str(path))
 
+    def _repr_html_(self) -> str:
+        """A notebook's view: one row of health per data set."""
+        return f"<p>{self!r}</p>" + self.health.to_html(float_format=lambda v: f"{v:.4g}", max_rows=30)
+
     def __repr__(self) -> str:
         chains, draws = next(iter(self._posterior.values())).shape[1:3]
         unhealthy = int((~self.health["healthy"]).sum())

@@ -15,17 +15,22 @@ from bayescale.laws import Law
 from bayescale.model.args import from_transformed, padding_index, row_bucket, to_transformed
 from bayescale.sampler.compile import KEEP_COMPILED, CompiledCache, compiled
 
-KINDS = ("observation", "mean")
+KINDS = ("observation", "curve", "mean")
 METHODS = ("eti", "hdi")
 _OBSERVERS = CompiledCache(KEEP_COMPILED)  # likelihood -> compiled draw of new observations (_log_observation)
 
 
 class Prediction:
-    """Posterior draws of a law at new input rows.
+    """Posterior draws at new input rows, of three kinds.
 
-    ``kind="observation"`` is a new measured value, with the fitted noise (posterior
-    predictive); ``kind="mean"`` is the law's curve itself (no observation noise).
-    Draws are pooled over chains, one row per posterior draw.
+    - ``"observation"``: a new run there (posterior predictive): the law, the risk that the
+      law is wrong there (beyond the fitted data, :mod:`bayescale.model.discrepancy`), and the
+      observation noise;
+    - ``"curve"``: the expected value there, the law and its risk, without noise;
+    - ``"mean"``: the fitted law's curve alone (parameter uncertainty only).
+
+    Inside the fitted data's range the risk is zero, and ``"curve"`` is ``"mean"``. Draws are
+    pooled over chains, one row per posterior draw.
 
     Examples
     --------
@@ -41,9 +46,12 @@ class Prediction:
         log_mean: np.ndarray,
         log_observation: np.ndarray | None,
         missing_observation: str = "",
+        log_risk: np.ndarray | None = None,
     ) -> None:
         self.inputs = inputs
-        self._log = {"mean": log_mean, "observation": log_observation}
+        curve = log_mean if log_risk is None else log_mean + log_risk
+        observation = log_observation if log_risk is None or log_observation is None else log_observation + log_risk
+        self._log = {"mean": log_mean, "curve": curve, "observation": observation}
         self._missing = missing_observation
 
     def draws(self, kind: str = "observation") -> np.ndarray:
@@ -71,8 +79,9 @@ class Prediction:
         ----------
         level : float
             Probability mass inside the interval, in (0, 1).
-        kind : {"observation", "mean"}
-            A new observation (with noise) or the mean curve.
+        kind : {"observation", "curve", "mean"}
+            A new run (law, its risk and noise), the expected value (law and risk) or the
+            law's curve alone.
         method : {"eti", "hdi"}
             Equal-tailed interval, or highest-density interval (via ``arviz.hdi``).
 
@@ -94,6 +103,17 @@ class Prediction:
             lower, upper = bounds[..., 0], bounds[..., 1]
         table = pd.DataFrame({"median": median, "lower": lower, "upper": upper}, index=self.inputs.index)
         return pd.concat([self.inputs, table], axis=1)
+
+    def _repr_html_(self) -> str:
+        """A notebook's view: the 90% intervals of a new run and of the law."""
+        parts = [f"<p>{self!r}</p>"]
+        if self._log["observation"] is not None:
+            parts += ["<p>a new run (90%)</p>", self.interval(0.9).to_html(float_format=lambda v: f"{v:.4g}")]
+        parts += [
+            "<p>the law's curve (90%)</p>",
+            self.interval(0.9, kind="mean").to_html(float_format=lambda v: f"{v:.4g}"),
+        ]
+        return "".join(parts)
 
     def __repr__(self) -> str:
         n_draws, n_rows = self._log["mean"].shape
@@ -117,6 +137,7 @@ def posterior_draws(
     fitted_groups: tuple[str, ...] = (),
     row_groups: np.ndarray | None = None,
     trials: np.ndarray | None = None,
+    noise_log_sd: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Log of the law and of a new observation at ``log_x``, per posterior draw and row.
 
@@ -135,19 +156,21 @@ def posterior_draws(
     log_x = {x: np.asarray(v)[index] for x, v in log_x.items()}
     row_groups = None if row_groups is None else np.asarray(row_groups)[index]
     trials = None if trials is None else jnp.asarray(np.asarray(trials)[index])
+    noise_log_sd = None if noise_log_sd is None else jnp.asarray(np.asarray(noise_log_sd)[index])
     group_key, noise_key = jax.random.split(rng_key)
     log_mean = _log_mean(law, treatments, posterior, log_ref, log_x, group_key, fitted_groups, row_groups)
     noise = {k: jnp.asarray(posterior[k])[:, None] for k in likelihood.parameter_names}
     if getattr(likelihood, "trials", None) is not None and trials is None:
         return np.asarray(log_mean)[:, :rows], None  # a new count needs its number of items
     log_observation = _OBSERVERS.get(likelihood, lambda: compiled(partial(_log_observation, likelihood), runs="once"))
-    return np.asarray(log_mean)[:, :rows], np.asarray(log_observation(noise_key, log_mean, noise, trials))[:, :rows]
+    log_obs = log_observation(noise_key, log_mean, noise, trials, noise_log_sd)
+    return np.asarray(log_mean)[:, :rows], np.asarray(log_obs)[:, :rows]
 
 
-def _log_observation(likelihood, key, log_mean, noise, trials):
+def _log_observation(likelihood, key, log_mean, noise, trials, noise_log_sd=None):
     """Log target of a new observation per posterior draw and row (one compiled program per likelihood:
     drawing a Student-t or Binomial value runs a rejection sampler that takes seconds to compile)."""
-    observation = likelihood.distribution(log_mean, noise, trials=trials).sample(key)
+    observation = likelihood.distribution(log_mean, noise, noise_log_sd, trials=trials).sample(key)
     return likelihood.log_target(observation, trials)
 
 
@@ -164,6 +187,7 @@ def log_density(
     row_groups: np.ndarray | None = None,
     noise_log_sd: np.ndarray | None = None,
     trials: np.ndarray | None = None,
+    log_shift: np.ndarray | None = None,
 ) -> np.ndarray:
     """Log density of the ``observed`` values per posterior draw and row, shape (draws, rows).
 
@@ -171,10 +195,14 @@ def log_density(
     counts of a Binomial likelihood), at rows the fit may not have seen; rows of an
     unseen group use population draws, as in :func:`posterior_draws` with the same
     ``rng_key``. ``noise_log_sd`` is the known per-row noise of a model fitted with
-    ``noise=``, relative to the target; ``trials`` the items per row of a Binomial one.
+    ``noise=``, relative to the target; ``trials`` the items per row of a Binomial one;
+    ``log_shift`` (draws, rows) a deviation of the law's log mean per draw (the extrapolation
+    risk of :mod:`bayescale.model.discrepancy`).
     """
     group_key, _ = jax.random.split(rng_key)
     log_mean = _log_mean(law, treatments, posterior, log_ref, log_x, group_key, fitted_groups, row_groups)
+    if log_shift is not None:
+        log_mean = log_mean + jnp.asarray(log_shift)
     noise = {k: jnp.asarray(posterior[k])[:, None] for k in likelihood.parameter_names}
     noise_log_sd = None if noise_log_sd is None else jnp.asarray(noise_log_sd)
     trials = None if trials is None else jnp.asarray(trials)
@@ -184,7 +212,11 @@ def log_density(
 def _log_mean(law, treatments, posterior, log_ref, log_x, group_key, fitted_groups, row_groups) -> jnp.ndarray:
     """Log of the law per posterior draw and row, with each row's group's parameters."""
     names = law.parameter_names
-    t_fit = to_transformed(law, law.to_reference({k: jnp.asarray(posterior[k]) for k in names}, log_ref))
+    values = {k: jnp.asarray(posterior[k]) for k in names}
+    if any(v.ndim == 2 for v in values.values()):  # per-group and shared values broadcast as (draws, groups | 1)
+        values = {k: v[:, None] if v.ndim == 1 else v for k, v in values.items()}
+    t_fit = to_transformed(law, law.to_reference(values, log_ref))
+    t_fit = {k: v[:, 0] if v.ndim == 2 and v.shape[1] == 1 else v for k, v in t_fit.items()}
     if row_groups is None:
         rows = {k: v[:, None] if v.ndim == 1 else v for k, v in t_fit.items()}
     else:

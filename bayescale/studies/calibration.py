@@ -37,10 +37,11 @@ from numpyro.infer.util import log_density
 from scipy import stats
 
 from bayescale.data import DataError, ScalingData, count_trials, group_labels
-from bayescale.fitting import model_function
 from bayescale.model.args import ModelArgs
 from bayescale.model.arguments import log_references, model_args
 from bayescale.model.build import latent_sites
+from bayescale.model.build import model_of as model_function
+from bayescale.model.discrepancy import hull_distance
 from bayescale.plot import rank_histograms
 from bayescale.results.prediction import posterior_draws
 from bayescale.sampler.compile import compiled
@@ -516,7 +517,7 @@ def extrapolation_coverage(
     both = both.reset_index(drop=True)
     truth_setup = _setup(truth_model, both, setup.log_refs)
     n_fit = len(design)
-    _, observed, rejected, seeds, posterior, sample_stats = _simulate_and_fit(
+    truth, observed, rejected, seeds, posterior, sample_stats = _simulate_and_fit(
         model,
         truth_model,
         setup,
@@ -539,6 +540,11 @@ def extrapolation_coverage(
     trials = None if new_rows.trials is None else new_rows.trials[n_fit:]
     row_groups = None if model.group is None else group_labels(future_frame, model.group)
     actual = observed[:, n_fit:]
+    distance, where, codes = _beyond(model, new_rows, n_fit)
+    risk_key = jax.random.fold_in(jax.random.key(seed), 2)
+    if truth_model.discrepancy is not None and not model.counts:  # the simulated future drifts from the law
+        true_drift = truth_model.discrepancy.log_deviation(risk_key, where, distance, codes, truth["sigma"])
+        actual = actual + true_drift
     actual = actual / trials if model.counts else np.exp(actual)
     inside = np.zeros((n_sims, len(future_frame), len(levels)), dtype=bool)
     for i in range(n_sims):
@@ -555,8 +561,12 @@ def extrapolation_coverage(
             row_groups=row_groups,
             trials=trials,
         )
+        log_obs = np.asarray(log_obs)
+        if model.discrepancy is not None and not model.counts:  # the prediction's risk, as ScalingFit.predict
+            key = jax.random.fold_in(jax.random.key(int(seeds[i])), 7)
+            log_obs = log_obs + model.discrepancy.log_deviation(key, where, distance, codes, draws_i["sigma"])
         with np.errstate(divide="ignore"):
-            y = np.exp(np.asarray(log_obs))
+            y = np.exp(log_obs)
         for j, level in enumerate(levels):
             lower, upper = np.quantile(y, [(1 - level) / 2, (1 + level) / 2], axis=0)
             inside[i, :, j] = (actual[i] >= lower) & (actual[i] <= upper)
@@ -566,6 +576,20 @@ def extrapolation_coverage(
     health = _health(flat, sample_stats, options.max_tree_depth)
     _warn_unhealthy(health, "coverage study")
     return CoverageStudy(inside, levels, future_frame.reset_index(drop=True), health, seed, rejected)
+
+
+def _beyond(model, rows: ScalingData, n_fit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decades from each future row (after the first ``n_fit``) to its group's fitted rows, their ``log10``
+    inputs and group codes."""
+    log10_x = np.column_stack([np.log10(rows.inputs[x]) for x in model.law.inputs])
+    groups = np.zeros(len(log10_x), dtype=int) if rows.groups is None else np.asarray(rows.groups)
+    fitted, future = log10_x[:n_fit], log10_x[n_fit:]
+    distance = np.zeros(len(future))
+    for g in np.unique(groups[n_fit:]):
+        mine = groups[:n_fit] == g
+        rows_g = groups[n_fit:] == g
+        distance[rows_g] = hull_distance(fitted[mine] if mine.any() else fitted, future[rows_g])
+    return distance, future, groups[n_fit:]
 
 
 @dataclass
