@@ -502,7 +502,7 @@ def coverage(table: pd.DataFrame, levels, *, ax=None):
     if ax is None:
         _, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
     bins = list(dict.fromkeys(table.index.get_level_values(0)))
-    labels = [f"{b.left:g}-{b.right:g}" if np.isfinite(b.right) else f"> {b.left:g}" for b in bins]
+    labels = [f"{max(b.left, 0):g}-{b.right:g}" if np.isfinite(b.right) else f"> {b.left:g}" for b in bins]
     predictors = list(dict.fromkeys(table.index.get_level_values(1)))
     styles = ["-", "--", ":", "-."]
     colours = plt.get_cmap("viridis")(np.linspace(0.1, 0.85, len(levels)))

@@ -133,7 +133,7 @@ def run(cases: list[Case], draws: int, seed: int, bootstrap: int, out: Path) -> 
         if case.targets is not None:
             frames.append(targets(case, draws, seed, law_draws))
         print(f"{case.name}: {time.perf_counter() - start:.0f} s, skipped {sorted(study.skipped)}", flush=True)
-        pd.concat(frames, ignore_index=True).to_csv(out / "backtest_real.csv", index=False)
+        pd.concat(frames, ignore_index=True).to_csv(out / "backtest_real_points.csv", index=False)
         with open(out / "backtest_real_draws.pkl", "wb") as f:
             pickle.dump(law_draws, f)
     return pd.concat(frames, ignore_index=True), law_draws
@@ -147,8 +147,7 @@ def targets(case: Case, draws: int, seed: int, law_draws: dict) -> pd.DataFrame:
         warnings.simplefilter("ignore", bs.SamplerWarning)
         fit = case.model.fit(case.data, seed=seed, warmup=draws, draws=draws)
     observed = case.targets[case.model.target].to_numpy()
-    x = case.data[case.scale].to_numpy()
-    distance = np.log10(case.targets[case.scale].to_numpy() / x.max())
+    distance = fit.extrapolation(case.targets)
     frames = []
     for name, kwargs in (("model", {}), ("law only", {"risk": False})):
         prediction = fit.predict(case.targets, **kwargs)
@@ -165,66 +164,58 @@ def targets(case: Case, draws: int, seed: int, law_draws: dict) -> pd.DataFrame:
 
 # -- calibration of the drift -------------------------------------------------------------------
 
-NODES = 16  # Gauss-Hermite nodes over each of log(trend) and log(wiggle)
-LENGTHS = (0.5, 1.0, 2.0)  # correlation lengths of the wiggle tried (decades)
+LOG_RATES = np.linspace(np.log(0.05), np.log(80.0), 80)  # the grid the drift rate is integrated over
+LENGTHS = (0.5, 1.0, 2.0)  # correlation lengths tried (decades)
 
 
-def split_terms(kept: dict, length: float, power: float = 1.0) -> list:
-    """Per held-out split: residuals from the law-only mean, their covariance, the drift's direction and wiggle."""
+def split_loglik(d: dict, length: float) -> np.ndarray | None:
+    """log p(held-out runs of one cut | drift rate) on :data:`LOG_RATES`: the law-only predictive (its
+    mean and the covariance of its draws) plus the drift's Gaussian process, in closed form."""
+    if d["sigma"] is None:
+        return None
+    r = np.log(d["observed"]) - d["log_draws"].mean(axis=0)
+    cov = np.atleast_2d(np.cov(d["log_draws"], rowvar=False))
+    cov = cov + 1e-6 * np.mean(np.diag(cov)) * np.eye(len(r))  # draws of runs at one point are collinear
+    g = np.median(d["sigma"]) * d["distance"]
+    x = d["log10_x"]
+    gkg = np.outer(g, g) * np.exp(-((x[:, None, :] - x[None, :, :]) ** 2).sum(-1) / (2 * length**2))
     out = []
-    for (case, source, split), d in kept.items():
-        if d["sigma"] is None:
-            continue
-        r = np.log(d["observed"]) - d["log_draws"].mean(axis=0)
-        cov = np.atleast_2d(np.cov(d["log_draws"], rowvar=False))
-        cov = cov + 1e-6 * np.mean(np.diag(cov)) * np.eye(len(r))  # draws of runs at one point are collinear
-        g = np.median(d["sigma"]) * d["distance"] ** power
-        x = d["log10_x"]
-        corr = np.exp(-((x[:, None, :] - x[None, :, :]) ** 2).sum(-1) / (2 * length**2))
-        out.append((case, source, split, r, cov, g, corr * np.outer(g, g)))
+    for rate in np.exp(LOG_RATES):
+        m = cov + rate**2 * gkg
+        factor = np.linalg.cholesky(m + 1e-9 * np.mean(np.diag(m)) * np.eye(len(r)))
+        a = np.linalg.solve(factor, r)
+        out.append(-0.5 * (len(r) * np.log(2 * np.pi) + 2 * np.log(np.diag(factor)).sum() + a @ a))
+    return np.array(out)
+
+
+def case_logliks(kept: dict, length: float) -> dict:
+    """Per curve (case), the log likelihood of all its cuts on :data:`LOG_RATES`: one rate per curve."""
+    out: dict = {}
+    for (case, source, _), d in kept.items():
+        ll = split_loglik(d, length)
+        if ll is not None:
+            out[(source, case)] = out.get((source, case), 0.0) + ll
     return out
 
 
-def case_loglik(splits, theta):
-    """log of one curve's marginal likelihood: its splits share a trend and a wiggle scale, each log-normal."""
-    mu_t, sd_t, mu_k, sd_k = theta
-    nodes, weights = np.polynomial.hermite_e.hermegauss(NODES)
-    log_w = np.log(weights) - 0.5 * np.log(2 * np.pi)
-    t2 = np.exp(2 * (mu_t + sd_t * nodes))  # tau^2 at the nodes
-    total = np.zeros((NODES, NODES))  # (kappa node, tau node)
-    for r, cov, g, gkg in splits:
-        for i, k in enumerate(np.exp(mu_k + sd_k * nodes)):
-            total_cov = cov + k**2 * gkg
-            factor = np.linalg.cholesky(total_cov + 1e-9 * np.mean(np.diag(total_cov)) * np.eye(len(r)))
-            a_r = np.linalg.solve(factor, r)
-            a_g = np.linalg.solve(factor, g)
-            logdet = 2 * np.log(np.diag(factor)).sum()
-            gg, gr, rr = a_g @ a_g, a_g @ a_r, a_r @ a_r
-            total[i] += -0.5 * (
-                len(r) * np.log(2 * np.pi) + logdet + np.log1p(t2 * gg) + rr - t2 * gr**2 / (1 + t2 * gg)
-            )
-    return special.logsumexp(total + log_w[:, None] + log_w[None, :])
+def marginal(cases: dict, median: float, sd: float) -> float:
+    """log of the corpus' marginal likelihood when every curve's rate is LogNormal(log median, sd)."""
+    step = LOG_RATES[1] - LOG_RATES[0]
+    log_prior = -0.5 * ((LOG_RATES - np.log(median)) / sd) ** 2 - np.log(sd * np.sqrt(2 * np.pi)) + np.log(step)
+    return sum(special.logsumexp(ll + log_prior) for ll in cases.values())
 
 
-def fit_drift(terms) -> tuple[np.ndarray, float]:
-    """Maximum marginal likelihood (trend, trend_sd, wiggle, wiggle_sd) over the curves in ``terms``."""
-    cases: dict = {}
-    for case, _, _, r, cov, g, gkg in terms:
-        cases.setdefault(case, []).append((r, cov, g, gkg))
-
-    def negative(theta):
-        if np.any(np.abs(theta) > 6):  # medians and spreads within e^-6 .. e^6: beyond, nothing is learned
-            return np.inf
-        t = (theta[0], np.exp(theta[1]), theta[2], np.exp(theta[3]))
-        return -sum(case_loglik(c, t) for c in cases.values())
-
-    start = np.log([1.0, 0.5, 0.5, 0.5])
-    found = optimize.minimize(negative, start, method="Nelder-Mead", options={"xatol": 1e-3, "fatol": 1e-3})
-    return np.exp(found.x), -found.fun
+def fit_drift(cases: dict) -> tuple[float, float, float]:
+    """Maximum marginal likelihood (rate median, rate log-sd) over ``cases``, and the log likelihood there."""
+    found = optimize.minimize(
+        lambda t: -marginal(cases, np.exp(t[0]), np.exp(t[1])), np.log([1.0, 1.0]), method="Nelder-Mead"
+    )
+    return float(np.exp(found.x[0])), float(np.exp(found.x[1])), -float(found.fun)
 
 
 def score_drift(kept: dict, drift, seed: int) -> pd.DataFrame:
-    """Pointwise coverage, interval score and ARE of the law-only draws plus ``drift``'s draws."""
+    """Pointwise scores of the law-only draws plus ``drift``'s draws, as ``ScalingFit.predict`` adds them
+    (``drift=None``: the law-only draws), with each run's distance from the fitted runs."""
     import jax
 
     from bayescale.studies.validation import _scores
@@ -234,35 +225,65 @@ def score_drift(kept: dict, drift, seed: int) -> pd.DataFrame:
         if d["sigma"] is None:
             continue
         n = len(d["distance"])
-        key = jax.random.key(seed + i)
-        shift = drift.log_deviation(key, d["log10_x"], d["distance"], np.zeros(n, int), d["sigma"])
-        prediction = bs.Prediction(pd.DataFrame(index=range(n)), d["log_draws"], d["log_draws"] + shift)
-        frames.append(
-            _scores(prediction, d["observed"], bs.validation.LEVELS).assign(case=case, source=source, decades=split)
-        )
+        draws = d["log_draws"]
+        if drift is not None:
+            draws = draws + drift.log_deviation(
+                jax.random.key(seed + i), d["log10_x"], d["distance"], np.zeros(n, int), d["sigma"]
+            )
+        prediction = bs.Prediction(pd.DataFrame(index=range(n)), draws, draws)
+        scores = _scores(prediction, d["observed"], bs.validation.LEVELS)
+        frames.append(scores.assign(case=case, source=source, decades=str(split), distance=d["distance"]))
     return pd.concat(frames, ignore_index=True)
 
 
 def calibrate(kept: dict, seed: int) -> tuple[dict, pd.DataFrame]:
-    """The drift's constants on every source, and each source scored with constants from the others."""
+    """The drift's constants on the whole corpus, and each source scored with constants from the others."""
     best = None
     for length in LENGTHS:
-        (trend, trend_sd, wiggle, wiggle_sd), loglik = fit_drift(split_terms(kept, length))
-        print(f"length {length}: trend {trend:.3f} (sd {trend_sd:.3f}), wiggle {wiggle:.3f} (sd {wiggle_sd:.3f}); "
-              f"log marginal likelihood {loglik:.1f}", flush=True)  # fmt: skip
-        if best is None or loglik > best[1]:
-            best = (dict(trend=trend, trend_sd=trend_sd, wiggle=wiggle, wiggle_sd=wiggle_sd, length=length), loglik)
-    constants = best[0]
-    terms = split_terms(kept, constants["length"])
+        cases = case_logliks(kept, length)
+        rate, rate_sd, loglik = fit_drift(cases)
+        print(f"length {length}: rate {rate:.3f}, rate_sd {rate_sd:.3f}; log marginal likelihood {loglik:.1f}")
+        if best is None or loglik > best[2]:
+            best = (length, cases, loglik, rate, rate_sd)
+    length, cases, _, rate, rate_sd = best
     frames = []
     for source in sorted({key[1] for key in kept}):
-        (trend, trend_sd, wiggle, wiggle_sd), _ = fit_drift([t for t in terms if t[1] != source])
-        drift = bs.discrepancy.Drift(trend, trend_sd, wiggle, wiggle_sd, length=constants["length"])
+        held_rate, held_sd, _ = fit_drift({k: v for k, v in cases.items() if k[0] != source})
+        drift = bs.discrepancy.Drift(rate=held_rate, rate_sd=held_sd, length=length)
         held = {key: d for key, d in kept.items() if key[1] == source}
-        frames.append(score_drift(held, drift, seed).assign(trend=trend, wiggle=wiggle))
-        print(f"without {source}: trend {trend:.3f} (sd {trend_sd:.3f}), wiggle {wiggle:.3f} (sd {wiggle_sd:.3f})",
-              flush=True)  # fmt: skip
-    return constants, pd.concat(frames, ignore_index=True)
+        frames.append(score_drift(held, drift, seed).assign(predictor="model (drift from the other sources)"))
+        frames.append(score_drift(held, None, seed).assign(predictor="law only"))
+        print(f"without {source}: rate {held_rate:.3f}, rate_sd {held_sd:.3f}", flush=True)
+    return {"rate": rate, "rate_sd": rate_sd, "length": length}, pd.concat(frames, ignore_index=True)
+
+
+def kind(case: pd.Series) -> pd.Series:
+    """The dataset a case belongs to, for the tables: Porian's IsoFLOP runs and fronts apart."""
+    return np.where(
+        case.str.startswith("porian front"),
+        "porian fronts",
+        np.where(case.str.startswith("porian"), "porian IsoFLOP", case.str.split(" ").str[0]),
+    )
+
+
+def compare_leave_one_out(points: pd.DataFrame, held: pd.DataFrame, out: Path) -> None:
+    """The drift scored leave-one-source-out beside the law alone and the bootstrap, per dataset, at 1-2 decades."""
+    levels = bs.validation.LEVELS
+    bootstrap = points[points["predictor"] == "bootstrap"]
+    both = pd.concat([held, bootstrap], ignore_index=True)
+    both = both[both["decades"].astype(str).isin(["1.0", "2.0"])].assign(dataset=lambda t: kind(t["case"]))
+    table = summarise(both, ["dataset", "predictor"], levels)
+    print("\nLeave-one-source-out, pooled over the cuts at 1 and 2 decades:")
+    print(table.round(3).to_string())
+    print(summarise(both, ["predictor"], levels).round(3).to_string())
+    table.round(4).to_csv(out / "backtest_real_table.csv")
+    per_case = summarise(both.assign(decades=both["decades"].astype(str)), ["case", "decades", "predictor"], levels)
+    per_case.round(4).to_csv(out / "backtest_real_cases.csv")
+    key = pd.cut(held["distance"], [0.0, 0.25, 0.5, 1.0, 2.0, np.inf], include_lowest=True).rename("distance")
+    by_distance = summarise(held, [key, "predictor"], levels)
+    ax = bs.plot.coverage(by_distance, levels)
+    ax.set_title("held-out public runs: coverage against distance beyond the fitted runs", fontsize=9)
+    ax.figure.savefig(out / "backtest_real_coverage.png", dpi=110, bbox_inches="tight")
 
 
 def report(points: pd.DataFrame) -> None:
@@ -271,12 +292,9 @@ def report(points: pd.DataFrame) -> None:
     print("\nPooled over the cuts at 1 and 2 decades, per source:")
     print(summarise(splits, ["source", "predictor"], levels).round(3).to_string())
     print("\nPooled over all cuts, by distance beyond the fitted runs:")
-    key = pd.cut(points["distance"], list(bs.validation.DISTANCE_BINS), include_lowest=True)
-    print(
-        summarise(points[points["decades"] != "targets"], [key.rename("distance"), "predictor"], levels)
-        .round(3)
-        .to_string()
-    )
+    cuts = points["decades"].astype(str) != "targets"
+    key = pd.cut(points.loc[cuts, "distance"], list(bs.validation.DISTANCE_BINS), include_lowest=True)
+    print(summarise(points[cuts], [key.rename("distance"), "predictor"], levels).round(3).to_string())
     print("\nBy cut, every case pooled:")
     print(summarise(points, ["decades", "predictor"], levels).round(3).to_string())
 
@@ -293,7 +311,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.reuse:
-        points = pd.read_csv(args.out / "backtest_real.csv")
+        points = pd.read_csv(args.out / "backtest_real_points.csv")
         with open(args.out / "backtest_real_draws.pkl", "rb") as f:
             law_draws = pickle.load(f)
     else:
@@ -302,11 +320,8 @@ def main() -> None:
     if args.calibrate:
         constants, held = calibrate(law_draws, args.seed)
         print(f"\nthe drift's constants on every source: {constants}")
-        held.to_csv(args.out / "backtest_real_calibration.csv", index=False)
-        levels = bs.validation.LEVELS
-        splits = held[held["decades"].astype(str).isin(["1.0", "2.0"])]
-        print("\nLeave-one-source-out, at 1 and 2 decades: law-only draws plus the drift from the other sources")
-        print(summarise(splits, ["source"], levels).round(3).to_string())
+        held.to_csv(args.out / "backtest_real_calibration_points.csv", index=False)
+        compare_leave_one_out(points, held, args.out)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,9 @@ def test_leave_future_out_picks_the_true_law(simulated):
     power = table.loc["power"]
     assert power["elpd_future_diff"] > 4 * power["se_future_diff"]
     assert table.loc["saturating", "weight_future"] > 0.99
-    assert table.loc["saturating", "coverage_0.9"] > table.loc["power", "coverage_0.9"]
+    # with the extrapolation risk, beyond the data both laws' intervals widen: the wrong one pays in held-out
+    # density (above) and error (below), the true one still covers its held-out runs
+    assert table.loc["saturating", "coverage_0.9"] >= 5 / 6
     assert table.loc["saturating", "are_future"] < table.loc["power", "are_future"]
     assert table.attrs == {"scale": "C", "cutoff": simulated.cutoff, "n_held_out": 6}
     assert math.isclose(table["weight_future"].sum(), 1.0) and math.isclose(table["weight_loo"].sum(), 1.0)

@@ -4,20 +4,20 @@ A fitted law is exact nowhere; inside the data its misfit is absorbed by the par
 the noise, beyond them real curves bend, saturate and drift away from any fixed form. So a
 prediction at inputs ``x`` adds to the law's ``log`` mean a deviation ::
 
-    delta(x) = sigma * d(x) ** power * (tau * z + kappa * e(x))
+    delta(x) = sigma * d(x) ** power * kappa * e(x)
 
 - ``d(x)``: the distance in decades (base-10 orders of magnitude) from ``x`` to the convex hull of
   the fitted runs' inputs (zero inside it): how far the prediction reaches beyond the data;
 - ``sigma``: the fit's noise scale (per posterior draw): a law that scatters more around its own
-  runs (that fits them worse) drifts further beyond them;
-- ``tau * z``: a trend shared by the whole curve (``z ~ Normal(0, 1)`` per draw and group), the
-  curve bending away from the law as a whole;
-- ``kappa * e(x)``: a smooth deviation that differs between directions (``e`` a Gaussian process
-  on the log inputs with correlation length :data:`LENGTH` decades), the law missing the shape
-  of the surface, e.g. at unusual tokens per parameter;
-- ``tau`` and ``kappa`` are log-normal across studies: their medians and spreads are estimated
-  from the leave-future-out errors of public scaling curves (``benchmarks/backtest_real.py
-  --calibrate``, validated leave-one-source-out; ``docs/extrapolation.md``).
+  runs, that fits them worse, drifts further beyond them;
+- ``e(x)``: a Gaussian process on the log inputs with correlation length ``length`` decades, one per
+  group: the deviation is smooth along a curve (one direction, nearly one number) and differs
+  between directions far apart (the law missing the shape of a surface, at unusual tokens per
+  parameter, say); groups deviate independently;
+- ``kappa``: the drift per decade in units of ``sigma``, log-normal across studies with median
+  ``rate`` and log-sd ``rate_sd``, estimated from the leave-future-out errors of public scaling
+  curves by marginal likelihood (``benchmarks/backtest_real.py --calibrate``; validated leave one
+  source out, ``docs/extrapolation.md``).
 
 Inside the data's range the bands are the law's own. The deviation is not learned from the
 fitted runs (it is zero where they are), so it is drawn when predicting, not sampled by NUTS.
@@ -32,12 +32,13 @@ import jax
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError
 
-# Medians and log-sd of the trend and the smooth deviation, per decade beyond the data, in units of
-# the fit's noise scale: maximum marginal likelihood on the public curves (benchmarks/backtest_real.py).
-TREND, TREND_SD = 1.5, 0.6
-WIGGLE, WIGGLE_SD = 0.5, 0.7
+# Median and log-sd of the drift per decade beyond the data, in units of the fit's noise scale, and the
+# correlation length of its Gaussian process: the maximum marginal likelihood on the public curves
+# (benchmarks/backtest_real.py --calibrate).
+RATE, RATE_SD = 2.77, 0.99
 POWER = 1.0
-LENGTH = 1.0  # correlation length of the smooth deviation, in decades of the inputs
+LENGTH = 1.0
+TOLERANCE = 1e-9  # decades: a fitted run on the hull's face is inside it, whatever the rounding
 
 
 @dataclass(frozen=True)
@@ -46,51 +47,42 @@ class Drift:
 
     Parameters
     ----------
-    trend, trend_sd : float
-        Median and log-sd (across studies) of the deviation shared by the whole curve, one decade
-        beyond the data, in units of the fit's noise scale ``sigma``.
-    wiggle, wiggle_sd : float
-        The same for the smooth deviation that differs between directions of the inputs.
+    rate, rate_sd : float
+        Median and log-sd (across studies) of the deviation's standard deviation one decade beyond
+        the data, in units of the fit's noise scale ``sigma``.
     power : float
         The deviation grows as ``distance ** power``.
     length : float
-        Correlation length of the smooth deviation, in decades of the inputs.
+        Correlation length of the deviation along the inputs, in decades.
 
     Examples
     --------
     >>> import numpy as np, jax
-    >>> drift = Drift(trend=1.0, trend_sd=0.0, wiggle=0.0)
-    >>> d = np.array([0.0, 1.0, 2.0])
-    >>> draws = drift.log_deviation(jax.random.key(0), np.log10([[1e9], [1e10], [1e11]]), d, np.zeros(3, int),
-    ...                             sigma=np.full(20_000, 0.01))
+    >>> drift = Drift(rate=1.0, rate_sd=0.0)
+    >>> draws = drift.log_deviation(jax.random.key(0), np.log10([[1e9], [1e10], [1e11]]), np.array([0.0, 1.0, 2.0]),
+    ...                             np.zeros(3, int), sigma=np.full(20_000, 0.01))
     >>> np.round(draws.std(axis=0), 3).tolist()
     [0.0, 0.01, 0.02]
     """
 
-    trend: float = TREND
-    trend_sd: float = TREND_SD
-    wiggle: float = WIGGLE
-    wiggle_sd: float = WIGGLE_SD
+    rate: float = RATE
+    rate_sd: float = RATE_SD
     power: float = POWER
     length: float = LENGTH
 
     def __post_init__(self) -> None:
-        for name in ("trend", "trend_sd", "wiggle", "wiggle_sd", "power", "length"):
+        for name in ("rate", "rate_sd", "power", "length"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
                 raise ValueError(f"Drift: {name} must be a finite number >= 0, got {value!r}")
         if self.power == 0.0 or self.length == 0.0:
             raise ValueError("Drift: power and length must be > 0")
 
-    def coefficients(self, key, n_draws: int, n_groups: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Per draw: the trend ``tau * z`` of every group (draws, groups), the wiggle's ``kappa`` (draws, 1)."""
-        k_tau, k_z, k_kappa = jax.random.split(key, 3)
-        tau = self.trend * np.exp(self.trend_sd * np.asarray(jax.random.normal(k_tau, (n_draws, 1))))
-        z = np.asarray(jax.random.normal(k_z, (n_draws, max(int(n_groups), 1))))
-        kappa = self.wiggle * np.exp(self.wiggle_sd * np.asarray(jax.random.normal(k_kappa, (n_draws, 1))))
-        return tau * z, kappa
+    def rates(self, key, n_draws: int) -> np.ndarray:
+        """``kappa`` per posterior draw, (draws, 1)."""
+        return self.rate * np.exp(self.rate_sd * np.asarray(jax.random.normal(key, (n_draws, 1))))
 
-    def wiggle_draws(self, key, log10_x: np.ndarray, groups: np.ndarray, n_draws: int) -> np.ndarray:
+    def process(self, key, log10_x: np.ndarray, groups: np.ndarray, n_draws: int) -> np.ndarray:
         """Unit Gaussian-process draws ``e(x)`` at rows ``log10_x`` (rows, inputs), independent per group:
         (draws, rows)."""
         log10_x = np.asarray(log10_x, dtype=float)
@@ -108,18 +100,15 @@ class Drift:
     def log_deviation(self, key, log10_x, distance, groups, sigma) -> np.ndarray:
         """Draws of the deviation of ``log(target)`` at rows ``distance`` decades from their group's data.
 
-        ``log10_x`` (rows, inputs) places the rows for the smooth part; ``groups`` codes every row's
-        group (a group's rows share its trend); ``sigma`` is the noise scale per posterior draw.
-        ``distance`` has shape (rows,) or (draws, rows). Returns (draws, rows).
+        ``log10_x`` (rows, inputs) places the rows; ``groups`` codes every row's group (groups deviate
+        independently); ``sigma`` is the noise scale per posterior draw. ``distance`` has shape
+        (rows,) or (draws, rows). Returns (draws, rows).
         """
         groups = np.asarray(groups, dtype=int)
         sigma = np.asarray(sigma, dtype=float).reshape(-1, 1)
-        n_draws = len(sigma)
-        coefficient_key, wiggle_key = jax.random.split(key)
-        trend, kappa = self.coefficients(coefficient_key, n_draws, int(groups.max()) + 1 if groups.size else 1)
-        e = self.wiggle_draws(wiggle_key, log10_x, groups, n_draws)
-        scale = np.asarray(distance, dtype=float) ** self.power
-        return sigma * scale * (trend[:, groups] + kappa * e)
+        rate_key, process_key = jax.random.split(key)
+        e = self.process(process_key, log10_x, groups, len(sigma))
+        return sigma * self.rates(rate_key, len(sigma)) * np.asarray(distance, dtype=float) ** self.power * e
 
     def config(self) -> dict:
         """JSON-serialisable description (stored in saved fits)."""
@@ -162,11 +151,17 @@ def hull_distance(fitted: np.ndarray, points: np.ndarray) -> np.ndarray:
         low, high = fitted.min(), fitted.max()
         return np.maximum(0.0, np.maximum(points[:, 0] - high, low - points[:, 0]))
     unique = np.unique(fitted, axis=0)
-    try:
-        hull = ConvexHull(unique, qhull_options="QJ")
-    except (QhullError, ValueError):  # too few distinct points for a hull: distance to the box
+    hull = None
+    for options in ("", "QJ"):  # a joggle only where the points span fewer dimensions than the inputs
+        try:
+            hull = ConvexHull(unique, qhull_options=options or None)
+            break
+        except (QhullError, ValueError):
+            continue
+    if hull is None:  # too few distinct points for a hull: distance to the box
         low, high = unique.min(axis=0), unique.max(axis=0)
         excess = np.maximum(0.0, np.maximum(points - high, low - points))
         return np.sqrt((excess**2).sum(axis=1))
     signed = points @ hull.equations[:, :-1].T + hull.equations[:, -1]  # <= 0 inside every face
-    return np.maximum(0.0, signed.max(axis=1))
+    distance = signed.max(axis=1)
+    return np.where(distance > TOLERANCE, distance, 0.0)

@@ -648,8 +648,11 @@ class ScalingFit:
         law = self.model.law
         pk = {name: np.asarray(v)[:, None] for name, v in p.items()}
 
+        shape = next(iter(quantities.values())).shape  # (draws, rows)
+
         def at(log_n, log_d):  # (draws, rows, 2) of log10 (N, D)
-            return np.stack(np.broadcast_arrays(np.asarray(log_n), np.asarray(log_d)), axis=-1) / np.log(10.0)
+            pair = [np.broadcast_to(np.asarray(v), shape) for v in (log_n, log_d)]
+            return np.stack(pair, axis=-1) / np.log(10.0)
 
         if layout is budgets.INVERSE:
             finite = np.isfinite(quantities["C"])

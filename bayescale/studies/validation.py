@@ -41,7 +41,7 @@ from bayescale.studies.pointfit import bootstrap
 
 LEVELS = (0.5, 0.8, 0.9, 0.95)
 DECADES = (0.5, 1.0, 2.0, 3.0)
-DISTANCE_BINS = (0.0, 0.5, 1.0, 2.0, 3.0, np.inf)
+DISTANCE_BINS = (0.0, 0.25, 0.5, 1.0, 2.0, np.inf)
 SCORED_LEVEL = 0.9  # the interval whose score is reported
 CRPS_DRAWS = 1000  # draws the CRPS is estimated from (evenly thinned)
 
@@ -125,7 +125,7 @@ def backtest(
             if baseline:
                 predictors["bootstrap"] = bootstrap(model, past, n=bootstrap_refits, seed=seed).predict(future)
             observed = numeric_column(future, model.target, "target")
-            distance = np.log10(x[x > cut] / x[x <= cut].max())
+            distance = fit.extrapolation(future)
             if keep_draws:
                 kept[k] = law_only_draws(fit, future, predictors["law only"])
             for name, prediction in predictors.items():
@@ -168,8 +168,9 @@ class Backtest:
         self.draws = dict(draws or {})
 
     def pointwise(self) -> pd.DataFrame:
-        """One row per cut, held-out run and predictor: distance (decades beyond the fitted runs), observed,
-        median, every level's interval and whether it covers, ARE, interval score, CRPS."""
+        """One row per cut, held-out run and predictor: distance (decades beyond the fitted runs' inputs, as
+        :meth:`ScalingFit.extrapolation` measures it), observed, median, every level's interval and whether it
+        covers, ARE, interval score, CRPS."""
         return self._points.copy()
 
     def table(self, by: str = "decades") -> pd.DataFrame:
