@@ -18,4 +18,10 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing a major refactor", category=FutureWarning)
     import arviz  # noqa: F401
 
+with warnings.catch_warnings():
+    # tqdm.auto (imported by NumPyro and for our progress bars) asks for ipywidgets in a notebook without
+    # them, once, at its import; its text bars work without them
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    import tqdm.auto  # noqa: F401
+
 VERSION = importlib.metadata.version("bayescale")  # pyproject.toml's, as installed

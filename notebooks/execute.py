@@ -32,7 +32,7 @@ def execute(path: Path) -> int:
     nb = nbformat.read(path, as_version=4)
     env = {k: v for k, v in os.environ.items() if k != "CI"}  # full-length chains
     os.environ.clear()
-    os.environ.update({**env, "MPLBACKEND": "module://matplotlib_inline.backend_inline"})
+    os.environ.update({**env, "MPLBACKEND": "module://matplotlib_inline.backend_inline", "BAYESCALE_PROGRESS": "0"})
     NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}).execute()
     nb.metadata.pop("widgets", None)
     nb.metadata["bayescale"] = {"source_sha256": source_hash(nb)}

@@ -46,11 +46,17 @@ def test_compiled_samplers_are_kept_in_the_user_cache_unless_jax_is_told_otherwi
         assert (folder, int(limit)) == (str(tmp_path / "xdg" / "bayescale" / "jax"), cli.CACHE_MAX_BYTES)
 
 
-def test_help_explains_the_laws_and_the_columns():
-    result = run("fit", "--help")
-    assert result.returncode == 0
-    for text in ("E + A N^-alpha + B D^-beta", "--column", "--target", "N=70e9,D=1.4e12", "--metric"):
-        assert text in result.stdout
+def help_text(*args, capsys) -> str:
+    with pytest.raises(SystemExit) as done:
+        cli.main(list(args))
+    assert done.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_help_explains_the_laws_and_the_columns(capsys):
+    text = help_text("fit", "--help", capsys=capsys)
+    for words in ("E + A N^-alpha + B D^-beta", "--column", "--target", "N=70e9,D=1.4e12", "--metric", "--group"):
+        assert words in text
 
 
 @pytest.mark.parametrize(
@@ -99,39 +105,33 @@ def test_bad_arguments_exit_2_through_argparse():
     assert result.returncode == 2 and "--level must be in (0, 1)" in result.stderr
 
 
-def test_version_and_laws():
+def test_version_and_laws(capsys):
+    import bayescale as bs
     from bayescale.config import VERSION
 
-    result = run("--version")
-    assert result.returncode == 0 and result.stdout.strip() == f"bayescale {VERSION}"
-    listed = run("laws").stdout
-    import bayescale as bs
-
+    assert help_text("--version", capsys=capsys).strip() == f"bayescale {VERSION}"
+    assert cli.main(["laws"]) == 0
+    listed = capsys.readouterr().out
     for name in bs.laws.LAWS:  # every registered law, with its formula
         assert name in listed and bs.laws.get(name).formula in listed
+    assert all(name in help_text("fit", "--help", capsys=capsys) for name in bs.laws.LAWS)
 
 
-def test_help_lists_every_law():
-    import bayescale as bs
-
-    text = run("fit", "--help").stdout
-    assert all(name in text for name in bs.laws.LAWS)
-
-
-def test_predict_and_optimal_from_a_saved_fit(tmp_path):
+def test_predict_and_optimal_from_a_saved_fit(tmp_path, capsys):
     nc = tmp_path / "fit.nc"
-    assert run("fit", RUNS, "--save", str(nc), "--warmup", "300", "--draws", "300").returncode == 0
-    result = run("predict", str(nc), "--at", "N=7e10,D=1.4e12", "--at", "N=1e9,D=2e10")
-    assert result.returncode == 0, result.stderr
-    assert "prediction at N=7e+10, D=1.4e+12; 1.4 decades beyond the data" in result.stdout
-    assert "prediction at N=1e+09, D=2e+10; inside the data's range" in result.stdout
-    assert "loss of a new run" in result.stdout and "mean curve (the law)" in result.stdout
-    result = run("optimal", str(nc), "--C", "1e22,5.88e23")
-    assert result.returncode == 0, result.stderr
-    assert "tokens_per_param" in result.stdout and "5.88e+23" in result.stdout
+    assert cli.main(["fit", RUNS, "--save", str(nc), "--warmup", "300", "--draws", "300"]) == 0
+    capsys.readouterr()
+    assert cli.main(["predict", str(nc), "--at", "N=7e10,D=1.4e12", "--at", "N=1e9,D=2e10"]) == 0
+    out = capsys.readouterr().out
+    assert "prediction at N=7e+10, D=1.4e+12; 1.4 decades beyond the data" in out
+    assert "prediction at N=1e+09, D=2e+10; inside the data's range" in out
+    assert "loss of a new run" in out and "mean curve (the law)" in out
+    assert cli.main(["optimal", str(nc), "--C", "1e22,5.88e23"]) == 0
+    out = capsys.readouterr().out
+    assert "tokens_per_param" in out and "5.88e+23" in out
 
 
-def test_fit_with_groups_and_compare(tmp_path):
+def test_fit_with_groups_and_compare(tmp_path, capsys):
     import numpy as np
     import pandas as pd
 
@@ -146,13 +146,18 @@ def test_fit_with_groups_and_compare(tmp_path):
     ]
     csv, nc = tmp_path / "recipes.csv", tmp_path / "recipes.nc"
     pd.concat(frames).rename(columns={"y": "loss"}).to_csv(csv, index=False)
-    fitted = run("fit", str(csv), "--law", "saturating_power", "--x", "C", "--group", "recipe", "--save", str(nc))
-    assert fitted.returncode == 0, fitted.stderr
-    result = run("compare", str(nc), "--candidate", "tuned", "--baseline", "base", "--at", "C=1e19", "--at", "C=1e23")
-    assert result.returncode == 0, result.stderr
-    assert "tuned minus base" in result.stdout and "prob_better" in result.stdout
-    bad = run("compare", str(nc), "--candidate", "nope", "--baseline", "base", "--at", "C=1e19")
-    assert bad.returncode == 2 and "candidate 'nope' is not a fitted recipe" in bad.stderr
+    fitted = cli.main([
+        "fit", str(csv), "--law", "saturating_power", "--x", "C", "--group", "recipe", "--save", str(nc),
+        "--warmup", "500", "--draws", "500",
+    ])  # fmt: skip
+    assert fitted == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert cli.main(["compare", str(nc), "--candidate", "tuned", "--baseline", "base", "--at", "C=1e19",
+                     "--at", "C=1e23"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "tuned minus base" in out and "prob_better" in out
+    assert cli.main(["compare", str(nc), "--candidate", "nope", "--baseline", "base", "--at", "C=1e19"]) == 2
+    assert "candidate 'nope' is not a fitted recipe" in capsys.readouterr().err
 
 
 def test_warnings_print_once(tmp_path):

@@ -19,6 +19,7 @@ def test_divergences_are_reported(model, quickstart_runs):
         fit = model.fit(quickstart_runs, seed=0, adapt_step_size=False, adapt_mass_matrix=False)
     messages = " ".join(str(w.message) for w in record)
     assert "divergent transitions after warmup" in messages and "target_accept_prob=0.95" in messages
+    assert {w.filename for w in record} == {__file__}, "the warning points at the user's call, not at bayescale"
     assert not fit.healthy and fit.health.divergences > 0
     assert "unhealthy" in str(fit.health)
 

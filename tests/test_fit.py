@@ -252,3 +252,13 @@ def test_notebook_views(small_fit):
     assert "E + A N^-alpha + B D^-beta" in html and "<table" in html and "healthy" in html
     assert "<table" in small_fit.predict(N=1e9, D=2e10)._repr_html_()
     assert "<table" in small_fit.optimal(C=1e21)._repr_html_()
+
+
+def test_a_large_fit_adds_its_posterior_predictive_on_request(quickstart_runs, monkeypatch):
+    from bayescale.results import fit as fit_module
+
+    monkeypatch.setattr(fit_module, "REPLICATE_MAX", 100)  # as if the fit were huge
+    fit = bs.ScalingModel("chinchilla").fit(quickstart_runs, seed=1)
+    assert "posterior_predictive" not in fit.idata.groups()
+    idata = fit.add_posterior_predictive()
+    assert idata.posterior_predictive["loss"].shape == (4, 1000, 60)

@@ -37,6 +37,7 @@ def test_notebook_executes(path: Path, monkeypatch):
     for name in DATASETS.get(path.name, []):
         load_or_skip(name)
     monkeypatch.setenv("CI", "1")
+    monkeypatch.setenv("BAYESCALE_PROGRESS", "0")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()

@@ -39,6 +39,7 @@ from bayescale.sampler.runner import Samples
 ROW_GROUP = plot.ROW_GROUP  # constant_data variable with each row's group label
 RISK_STREAM = 7  # the random stream of the extrapolation risk, apart from the law's and the noise's
 REPLICATE_STREAM = 11  # ... and of the posterior predictive draws at the fitted rows
+REPLICATE_MAX = 4_000_000  # draws x rows of the posterior predictive made with every fit (larger: on request)
 
 
 class ScalingFit:
@@ -51,7 +52,8 @@ class ScalingFit:
 
         - ``posterior``: law parameters in the user's units, population and noise parameters;
         - ``posterior_predictive``: a new run at every fitted row, in the target's units (counts
-          for a Binomial model), so ``az.plot_ppc`` and ``az.plot_loo_pit`` work;
+          for a Binomial model), so ``az.plot_ppc`` and ``az.plot_loo_pit`` work (for very large
+          fits after :meth:`add_posterior_predictive`);
         - ``log_likelihood``: the pointwise density of ``log(target)`` (of the counts for a
           Binomial model), what ``az.loo`` and ``az.compare`` use (the log's Jacobian is the same
           for every model of one target, so comparisons are unaffected);
@@ -88,7 +90,7 @@ class ScalingFit:
             target_accept_prob=self.options.target_accept_prob or 0.9,
         )
         if warn:
-            diagnostics.warn(self.health, stacklevel=5)
+            diagnostics.warn(self.health, stacklevel=6)  # the user's call of ScalingModel.fit
 
     # -- construction ------------------------------------------------------------------
     @classmethod
@@ -119,10 +121,12 @@ class ScalingFit:
         dims.update({name: [model.group] for name in posterior if posterior[name].ndim == 3})
         attrs = fit_attributes(model, log_refs, samples.options, seed, samples.chain_method)
         chains, draws = stats["diverging"].shape
-        replicated = _replicate(model, data, log_refs, posterior, seed).reshape(chains, draws, -1)
+        replicated = {}
+        if chains * draws * data.n_rows <= REPLICATE_MAX:  # larger fits add it on request (add_posterior_predictive)
+            replicated[model.target] = _replicate(model, data, log_refs, posterior, seed).reshape(chains, draws, -1)
         idata = az.from_dict(
             posterior=posterior,
-            posterior_predictive={model.target: replicated},
+            posterior_predictive=replicated or None,
             sample_stats=stats,
             log_likelihood={model.target: samples.log_likelihood},
             observed_data={model.target: data.target},
@@ -227,6 +231,25 @@ class ScalingFit:
             raise KeyError(f"no parameter {name!r}; parameters: {list(self.parameter_names)}")
         values = self.idata.posterior[name].values
         return values.reshape((-1,) + values.shape[2:])
+
+    def add_posterior_predictive(self):
+        """Add the ``posterior_predictive`` group (a new run at every fitted row, per draw) where the fit has none.
+
+        Every fit of up to :data:`REPLICATE_MAX` draws x rows has it from the start; a larger one (10,000
+        rows x 4,000 draws are 320 MB) gets it here. Returns :attr:`idata`.
+        """
+        if "posterior_predictive" not in self.idata.groups():
+            post = self.idata.posterior
+            posterior = {name: post[name].values for name in self.parameter_names}
+            values = _replicate(self.model, self.data(), self.log_references, posterior, self.seed)
+            replicated = values.reshape(post.sizes["chain"], post.sizes["draw"], -1)
+            extra = az.from_dict(
+                posterior_predictive={self.model.target: replicated},
+                coords={"obs": self.idata.observed_data["obs"].values},
+                dims={self.model.target: ["obs"]},
+            )
+            self.idata.extend(extra)
+        return self.idata
 
     def sample_prior(self, draws: int = 1000, seed: int | None = None):
         """Add ``prior`` and ``prior_predictive`` groups to :attr:`idata` (draws at the fitted rows); returns it.
@@ -648,7 +671,7 @@ class ScalingFit:
         law = self.model.law
         pk = {name: np.asarray(v)[:, None] for name, v in p.items()}
 
-        shape = next(iter(quantities.values())).shape  # (draws, rows)
+        shape = np.broadcast_shapes(*(np.shape(v) for v in quantities.values()))  # (draws, rows)
 
         def at(log_n, log_d):  # (draws, rows, 2) of log10 (N, D)
             pair = [np.broadcast_to(np.asarray(v), shape) for v in (log_n, log_d)]

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 
+ENV_VAR = "BAYESCALE_PROGRESS"  # "0" or "1": the default of every progress_bar=None, whatever the session
+
 
 def interactive() -> bool:
-    """True in a notebook kernel or when standard error is a terminal."""
+    """True in a notebook kernel or when standard error is a terminal (``$BAYESCALE_PROGRESS`` overrides)."""
+    setting = os.environ.get(ENV_VAR)
+    if setting in ("0", "1"):
+        return setting == "1"
     if "ipykernel" in sys.modules:  # a Jupyter kernel: tqdm.auto draws a widget or text there
         return True
     stream = sys.stderr
