@@ -406,7 +406,7 @@ def comparison(cmp, low: float, high: float, *, level: float = 0.9, n_points: in
     """
     import matplotlib.pyplot as plt
 
-    name = cmp._scale_name()
+    name = cmp.scale_name()
     grid = np.geomspace(low, high, n_points)
     result = cmp.at(**{name: grid})
     quantiles = [(1 - level) / 2, 0.5, (1 + level) / 2]

@@ -189,7 +189,7 @@ class RecipeComparison:
             draws that do; ``median``, ``lower``, ``upper``: its median and 90% interval
             (NaN when no draw crosses).
         """
-        name = self._scale_name()
+        name = self.scale_name()
         if low is None or high is None:
             if name not in self.scales:
                 raise TypeError(f"give the range, crossover(low, high), or a grid: fit.compare(..., {name}=[...])")
@@ -228,7 +228,7 @@ class RecipeComparison:
         (or always) gets there. Needs a law in ``C`` alone, or of model size and data
         (compute-optimal allocation per recipe).
         """
-        name = self._scale_name()
+        name = self.scale_name()
         if name != "C":
             raise ValueError(f"the compute multiplier needs compute C as the scale; this law's input is {name!r}")
         rows, log_x = self._scales({"C": C})
@@ -262,7 +262,8 @@ class RecipeComparison:
             name=f"{name}[{self.candidate}] - {name}[{self.baseline}]",
         )
 
-    def _scale_name(self) -> str:
+    def scale_name(self) -> str:
+        """The single scale the recipes are compared along: the law's input, or ``C`` for a law of N and D."""
         inputs = self.fit.model.law.inputs
         if len(inputs) == 1:
             return inputs[0]
