@@ -205,7 +205,7 @@ def forest(fit, names: list[str] | None = None, *, level: float = 0.9, fig=None)
             ax.axvspan(nlo, nhi, color="C1", alpha=0.15, label=f"new {model.group} ({level:.0%})")
             ax.axvline(nmed, color="C1", lw=1, label="population median")
         ax.set_title(name)
-        if model.law.parameter(name).transform == "log":
+        if name in model.noise_names or model.law.parameter(name).transform == "log":
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
             low, high = ax.get_xlim()
@@ -229,12 +229,12 @@ def _new_group_draws(fit, names):
     for k in pooled:
         # prefactors are pooled at the reference scale, so in the user's units a new group's value also moves
         # with its exponent; the band is drawn for the other parameters only
-        par = fit.model.law.parameter(k)
-        if par.prefactor_of is not None:
+        par = fit.model.law.parameter(k) if k in fit.model.law.parameter_names else None  # else the noise scale
+        if par is not None and par.prefactor_of is not None:
             continue
         pop, spread = fit.draws(f"{k}_pop"), fit.draws(f"{k}_spread")
         z = rng.standard_normal(pop.shape)
-        out[k] = pop * np.exp(spread * z) if par.transform == "log" else pop + spread * z
+        out[k] = pop * np.exp(spread * z) if par is None or par.transform == "log" else pop + spread * z
     return out
 
 

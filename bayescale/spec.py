@@ -14,7 +14,7 @@ from bayescale import data as data_mod
 from bayescale import fitting, laws, likelihoods, priors
 from bayescale.laws import Law
 from bayescale.model import discrepancy as discrepancies
-from bayescale.model.build import declared_level_terms, population_medians
+from bayescale.model.build import NOISE_DEFAULT, declared_level_terms, population_medians
 
 
 class ScalingModel:
@@ -55,6 +55,9 @@ class ScalingModel:
         and the irreducible term are similar across families but not equal, and
         prefactors, pooled on the log scale at the reference scale, absorb differences
         of units and data while still borrowing strength for groups with few runs.
+        The residual scale ``sigma`` may be named too; unnamed, it is pooled: every group
+        scatters by its own amount (one shared scale would be set by the noisiest group),
+        a group with few runs borrowing from the others (``sigma_pop``, ``sigma_spread``).
     pilot : bool
         Advanced, hierarchical models only: fit every group alone first and sample the pooled
         groups in the frame those fits give (:mod:`bayescale.model.pilot`). The posterior is
@@ -162,19 +165,29 @@ class ScalingModel:
         given = {how: list(names) for how, names in lists.items() if names is not None}
         if given and self.group is None:
             raise ValueError(f"{' and '.join(given)} need a group column: ScalingModel(..., group='family')")
+        allowed = self.law.parameter_names + self.noise_names
         treatments = {}
         for how, names in given.items():
             for name in names:
-                if name not in self.law.parameter_names:
+                if name not in allowed:
+                    noise = " and the noise scale 'sigma'" if self.noise_names else ""
                     raise KeyError(
                         f"{how}: law {self.law.name!r} has no parameter {name!r}; "
-                        f"its parameters are {list(self.law.parameter_names)}"
+                        f"its parameters are {list(self.law.parameter_names)}{noise}"
                     )
                 if name in treatments:
                     raise ValueError(f"parameter {name!r} is listed as both {treatments[name]} and {how}")
                 treatments[name] = how
         default = "pooled" if self.group is not None else "shared"
-        return {name: treatments.get(name, default) for name in self.law.parameter_names}
+        out = {name: treatments.get(name, default) for name in self.law.parameter_names}
+        if self.group is not None:
+            out.update({name: treatments.get(name, NOISE_DEFAULT) for name in self.noise_names})
+        return out
+
+    @property
+    def noise_names(self) -> tuple[str, ...]:
+        """Likelihood parameters that may vary by group: the residual scale ``sigma`` (none for counts)."""
+        return tuple(name for name in self.likelihood.parameter_names if name == "sigma")
 
     def _check_discrepancy(self, discrepancy):
         if isinstance(discrepancy, str):
@@ -241,6 +254,9 @@ class ScalingModel:
         for name in self.law.parameter_names:
             if self.treatments[name] == "pooled":
                 out += [f"{name}_pop"] * (name in medians) + [f"{name}_spread"]
+        for name in self.noise_names:
+            if self.treatments[name] == "pooled":
+                out += [f"{name}_pop", f"{name}_spread"]
         return tuple(out)
 
     @property
@@ -260,7 +276,8 @@ class ScalingModel:
         the population's location and spread; independent ones count once per group.
         """
         per = {"shared": 1, "independent": n_groups, "pooled": 2}
-        return sum(per[how] for how in self.treatments.values()) + len(self.likelihood.parameter_names)
+        noise = [name for name in self.likelihood.parameter_names if name not in self.treatments]
+        return sum(per[how] for how in self.treatments.values()) + len(noise)
 
     def prior(self, name: str) -> priors.Prior:
         """The prior in force for law parameter ``name`` (the user's, else the law's default)."""

@@ -1,23 +1,29 @@
-"""Backtest on the ColPret multi-family data: predict each family's largest model(s) from the rest.
+"""Backtest the hierarchy on real families: predict each family's largest model(s) from the rest.
 
 For every family with at least 3 model sizes, the rows of its largest model size are held
 out; the model is fitted on everything else (the family's smaller models plus all other
-families) and predicts the held-out final losses. Repeated with only the 1, 2 and 3 smallest
-model sizes of the target family kept. Three models are compared, all with the Chinchilla law
-L = E + A N^-alpha + B D^-beta on final checkpoints:
+families) and predicts the held-out losses. Repeated with only the 1, 2 and 3 smallest model
+sizes of the target family kept. Models compared, all with the Chinchilla law
+L = E + A N^-alpha + B D^-beta:
 
-1. independent: one set of parameters per family, each with the default priors (group model
-   with every parameter ``independent``; the families share only the noise scale);
-2. one law: a single set of parameters for all families;
-3. hierarchical: per-family parameters pooled across families (the package default).
+1. hierarchical: per-family parameters pooled across families (the package default), one
+   noise scale for all families;
+2. hierarchical, noise per family: the same with the noise scale pooled too (``pooled=[..., "sigma"]``);
+3. independent: one set of parameters per family, each with the default priors (group model
+   with every law parameter ``independent``; the families share only the noise scale);
+4. one law: a single set of parameters for all families.
 
 Reported per family and on average: absolute relative error (ARE) of the posterior median of
 a new run, and whether its 90% interval covers the held-out value.
 
-Data choices (see the dataset README): the metric is cross-entropy in nats where ColPret has it
-(`loss_nats`), else the logged value (T5-Pile's val_perplexity); GPT2-datablations is split by
-training data (C4, OSCAR) into two families and, like the IsoLoss contour runs, restricted to
-single-epoch runs, because repeated data are outside the law's form.
+Data (see the datasets' READMEs):
+
+- ``colpret``: ColPret's final checkpoints, families as groups. The metric is cross-entropy in
+  nats where ColPret has it (``loss_nats``), else the logged value (T5-Pile's val_perplexity);
+  GPT2-datablations is split by training data (C4, OSCAR) into two families and, like the
+  IsoLoss contour runs, restricted to single-epoch runs (repeated data are outside the law).
+- ``olmo``: the OLMo ladder's final checkpoints (190M-3B x 0.5-10xC), six evaluation sets as
+  the groups (each set a "family" of curves over the same runs); two of them (C4, the Pile) are targets.
 
     BAYESCALE_DATA_DIR=../shared/datasets python benchmarks/backtest_families.py --out benchmarks/results
 """
@@ -34,10 +40,12 @@ import pandas as pd
 
 import bayescale as bs
 
-MODELS = ("independent", "one law", "hierarchical")
+MODELS = ("hierarchical", "hierarchical, noise per family", "independent", "one law")
+OLMO_SETS = ("c4_en", "pile", "wikitext_103", "dolma_books", "dolma_common-crawl", "m2d2_s2orc")
+OLMO_TARGETS = ("c4_en", "pile")
 
 
-def backtest_data() -> pd.DataFrame:
+def colpret_data() -> pd.DataFrame:
     df = bs.datasets.load("colpret_final")
     df = df.assign(target=df["loss_nats"].fillna(df["value"]))
     blations = df["family"].str.startswith("GPT2-datablations")
@@ -45,6 +53,19 @@ def backtest_data() -> pd.DataFrame:
     split = df["family"] == "GPT2-datablations"
     df.loc[split, "family"] = "GPT2-datablations-" + df.loc[split, "data"].astype(str)
     return df.reset_index(drop=True)[["family", "model", "N", "D", "target"]]
+
+
+def olmo_data() -> pd.DataFrame:
+    """The ladder's final checkpoints, one row per run and evaluation set."""
+    olmo = bs.datasets.load("olmo_ladder")
+    ladder = olmo[olmo["kind"] == "ladder"]
+    ladder = ladder.loc[ladder.groupby("run")["step"].idxmax()]
+    long = ladder.melt(id_vars=["run", "N", "D"], value_vars=[f"loss_{s}" for s in OLMO_SETS], value_name="target")
+    long["family"] = long["variable"].str.removeprefix("loss_")
+    return long.rename(columns={"run": "model"})[["family", "model", "N", "D", "target"]].reset_index(drop=True)
+
+
+DATASETS = {"colpret": (colpret_data, None), "olmo": (olmo_data, OLMO_TARGETS)}
 
 
 def model_for(kind: str) -> bs.ScalingModel:
@@ -55,12 +76,14 @@ def model_for(kind: str) -> bs.ScalingModel:
         return bs.ScalingModel(
             bs.laws.Chinchilla(), group="family", independent=["E", "A", "alpha", "B", "beta"], **common
         )
-    return bs.ScalingModel(bs.laws.Chinchilla(), group="family", **common)
+    if kind == "hierarchical, noise per family":
+        return bs.ScalingModel(bs.laws.Chinchilla(), group="family", pooled=["sigma"], **common)
+    return bs.ScalingModel(bs.laws.Chinchilla(), group="family", shared=["sigma"], **common)
 
 
-def run(df: pd.DataFrame, draws: int, seed: int) -> pd.DataFrame:
+def run(df: pd.DataFrame, draws: int, seed: int, targets=None, dataset: str = "", done=()) -> pd.DataFrame:
     sizes = df.groupby("family")["N"].nunique()
-    targets = sorted(sizes[sizes >= 3].index)
+    targets = sorted(sizes[sizes >= 3].index) if targets is None else list(targets)
     rows = []
     for family in targets:
         own = df[df["family"] == family]
@@ -72,19 +95,25 @@ def run(df: pd.DataFrame, draws: int, seed: int) -> pd.DataFrame:
                 continue
             train = pd.concat([df[df["family"] != family], own[own["N"].isin(keep_sizes)]])
             for kind in MODELS:
+                if (dataset, family, str(kept), kind) in done:
+                    continue
                 start = time.perf_counter()
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always", bs.SamplerWarning)
                     try:
                         fit = model_for(kind).fit(train, seed=seed, warmup=draws, draws=draws)
                     except bs.DataError as err:  # e.g. independent fits with more parameters than rows
-                        rows.append({"family": family, "kept": str(kept), "model": kind, "error": str(err)[:80]})
+                        error = str(err)[:80]
+                        rows.append(
+                            {"dataset": dataset, "family": family, "kept": str(kept), "model": kind, "error": error}
+                        )
                         print(rows[-1], flush=True)
                         continue
                 table = fit.predict(held[["N", "D", "family"]] if kind != "one law" else held[["N", "D"]]).interval(0.9)
                 actual = held["target"].to_numpy()
                 rows.append(
                     {
+                        "dataset": dataset,
                         "family": family,
                         "kept": str(kept),
                         "model": kind,
@@ -113,7 +142,7 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
     ok = results.dropna(subset=["are"])
     complete = ok.groupby(["family", "kept"])["model"].transform("nunique") == len(MODELS)
     ok = ok[complete].assign(covered=lambda t: t["coverage90"] * t["n_held"])
-    grouped = ok.groupby(["kept", "model"])
+    grouped = ok.groupby(["dataset", "kept", "model"])
     table = pd.DataFrame(
         {
             "families": grouped["family"].nunique(),
@@ -122,18 +151,28 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
             "held-out points": grouped["n_held"].sum().astype(int),
         }
     )
-    return table.unstack("model").reindex(["1", "2", "3", "all"])
+    return table.unstack("model").reindex(["1", "2", "3", "all"], level="kept")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=500, help="warmup and draws per chain (default 500)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated, of {list(DATASETS)}")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
-    results = run(backtest_data(), args.draws, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    results.to_csv(args.out / "backtest_families.csv", index=False)
+    path = args.out / "backtest_families.csv"
+    results = pd.read_csv(path, dtype={"kept": str}) if path.exists() else pd.DataFrame()
+    if "dataset" not in results:  # a table from before the datasets and model variants: start again
+        results = pd.DataFrame()
+    for name in args.datasets.split(","):
+        load, targets = DATASETS[name]
+        keys = ["dataset", "family", "kept", "model"]
+        done = set() if results.empty else set(results[keys].itertuples(index=False, name=None))
+        new = run(load(), args.draws, args.seed, targets, name, done)
+        results = pd.concat([results, new], ignore_index=True)
+        results.to_csv(path, index=False)
     print(summarise(results).round(3).to_string())
 
 

@@ -69,7 +69,14 @@ def family_fit(families):
 
 def test_treatment_arguments():
     model = bs.ScalingModel("chinchilla", group="family", pooled=["alpha", "beta", "E"], independent=["A"])
-    assert model.treatments == {"E": "pooled", "A": "independent", "alpha": "pooled", "B": "pooled", "beta": "pooled"}
+    assert model.treatments == {
+        "E": "pooled",
+        "A": "independent",
+        "alpha": "pooled",
+        "B": "pooled",
+        "beta": "pooled",
+        "sigma": "shared",
+    }
     assert model.population_names == (
         "E_pop",
         "E_spread",
@@ -130,6 +137,14 @@ def test_recovers_population_and_family_parameters(family_fit, families):
     lo, hi = np.quantile(alpha, [0.05, 0.95], axis=0)
     covered = [lo[i] < truth[g]["alpha"] < hi[i] for i, g in enumerate(fit.groups)]
     assert sum(covered) >= 5, covered  # Binomial(7, 0.9): P(fewer than 5) < 3%
+    # how unusual each family is: its exponent's place in the population
+    table = fit.unusual()
+    assert set(table["parameter"]) == {"E", "alpha"}  # the prefactor's units differ by family: left out
+    alpha_table = table[table["parameter"] == "alpha"].set_index("family").loc[list(fit.groups)]
+    # ranked as the families' exponents (near-ties may swap: the percentile averages over the population's draws)
+    assert alpha_table["percentile"].corr(alpha_table["median"], method="spearman") > 0.9
+    assert np.all(np.sign(alpha_table["z"]) == np.sign(alpha_table["median"] - alpha_table["population"]))
+    assert abs(alpha_table.loc["sparse", "percentile"] - 0.5) < 0.15  # two runs say little: a typical family
 
 
 def test_unseen_group_interval_is_wider_and_population_based(family_fit):

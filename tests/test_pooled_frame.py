@@ -83,11 +83,12 @@ def test_the_factor_is_the_population_density_times_the_jacobian():
     rng = np.random.default_rng(2)
     for _ in range(3):
         hyper = {k: (rng.normal(0.0, 0.5), rng.gamma(2.0, 0.1)) for k in names}
+        log_noise = jnp.asarray(rng.normal(np.log(0.01), 0.5, 4))  # the frame weighs each group's data at its noise
 
-        def run(u, hyper=hyper):
+        def run(u, hyper=hyper, log_noise=log_noise):
             data = {f"{k}_z": u[:, i] for i, k in enumerate(names)}
             with trace() as tr, substitute(data=data):
-                x = sample_pooled(names, terms, hyper, args, 4)
+                x = sample_pooled(names, terms, hyper, args, 4, log_noise)
             return jnp.stack([x[k] for k in names], axis=-1), tr
 
         u = jnp.asarray(rng.normal(0.0, 1.5 * Z_SCALE, (4, 5)))

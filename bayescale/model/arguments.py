@@ -77,7 +77,7 @@ def model_args(
         start = None
         if (spec.pilot if pilot is None else pilot) and observed is not None:
             measured = measured_by_design(spec.law, spec.treatments, raw, scaling_data.groups, n_groups)
-            exponents = {k: measured[k] for k in centred if not spec.law.parameter(k).in_target_units}
+            exponents = {k: measured[k] for k in measured if not spec.law.parameter(k).in_target_units}
             fits = fit_groups(spec.law, spec.likelihood, args, scaling_data.groups)
             centred.update(exponent_centring(spec.law, spec.likelihood, args, scaling_data.groups, exponents, fits))
             if frame:
@@ -85,7 +85,7 @@ def model_args(
                     spec.law, spec.likelihood, spec.treatments, args, scaling_data.groups, fits, measured
                 )
                 args = args._replace(basis=basis)
-            start = starting_point(spec.law, spec.treatments, centred, fits, args)
+            start = starting_point(spec.law, spec.likelihood, spec.treatments, centred, fits, args)
         args = args._replace(centred={k: jnp.asarray(v) for k, v in centred.items()})
         if start is not None:
             args = args._replace(start=jax.tree.map(jnp.asarray, start))

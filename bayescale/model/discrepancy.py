@@ -101,11 +101,13 @@ class Drift:
         """Draws of the deviation of ``log(target)`` at rows ``distance`` decades from their group's data.
 
         ``log10_x`` (rows, inputs) places the rows; ``groups`` codes every row's group (groups deviate
-        independently); ``sigma`` is the noise scale per posterior draw. ``distance`` has shape
+        independently); ``sigma`` is the noise scale per posterior draw (draws,), or per draw and row
+        (draws, rows) where it varies by group. ``distance`` has shape
         (rows,) or (draws, rows). Returns (draws, rows).
         """
         groups = np.asarray(groups, dtype=int)
-        sigma = np.asarray(sigma, dtype=float).reshape(-1, 1)
+        sigma = np.asarray(sigma, dtype=float)
+        sigma = sigma[:, None] if sigma.ndim == 1 else sigma
         rate_key, process_key = jax.random.split(key)
         e = self.process(process_key, log10_x, groups, len(sigma))
         return sigma * self.rates(rate_key, len(sigma)) * np.asarray(distance, dtype=float) ** self.power * e

@@ -79,7 +79,15 @@ from bayescale.model.args import (
     standardising_scale,
     z_site,
 )
-from bayescale.model.build import SPREAD_PRIOR, build, pooled_level_terms, pooled_names, shared_level_terms
+from bayescale.model.build import (
+    SPREAD_PRIOR,
+    build,
+    noise_information,
+    noise_site,
+    pooled_level_terms,
+    pooled_names,
+    shared_level_terms,
+)
 from bayescale.model.pooled import PooledBasis
 from bayescale.sampler.compile import KEEP_COMPILED, CompiledCache, compiled
 from bayescale.sampler.laplace import newton
@@ -191,7 +199,7 @@ def exponent_centring(
 
 
 def starting_point(
-    law, treatments: Mapping[str, str], centred: Mapping, fits: GroupFits, args: ModelArgs | None = None
+    law, likelihood, treatments: Mapping[str, str], centred: Mapping, fits: GroupFits, args: ModelArgs | None = None
 ) -> tuple | None:
     """Where the chains of the hierarchical model start, and the initial sd of every coordinate.
 
@@ -274,8 +282,21 @@ def starting_point(
         ok = _fitted(m, v)
         if not ok.any():
             return None
+        how = treatments.get(name, "shared")
+        if how == "independent":
+            point[name], sd[name] = np.where(ok, m, np.median(m[ok])), np.sqrt(np.where(ok, v, np.median(v[ok])))
+            continue
         # every group measures the noise scale: pooled, the variance of its log is ~1 / (2 rows)
         point[name], sd[name] = np.asarray(np.median(m[ok])), np.asarray(np.sqrt(np.median(v[ok]) / ok.sum()))
+        if how == "pooled":  # the population at the groups' median and spread, each group at its own
+            tau = max(float(np.std(m[ok])), 0.1)
+            point[f"{name}_pop"], sd[f"{name}_pop"] = point.pop(name), sd.pop(name)
+            point[f"{name}_tau"], sd[f"{name}_tau"] = np.asarray(np.log(tau)), np.asarray(0.5)
+            rows = np.zeros(n_groups) if args is None else np.bincount(np.asarray(args.group), minlength=n_groups)
+            scale = 1.0 / np.sqrt(1.0 / tau**2 + noise_information(likelihood) * rows)  # sample_noise's S_g
+            own = np.where(ok, m, point[f"{name}_pop"])
+            point[noise_site(name)] = np.clip((own - point[f"{name}_pop"]) / scale, -START_CLIP, START_CLIP)
+            sd[noise_site(name)] = np.ones(n_groups)
     return point, sd
 
 
@@ -341,7 +362,9 @@ def pooled_basis(
     eigenvalues, vectors = np.linalg.eigh(information)
     information = np.einsum("gij,gj,gkj->gik", vectors, np.maximum(eigenvalues, 0.0), vectors)
     jacobian = jax.vmap(jax.jacobian(lambda y: pooled.from_coordinates(y, names, terms)))(jnp.asarray(mode))
-    return PooledBasis(*(jnp.asarray(a) for a in (mode, values, jacobian, information, framed.astype(float))))
+    log_noise = np.where(framed, fits.modes["sigma"], 0.0) if "sigma" in fits.modes else np.zeros(len(framed))
+    fields = (mode, values, jacobian, information, framed.astype(float), log_noise)
+    return PooledBasis(*(jnp.asarray(a) for a in fields))
 
 
 def _along(flags: np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -67,6 +67,7 @@ class PooledBasis(NamedTuple):
     jacobian: jnp.ndarray  # (groups, K, K): dx/dy at y_hat
     information: jnp.ndarray  # (groups, K, K): Hessian of the group's negative log likelihood in y (PSD)
     framed: jnp.ndarray  # (groups,): 1.0 where the group is sampled in the frame, 0.0 where as without it
+    log_noise: jnp.ndarray  # (groups,): log sigma at the group's own fit, where ``information`` was measured
 
 
 def to_coordinates(x: jnp.ndarray, names: Sequence[str], terms: Sequence[str]) -> jnp.ndarray:
@@ -121,18 +122,25 @@ def from_coordinates(y: jnp.ndarray, names: Sequence[str], terms: Sequence[str])
     return jnp.stack(columns, axis=-1)
 
 
-def frame(location: jnp.ndarray, spread: jnp.ndarray, basis: PooledBasis) -> tuple[jnp.ndarray, jnp.ndarray]:
+def frame(
+    location: jnp.ndarray, spread: jnp.ndarray, basis: PooledBasis, log_noise=None
+) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Per group, the conditional mean ``m`` and the Cholesky factor ``L`` of the precision (module docstring).
 
     ``location`` and ``spread`` are the population's ``M`` and ``S`` on the sampling scale,
-    shape ``(K,)``. Returns ``m`` ``(groups, K)`` and ``L`` ``(groups, K, K)``, lower
-    triangular.
+    shape ``(K,)``; ``log_noise`` the current ``log sigma`` (per group, or one value), at which
+    the likelihood's information is ``exp(2 (basis.log_noise - log_noise))`` times the
+    pilot's (``None``: the pilot's). Returns ``m`` ``(groups, K)`` and ``L`` ``(groups, K, K)``,
+    lower triangular.
     """
     weight = 1.0 / spread**2
     j, y_hat = basis.jacobian, basis.mode
-    precision = jnp.einsum("gki,k,gkj->gij", j, weight, j) + basis.information
+    information = basis.information
+    if log_noise is not None:
+        information = information * jnp.exp(2.0 * (basis.log_noise - log_noise))[:, None, None]
+    precision = jnp.einsum("gki,k,gkj->gij", j, weight, j) + information
     linearised = jnp.einsum("gkj,gj->gk", j, y_hat) + location - basis.values
-    rhs = jnp.einsum("gki,k,gk->gi", j, weight, linearised) + jnp.einsum("gij,gj->gi", basis.information, y_hat)
+    rhs = jnp.einsum("gki,k,gk->gi", j, weight, linearised) + jnp.einsum("gij,gj->gi", information, y_hat)
     lower = cholesky(precision)
     return solve_upper(lower, solve_lower(lower, rhs)), lower
 

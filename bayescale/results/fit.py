@@ -12,6 +12,7 @@ import jax
 import numpy as np
 import pandas as pd
 from numpyro.infer import Predictive
+from scipy.special import ndtr
 
 from bayescale import plot
 from bayescale.data import (
@@ -31,7 +32,14 @@ from bayescale.results import budgets
 from bayescale.results.budgets import FLOPS_PER_PARAMETER_TOKEN, BudgetPosterior
 from bayescale.results.comparison import RecipeComparison
 from bayescale.results.netcdf import fit_attributes, obs_coordinate
-from bayescale.results.prediction import Prediction, as_frame, group_parameters, log_density, posterior_draws
+from bayescale.results.prediction import (
+    Prediction,
+    as_frame,
+    group_parameters,
+    log_density,
+    noise_draws,
+    posterior_draws,
+)
 from bayescale.sampler import diagnostics
 from bayescale.sampler.options import NUTSOptions
 from bayescale.sampler.runner import Samples
@@ -166,7 +174,10 @@ class ScalingFit:
         """The groups of a hierarchical fit, in the order of the posterior's group dimension."""
         if self.model.group is None:
             return ()
-        return tuple(str(g) for g in self.idata.posterior[self.model.group].values)
+        if self.model.group in self.idata.posterior.coords:
+            return tuple(str(g) for g in self.idata.posterior[self.model.group].values)
+        # nothing varies by group (every parameter shared): the labels of the rows, sorted as when fitted
+        return tuple(sorted({str(g) for g in self.idata.constant_data[ROW_GROUP].values}))
 
     def observed(self) -> np.ndarray:
         """The fitted rows' target in its own units: the loss (or error, ...), or ``k / n`` for a Binomial model."""
@@ -224,6 +235,52 @@ class ScalingFit:
         if not self.model.population_names:
             raise ValueError("population() needs a hierarchical fit with pooled parameters (group=..., pooled=[...])")
         return self.summary(level).loc[list(self.model.population_names)]
+
+    def unusual(self) -> pd.DataFrame:
+        """How unusual each group is: where its pooled parameters fall in the population.
+
+        For every group and pooled parameter with a population median in the user's units
+        (exponents, the irreducible term, ``sigma`` when pooled; prefactors are pooled at the
+        reference scale, where their units differ by group): ``percentile``, the posterior mean
+        of the population's probability of a value below the group's (0.5: typical; near 0
+        or 1: unusual), ``z``, the posterior median of the group's distance from the population
+        median in population spreads, and the two medians. A tidy table, most unusual first.
+
+        Examples
+        --------
+        >>> fit.unusual().head()      # doctest: +SKIP
+           family parameter  median  population  z  percentile
+        """
+        model = self.model
+        names = [
+            k
+            for k in model.treatments
+            if model.treatments[k] == "pooled"
+            and f"{k}_pop" in self.parameter_names
+            and (k in model.noise_names or model.law.parameter(k).prefactor_of is None)
+        ]
+        if not names:
+            raise ValueError("unusual() needs a hierarchical fit with pooled exponents or levels (group=..., pooled=)")
+        rows = []
+        for k in names:
+            logged = k in model.noise_names or model.law.parameter(k).transform == "log"
+            to_scale = np.log if logged else (lambda v: v)
+            values, pop, spread = self.draws(k), self.draws(f"{k}_pop"), self.draws(f"{k}_spread")
+            z = (to_scale(values) - to_scale(pop)[:, None]) / spread[:, None]
+            for g, label in enumerate(self.groups):
+                rows.append(
+                    {
+                        model.group: label,
+                        "parameter": k,
+                        "median": float(np.median(values[:, g])),
+                        "population": float(np.median(pop)),
+                        "z": float(np.median(z[:, g])),
+                        "percentile": float(np.mean(ndtr(z[:, g]))),
+                    }
+                )
+        table = pd.DataFrame(rows)
+        order = np.argsort(-np.abs(table["percentile"].to_numpy() - 0.5), kind="stable")
+        return table.iloc[order].reset_index(drop=True)
 
     def draws(self, name: str) -> np.ndarray:
         """Posterior draws of ``name``, chains pooled: shape (draws,), or (draws, groups) per group."""
@@ -420,7 +477,23 @@ class ScalingFit:
             distance[..., rows] = far.reshape(points.shape[:-1])
         positions = np.median(log10_x, axis=0) if log10_x.ndim == 3 else log10_x
         key = jax.random.fold_in(jax.random.key(seed), RISK_STREAM)
-        return drift.log_deviation(key, positions, distance, codes, self.draws("sigma"))
+        return drift.log_deviation(key, positions, distance, codes, self.noise_scale(labels, seed))
+
+    def noise_scale(self, labels=None, seed: int | None = None) -> np.ndarray:
+        """The residual scale ``sigma`` per posterior draw, (draws,); where it varies by group, per draw
+        and row of groups ``labels``, (draws, rows) (an unseen group's drawn from the population as
+        :meth:`predict` draws it with the same ``seed``, default the fit's)."""
+        sigma = self.draws("sigma")
+        if sigma.ndim == 1:
+            return sigma
+        if labels is None:
+            raise ValueError(f"the noise scale varies by {self.model.group!r}: give each row's group as labels=")
+        seed = self.seed if seed is None else seed
+        posterior = {k: self.draws(k) for k in ("sigma", "sigma_pop", "sigma_spread") if k in self.parameter_names}
+        group_key = jax.random.split(jax.random.key(seed))[0]
+        likelihood = self.model.likelihood
+        rows = noise_draws(likelihood, self.model.treatments, posterior, group_key, self.groups, np.asarray(labels))
+        return np.asarray(rows["sigma"])
 
     def fitted_inputs(self, group: str | None = None) -> np.ndarray:
         """``log10`` of the fitted runs' inputs (runs, inputs): a group's own, or all (new group or ``None``)."""

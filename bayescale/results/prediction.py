@@ -17,6 +17,7 @@ from bayescale.sampler.compile import KEEP_COMPILED, CompiledCache, compiled
 
 KINDS = ("observation", "curve", "mean")
 METHODS = ("eti", "hdi")
+NOISE_STREAM = 3  # the random stream of an unseen group's noise scale, apart from its law parameters
 _OBSERVERS = CompiledCache(KEEP_COMPILED)  # likelihood -> compiled draw of new observations (_log_observation)
 
 
@@ -159,7 +160,7 @@ def posterior_draws(
     noise_log_sd = None if noise_log_sd is None else jnp.asarray(np.asarray(noise_log_sd)[index])
     group_key, noise_key = jax.random.split(rng_key)
     log_mean = _log_mean(law, treatments, posterior, log_ref, log_x, group_key, fitted_groups, row_groups)
-    noise = {k: jnp.asarray(posterior[k])[:, None] for k in likelihood.parameter_names}
+    noise = noise_draws(likelihood, treatments, posterior, group_key, fitted_groups, row_groups)
     if getattr(likelihood, "trials", None) is not None and trials is None:
         return np.asarray(log_mean)[:, :rows], None  # a new count needs its number of items
     log_observation = _OBSERVERS.get(likelihood, lambda: compiled(partial(_log_observation, likelihood), runs="once"))
@@ -203,10 +204,39 @@ def log_density(
     log_mean = _log_mean(law, treatments, posterior, log_ref, log_x, group_key, fitted_groups, row_groups)
     if log_shift is not None:
         log_mean = log_mean + jnp.asarray(log_shift)
-    noise = {k: jnp.asarray(posterior[k])[:, None] for k in likelihood.parameter_names}
+    noise = noise_draws(likelihood, treatments, posterior, group_key, fitted_groups, row_groups)
     noise_log_sd = None if noise_log_sd is None else jnp.asarray(noise_log_sd)
     trials = None if trials is None else jnp.asarray(trials)
     return np.asarray(likelihood.distribution(log_mean, noise, noise_log_sd, trials).log_prob(jnp.asarray(observed)))
+
+
+def noise_draws(likelihood, treatments, posterior, group_key, fitted_groups=(), row_groups=None) -> dict:
+    """Every likelihood parameter per posterior draw and row: (draws, rows), or (draws, 1) where shared.
+
+    A noise scale that varies by group is the row's group's; an unseen group's is drawn from
+    its population (the same draw for every row of the group, and for the same ``group_key``
+    the same as in :func:`posterior_draws` and :func:`log_density`).
+    """
+    out = {}
+    for name in likelihood.parameter_names:
+        values = jnp.asarray(posterior[name])
+        if values.ndim == 1:
+            out[name] = values[:, None]
+            continue
+        codes, new_codes, new_labels = _row_codes(np.asarray(row_groups), fitted_groups)
+        rows = values[:, np.maximum(codes, 0)]
+        if new_labels:
+            if treatments.get(name) != "pooled":
+                raise ValueError(
+                    f"groups {list(new_labels)} were not in the fitted data, and the noise scale {name!r} is "
+                    "independent per group, so there is no population to draw it from; refit with it pooled or shared"
+                )
+            z = jax.random.normal(jax.random.fold_in(group_key, NOISE_STREAM), (values.shape[0], len(new_labels)))
+            pop, spread = jnp.asarray(posterior[f"{name}_pop"]), jnp.asarray(posterior[f"{name}_spread"])
+            new = pop[:, None] * jnp.exp(spread[:, None] * z)
+            rows = jnp.where(codes >= 0, rows, new[:, np.maximum(new_codes, 0)])
+        out[name] = rows
+    return out
 
 
 def _log_mean(law, treatments, posterior, log_ref, log_x, group_key, fitted_groups, row_groups) -> jnp.ndarray:

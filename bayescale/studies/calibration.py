@@ -542,8 +542,12 @@ def extrapolation_coverage(
     actual = observed[:, n_fit:]
     distance, where, codes = _beyond(model, new_rows, n_fit)
     risk_key = jax.random.fold_in(jax.random.key(seed), 2)
+    noise_by_group = model.group is not None and model.treatments.get("sigma", "shared") != "shared"
+    noise_rows = np.array([list(groups).index(g) for g in row_groups]) if noise_by_group else slice(None)
     if truth_model.discrepancy is not None and not model.counts:  # the simulated future drifts from the law
-        true_drift = truth_model.discrepancy.log_deviation(risk_key, where, distance, codes, truth["sigma"])
+        true_sigma = np.asarray(truth["sigma"])
+        true_sigma = true_sigma[:, noise_rows] if true_sigma.ndim == 2 else true_sigma
+        true_drift = truth_model.discrepancy.log_deviation(risk_key, where, distance, codes, true_sigma)
         actual = actual + true_drift
     actual = actual / trials if model.counts else np.exp(actual)
     inside = np.zeros((n_sims, len(future_frame), len(levels)), dtype=bool)
@@ -564,7 +568,8 @@ def extrapolation_coverage(
         log_obs = np.asarray(log_obs)
         if model.discrepancy is not None and not model.counts:  # the prediction's risk, as ScalingFit.predict
             key = jax.random.fold_in(jax.random.key(int(seeds[i])), 7)
-            log_obs = log_obs + model.discrepancy.log_deviation(key, where, distance, codes, draws_i["sigma"])
+            sigma = draws_i["sigma"] if draws_i["sigma"].ndim == 1 else draws_i["sigma"][:, noise_rows]
+            log_obs = log_obs + model.discrepancy.log_deviation(key, where, distance, codes, sigma)
         with np.errstate(divide="ignore"):
             y = np.exp(log_obs)
         for j, level in enumerate(levels):

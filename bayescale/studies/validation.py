@@ -214,11 +214,12 @@ def law_only_draws(fit, rows: pd.DataFrame, prediction=None) -> dict:
     model = fit.model
     prediction = fit.predict(rows, risk=False) if prediction is None else prediction
     law_x = {x: rows[model.inputs[x]] if model.inputs[x] in rows else rows[x] for x in model.law.inputs}
+    has_sigma = "sigma" in fit.parameter_names
     return {
         "log_draws": np.log(prediction.draws("observation")),
         "distance": fit.extrapolation(rows),
         "log10_x": np.column_stack([np.log10(np.asarray(v, dtype=float)) for v in law_x.values()]),
-        "sigma": fit.draws("sigma") if "sigma" in fit.parameter_names else None,
+        "sigma": fit.noise_scale(None if model.group is None else rows[model.group]) if has_sigma else None,
         "observed": numeric_column(rows, model.target, "target"),
     }
 
