@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from backtest_families import backtest_data, model_for
+from backtest_families import colpret_data, model_for
 
 import bayescale as bs
 from bayescale import checkpoints
@@ -39,7 +39,7 @@ TREATMENTS = {"final": None, "5 per run": 5, "25 per run": 25}
 def checkpoint_rows(keep: int) -> pd.DataFrame:
     """Every family's checkpoints past 10% of each run's tokens, thinned to ``keep`` per run.
 
-    The same families, metrics and filters as :func:`backtest_families.backtest_data`:
+    The same families, metrics and filters as :func:`backtest_families.colpret_data`:
     the metric of each run's final checkpoint in ColPret's final table, single-epoch runs
     for the data-constrained families.
     """
@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
-    finals = backtest_data()
+    finals = colpret_data()
     sources = {name: finals if keep is None else checkpoint_rows(keep) for name, keep in TREATMENTS.items()}
     results = run(finals, sources, args.draws, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)

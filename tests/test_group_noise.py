@@ -120,3 +120,15 @@ def test_unusual_places_each_family_in_the_population(fits):
     assert np.all(np.diff(distance) <= 0)  # most unusual first
     with pytest.raises(ValueError, match="needs a hierarchical fit with pooled"):
         fits["shared"].unusual()
+
+
+def test_fit_many_pads_groups_with_their_own_noise(runs):
+    # data sets with 4 and 2 families through one compiled sampler: the padded families have no rows
+    model = bs.ScalingModel(LAW, group="family", shared=["E", "A", "alpha"], pooled=["sigma"])
+    two = runs[runs["family"].isin(["f0", "f2"])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.SamplerWarning)  # short chains; shapes and the noise's order only
+        fits = model.fit_many([runs, two], seed=0, chains=2, warmup=200, draws=200)
+    assert fits[0].draws("sigma").shape == (400, 4) and fits[1].draws("sigma").shape == (400, 2)
+    quiet, noisy = np.median(fits[1].draws("sigma"), axis=0)
+    assert quiet < noisy
