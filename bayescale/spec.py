@@ -55,9 +55,10 @@ class ScalingModel:
         and the irreducible term are similar across families but not equal, and
         prefactors, pooled on the log scale at the reference scale, absorb differences
         of units and data while still borrowing strength for groups with few runs.
-        The residual scale ``sigma`` may be named too; unnamed, it is pooled: every group
-        scatters by its own amount (one shared scale would be set by the noisiest group),
-        a group with few runs borrowing from the others (``sigma_pop``, ``sigma_spread``).
+        The residual scale ``sigma`` may be named too; unnamed, it is shared (one scale for
+        all groups). Pooled, every group scatters by its own amount (one shared scale is set
+        by the noisiest groups), a group with few runs borrowing from the others
+        (``sigma_pop``, ``sigma_spread``).
     pilot : bool
         Advanced, hierarchical models only: fit every group alone first and sample the pooled
         groups in the frame those fits give (:mod:`bayescale.model.pilot`). The posterior is

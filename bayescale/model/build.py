@@ -176,7 +176,8 @@ def sample_noise(likelihood, treatments: Mapping[str, str], args: ModelArgs, n_g
 
 
 def noise_information(likelihood) -> float:
-    """Fisher information about ``log sigma`` in one residual: ``2 nu / (nu + 3)`` for Student-t, 2 for Normal."""
+    """Fisher information about ``log sigma`` in one residual: ``2 nu / (nu + 3)`` for Student-t, 2 for Normal
+    (and, as an approximation that only shapes the sampler's coordinates, for a Student-t whose ``nu`` is learned)."""
     nu = getattr(likelihood, "nu", None)
     return 2.0 * nu / (nu + 3.0) if nu is not None else 2.0
 

@@ -542,11 +542,8 @@ def extrapolation_coverage(
     actual = observed[:, n_fit:]
     distance, where, codes = _beyond(model, new_rows, n_fit)
     risk_key = jax.random.fold_in(jax.random.key(seed), 2)
-    noise_by_group = model.group is not None and model.treatments.get("sigma", "shared") != "shared"
-    noise_rows = np.array([list(groups).index(g) for g in row_groups]) if noise_by_group else slice(None)
     if truth_model.discrepancy is not None and not model.counts:  # the simulated future drifts from the law
-        true_sigma = np.asarray(truth["sigma"])
-        true_sigma = true_sigma[:, noise_rows] if true_sigma.ndim == 2 else true_sigma
+        true_sigma = _noise_per_row(truth["sigma"], groups, row_groups)
         true_drift = truth_model.discrepancy.log_deviation(risk_key, where, distance, codes, true_sigma)
         actual = actual + true_drift
     actual = actual / trials if model.counts else np.exp(actual)
@@ -568,7 +565,7 @@ def extrapolation_coverage(
         log_obs = np.asarray(log_obs)
         if model.discrepancy is not None and not model.counts:  # the prediction's risk, as ScalingFit.predict
             key = jax.random.fold_in(jax.random.key(int(seeds[i])), 7)
-            sigma = draws_i["sigma"] if draws_i["sigma"].ndim == 1 else draws_i["sigma"][:, noise_rows]
+            sigma = _noise_per_row(draws_i["sigma"], groups, row_groups)
             log_obs = log_obs + model.discrepancy.log_deviation(key, where, distance, codes, sigma)
         with np.errstate(divide="ignore"):
             y = np.exp(log_obs)
@@ -581,6 +578,12 @@ def extrapolation_coverage(
     health = _health(flat, sample_stats, options.max_tree_depth)
     _warn_unhealthy(health, "coverage study")
     return CoverageStudy(inside, levels, future_frame.reset_index(drop=True), health, seed, rejected)
+
+
+def _noise_per_row(sigma, groups: Sequence[str], row_groups) -> np.ndarray:
+    """The noise scale per draw (or simulation), and per future row where it varies by group."""
+    sigma = np.asarray(sigma)
+    return sigma if sigma.ndim == 1 else sigma[:, [list(groups).index(g) for g in row_groups]]
 
 
 def _beyond(model, rows: ScalingData, n_fit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
