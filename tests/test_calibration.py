@@ -71,6 +71,21 @@ def test_hierarchical_model_is_calibrated():
     assert (p > ALPHA).all(), p
 
 
+def test_a_noise_scale_per_group_is_calibrated():
+    # the noise pooled across groups: its population and every group's scale pass SBC, and a coverage study
+    # beyond the data draws each future row's risk in units of its own group's scale
+    groups = pd.DataFrame({"C": np.tile(np.geomspace(1e17, 1e21, 6), 3), "family": np.repeat(["a", "b", "c"], 6)})
+    model = bs.ScalingModel(
+        bs.laws.SaturatingPowerLaw("C"), target="y", group="family", shared=["E", "A", "alpha"], pooled=["sigma"]
+    )
+    p = bs.calibration.sbc(model, groups, n_sims=20, seed=0, **SHORT).pvalues()
+    assert {"sigma[a]", "sigma[c]", "sigma_pop", "sigma_spread", "alpha"} <= set(p.index)
+    assert (p > ALPHA).all(), p
+    future = pd.DataFrame({"C": [1e22, 1e23, 1e22], "family": ["a", "a", "c"]})
+    study = bs.calibration.extrapolation_coverage(model, groups, future, n_sims=10, seed=0, **SHORT)
+    assert study.inside.shape == (10, 3, len(study.levels))
+
+
 @pytest.fixture(scope="module")
 def broken_noise():
     """Data with the default residual scale (HalfNormal(0.2) on log y), fitted with one 20 times too small."""
