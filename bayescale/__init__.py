@@ -18,6 +18,7 @@ from bayescale.data import DataError, DataWarning  # noqa: E402
 from bayescale.io import load_fit, load_fits  # noqa: E402
 from bayescale.laws import Law, Parameter  # noqa: E402
 from bayescale.model import discrepancy  # noqa: E402
+from bayescale.results.chain import Chain  # noqa: E402
 from bayescale.results.comparison import compare  # noqa: E402
 from bayescale.results.fit import ScalingFit  # noqa: E402
 from bayescale.results.fits import ScalingFits  # noqa: E402
@@ -28,6 +29,7 @@ from bayescale.studies import calibration, validation  # noqa: E402
 from bayescale.studies.laws import LawComparison, compare_laws  # noqa: E402
 
 __all__ = [
+    "Chain",
     "DataError",
     "DataWarning",
     "Law",

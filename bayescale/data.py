@@ -184,6 +184,7 @@ def validate(
     n_parameters: int | Callable[[int], int],
     varying: Iterable[str] = (),
     trials: str | None = None,
+    rate: bool = False,
 ) -> ScalingData:
     """Check a DataFrame of training runs and return its :class:`ScalingData`.
 
@@ -207,6 +208,9 @@ def validate(
     trials : str, optional
         Column with the number of items per row, for a Binomial likelihood: ``target``
         then holds counts from 0 to it (see :func:`count_columns`).
+    rate : bool
+        The target is a rate strictly between 0 and 1 (an averaged accuracy under a
+        ``LogitNormal`` likelihood).
 
     Examples
     --------
@@ -226,6 +230,12 @@ def validate(
     n = None
     if trials is None:
         y = numeric_column(frame, target, "target")
+        if rate and np.any(y >= 1.0):
+            raise DataError(
+                f"column {target!r} (target) must be a rate strictly between 0 and 1 for this likelihood, but is "
+                f">= 1 at {rows_phrase(frame.index, y >= 1.0)}. Accuracy in percent? Divide it by 100. A perfect "
+                "score of 1 is a count of n of n: fit counts with bs.likelihoods.Binomial(trials=...)"
+            )
     else:
         y, n = count_columns(frame, target, trials)
     sd = None

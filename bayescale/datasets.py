@@ -9,8 +9,9 @@ at a pinned commit and checked against its SHA-256 before it is used.
 Examples
 --------
 >>> import bayescale as bs
->>> sorted(bs.datasets.DATASETS)
-['chinchilla', 'colpret', 'colpret_final', 'olmo_ladder', 'porian_isoflop', 'porian_reference_fits']
+>>> sorted(bs.datasets.DATASETS)  # doctest: +NORMALIZE_WHITESPACE
+['chinchilla', 'colpret', 'colpret_final', 'olmo_ladder', 'olmo_ladder_tasks', 'porian_isoflop',
+ 'porian_reference_fits']
 >>> df = bs.datasets.load("chinchilla")          # doctest: +SKIP
 """
 
@@ -103,6 +104,56 @@ def _read_olmo_ladder(paths: dict[str, Path]) -> pd.DataFrame:
     return raw.rename(columns={"N_params": "N", "D_tokens": "D", "flops_6ND": "C", "size_label": "size"})
 
 
+# the tasks of Bhagia et al.'s ladder: (split as evaluated, chance level); accuracy is length-normalised
+# (BoolQ's plain), as in the paper
+OLMO_TASKS = {
+    "mmlu": ("test", 0.25),
+    "hellaswag": ("val", 0.25),
+    "arc_challenge": ("test", 0.25),
+    "arc_easy": ("test", 0.25),
+    "piqa": ("val", 0.5),
+    "csqa": ("val", 0.2),
+    "socialiqa": ("val", 1 / 3),
+    "openbookqa": ("test", 0.25),
+    "boolq": ("val", 0.5),
+    "winogrande": ("val", 0.5),
+}
+# MMLU is the average of its four categories weighted by their test questions, as the paper's tables are
+_MMLU_QUESTIONS = {"stem": 3018, "humanities": 4705, "social_sciences": 3077, "other": 3242}
+
+
+def _olmo_task_columns(raw: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """Bits per byte and accuracy of one task at every checkpoint of a raw ladder file."""
+    split, _ = OLMO_TASKS[task]
+    if task == "mmlu":
+        weights = np.array(list(_MMLU_QUESTIONS.values()), dtype=float)
+        weights /= weights.sum()
+        parts = list(zip(_MMLU_QUESTIONS, weights, strict=True))
+        bpb = sum(w * raw[f"eval/downstream_bpb/mmlu_{c}_{split}_rc_5shot_bpb"] for c, w in parts)
+        acc = sum(w * raw[f"eval/downstream/mmlu_{c}_{split}_rc_5shot_len_norm"] for c, w in parts)
+        return np.asarray(bpb, dtype=float), np.asarray(acc, dtype=float)
+    metric = "acc" if task == "boolq" else "len_norm"
+    bpb = raw[f"eval/downstream_bpb/{task}_{split}_rc_5shot_bpb"]
+    acc = raw[f"eval/downstream/{task}_{split}_rc_5shot_{metric}"]
+    return np.asarray(bpb, dtype=float), np.asarray(acc, dtype=float)
+
+
+def _read_olmo_tasks(paths: dict[str, Path]) -> pd.DataFrame:
+    ladder = _read_olmo_ladder({"tidy": paths.pop("olmo_ladder_tidy.csv")})
+    keep = ["run", "kind", "size", "N", "D", "C", "xC", "rerun", "step"]
+    parts = []
+    for name, path in paths.items():
+        run = Path(name).stem
+        rows = ladder.loc[ladder["run"] == run, keep].reset_index(drop=True)
+        raw = pd.read_csv(path)
+        if len(raw) != len(rows):
+            raise ValueError(f"{name} has {len(raw)} checkpoints but the tidy ladder has {len(rows)} for run {run!r}")
+        for task, (_, chance) in OLMO_TASKS.items():
+            bpb, acc = _olmo_task_columns(raw, task)
+            parts.append(rows.assign(task=task, chance=chance, bpb=bpb, acc=acc))
+    return pd.concat(parts, ignore_index=True)
+
+
 def _read_porian_points(paths: dict[str, Path]) -> pd.DataFrame:
     (path,) = paths.values()
     raw = pd.read_csv(path)
@@ -124,6 +175,52 @@ _COLPRET_ORIGIN = (
     "were converted following ColPret's util/read_data.py (see the dataset README beside the file)"
 )
 _EPOCH = "https://raw.githubusercontent.com/epoch-research/analyzing-chinchilla"
+_OLMO_LADDER = (
+    "https://raw.githubusercontent.com/allenai/OLMo-ladder/67a3f440f787d020da35e3ca8eeae475fae754f5/"
+    "src/scripts/paper/data/ladder-runs"
+)
+_OLMO_TIDY = DerivedFile(
+    "olmo_ladder_tidy.csv",
+    "tidied by the bayescale team from allenai/OLMo-ladder (commit 67a3f440, Apache-2.0), "
+    "src/scripts/paper/data/ladder-runs/*.csv, with N from the repository's MODEL_PARAMS",
+)
+# the ladder's original files, one per run (and the 7B and 13B targets), with their SHA-256
+_OLMO_RUNS = {
+    "190M-0.5xC.csv": "d4e9f80960149676352b61b739c4dca727bffee5e7a8f41919119365fcde0534",
+    "190M-10xC.csv": "192b115c3f02b6503043280f8303c59f5b10897cd631f1b8ec6aea944d22faa6",
+    "190M-1xC-rerun.csv": "50e635e970e4a29c838d644f942503f9ef6e0d78feb744055447413de42a3e2b",
+    "190M-1xC.csv": "8ac0066547d5edec4d05d2b861a26c7faf591eef6971e11acba2450a45e69c27",
+    "190M-2xC.csv": "db90c75f8d031d0754e7108f1a8d16f372603e0c04d2cb00cca08cf272ecf86a",
+    "190M-5xC.csv": "aefe54fa03bd158d6da178b1eb2ece88cb0681bb32403845b6e544ae9e4e5dcf",
+    "1B-0.5xC.csv": "7c44ecf10ddaeba4c5ceb26ac0db8b9454163c19903556238d3117685768126a",
+    "1B-10xC.csv": "ec7e7487c67a774d9b919ec35121966ded7ae2ce5ede135f1d32f509f451476f",
+    "1B-1xC-rerun.csv": "878e664acbb68df93b046a4242ccac12b321276e1f2fcbbbc6fa8779bd5eaa24",
+    "1B-1xC.csv": "7fe91f0552829238e591e55c03f66b743ac5931388d9710457a845d92c2d9102",
+    "1B-2xC.csv": "34ba12a08a52e10e89a71d88a5c13538c3df21e5e993c476cadb08eb4b2eb354",
+    "1B-5xC.csv": "d195153f05b846f6d4f8ca95247d1f79d9d00e898d856b244b17e20431539ddb",
+    "370M-0.5xC.csv": "04e12eec843bb7b8bf292ec8837edd8db63010469e457d145a1757d48a91bac9",
+    "370M-10xC.csv": "3f25b4ec4035caeb71b787d165857667779dc3b92739c6379b8f8ce7079fcb58",
+    "370M-1xC-rerun.csv": "e27c89356cc6c842585c0232bb3be20bd066c2d4f859d1a3c772c43e5b6887c7",
+    "370M-1xC.csv": "3597a61872596affbb61e83f36c7cc3fe43485c3ed30ba6d658064b57edcea07",
+    "370M-2xC.csv": "73c686e580ad0600ca12334bf22ab3dad3265583a948e3beaae5b79b9a20c137",
+    "370M-5xC.csv": "199905d322b0332b69f1d0a40de9be43e5eb3cf576fc1d3031578cdea09708fa",
+    "3B-0.5xC.csv": "35247d4ff9af52c11bdec95a31e069599f43564ba6094a3893b49d91aa258410",
+    "3B-10xC.csv": "1ff388361b6d8e4548aaaaecd8a0437a21e28b9af11c4696225e322c8526e488",
+    "3B-1xC-rerun.csv": "5c2b189aa82b964c4005fce327b42e9399110d297c83903d03d03d0892e11d7d",
+    "3B-1xC.csv": "bd5dbad1b2942c58439006f77dba46ff2f66ad8760f8d709f9ced4fcb387bedb",
+    "3B-2xC.csv": "b933055d54221855c893245331770c0e7314dea5203518640da88773d92d8e47",
+    "3B-5xC.csv": "4b02c35ea9b3623402ac3a401dbc66ed827dcecede04343ea65cc2bbf6bfd962",
+    "760M-0.5xC.csv": "a02cee96b21c78a6a9c71ba99ead71c454fc6561e50b778681ab1d7182df6cf6",
+    "760M-10xC.csv": "e256c9df6d3b7af66bbcf4dc7ca84b45a812bd205b70648ca5177c8b74f6ff40",
+    "760M-1xC-rerun.csv": "f5b2775ebc27c80f21e13e0bf35622007b8b30f09734ab0bb6f7e871bf33103b",
+    "760M-1xC.csv": "a830185275c91cc077379540ec91a71b4bea6f191ca99a8090c851be19e7956d",
+    "760M-2xC.csv": "8c1ad2bf7da390b9eed24af7b6eb12a6393cc077164d51b4e4740f7221f1193c",
+    "760M-5xC.csv": "9c08b58d2625f427253bbd2079bad3a90726a66486154dd4f82ef84560e275ec",
+    "peteish13_eval_final.csv": "8cbdd4c2818b05ff30476a9bd4ecae620da89193ca61183bc2d61e111a9d0059",
+    "peteish13_eval_full.csv": "14cb53fac27ca2553a061f055f31fdc297272026c7eccfb195073656fd21fb2f",
+    "peteish7_eval_anneal.csv": "0742d6c113aa0f9c789cf9e5745678fc6f30eb9b873a1f98068fc6f6522c85df",
+    "peteish7_eval_full.csv": "3b7c0c268500292564540a951a757f0a938b5c17949fdaec6822068f7d65affb",
+}
 DATASETS: dict[str, Dataset] = {
     "chinchilla": Dataset(
         folder="chinchilla_epoch",
@@ -186,19 +283,30 @@ DATASETS: dict[str, Dataset] = {
     ),
     "olmo_ladder": Dataset(
         folder="olmo_ladder",
-        files=(
-            DerivedFile(
-                "olmo_ladder_tidy.csv",
-                "tidied by the bayescale team from allenai/OLMo-ladder (commit 67a3f440, Apache-2.0), "
-                "src/scripts/paper/data/ladder-runs/*.csv, with N from the repository's MODEL_PARAMS",
-            ),
-        ),
+        files=(_OLMO_TIDY,),
         reader=_read_olmo_ladder,
         description=(
             "OLMo model ladder (Bhagia et al. 2024): 190M-3B models x 0.5-10 x Chinchilla tokens, every checkpoint, "
             "plus the OLMo-2 7B-4T and 13B-5T targets; 3,862 rows. Columns: run, kind (ladder / target_7B_4T / "
             "target_13B_5T), size, N (non-embedding parameters), D (tokens), C = 6 N D, xC, rerun, step, lr, "
             "and loss_<set>: 11 validation cross-entropies in nats (e.g. loss_c4_en)."
+        ),
+    ),
+    "olmo_ladder_tasks": Dataset(
+        folder="olmo_ladder",
+        files=(
+            _OLMO_TIDY,
+            *(RemoteFile(f"ladder-runs/{name}", f"{_OLMO_LADDER}/{name}", sha) for name, sha in _OLMO_RUNS.items()),
+        ),
+        reader=_read_olmo_tasks,
+        description=(
+            "The OLMo ladder's downstream evaluations (Bhagia et al. 2024): every checkpoint of every run in "
+            "'olmo_ladder', with each of 10 multiple-choice tasks' bits per byte of the correct answer and its "
+            "accuracy (5-shot, length-normalised; BoolQ plain), one row per checkpoint and task; MMLU is the "
+            "average of its four categories weighted by their test questions. Columns: run, kind (ladder / "
+            "target_7B_4T / target_13B_5T), size, N, D, C, xC, rerun, step, task (mmlu, hellaswag, "
+            "arc_challenge, arc_easy, piqa, csqa, socialiqa, openbookqa, boolq, winogrande), chance (the "
+            "task's chance level), bpb, acc."
         ),
     ),
 }
@@ -287,8 +395,8 @@ def _ensure(remote: RemoteFile | DerivedFile, folder: Path, download: bool) -> P
             f"the file downloaded from {remote.url} has SHA-256 {digest}, expected {remote.sha256}; not using it"
         )
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, delete=False) as tmp:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
             tmp.write(content)
         os.replace(tmp.name, path)
     except OSError as err:

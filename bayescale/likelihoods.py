@@ -13,7 +13,10 @@ is as noisy as it really is.
 
 Every likelihood offers ``distribution(log_mean, params, noise_log_sd=None, trials=None)``,
 the NumPyro distribution of the observed value (``log(y)``, or the count), and
-``log_target(observation, trials)``, a drawn observation as the log of the target's rate.
+``log_target(observation, trials)``, a drawn observation as the log of the target's rate, and
+``shift(log_value, deviation)``, a log mean moved by a deviation on the residuals' scale (the
+extrapolation risk of :mod:`bayescale.model.discrepancy`). ``rate`` says whether the target is a
+rate in (0, 1), whose law must stay below 1.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class StudentT:
     nu: float | None = 4.0
     sigma_scale: float = 0.2
     name = "student_t"
+    rate = False  # a positive target (True: a rate in (0, 1), whose law must stay below 1)
 
     def __post_init__(self) -> None:
         if self.nu is not None:
@@ -80,6 +84,10 @@ class StudentT:
     def log_target(self, observation, trials=None):
         return observation
 
+    def shift(self, log_value, deviation):
+        """``log_value`` moved by ``deviation`` on the scale of the residuals (here ``log(y)`` itself)."""
+        return log_value + deviation
+
     def config(self) -> dict:
         return {"name": self.name, "nu": self.nu, "sigma_scale": self.sigma_scale}
 
@@ -102,6 +110,7 @@ class Normal:
 
     sigma_scale: float = 0.2
     name = "normal"
+    rate = False  # a positive target (True: a rate in (0, 1), whose law must stay below 1)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sigma_scale", check_finite("Normal sigma_scale", self.sigma_scale, True))
@@ -118,6 +127,10 @@ class Normal:
 
     def log_target(self, observation, trials=None):
         return observation
+
+    def shift(self, log_value, deviation):
+        """``log_value`` moved by ``deviation`` on the scale of the residuals (here ``log(y)`` itself)."""
+        return log_value + deviation
 
     def config(self) -> dict:
         return {"name": self.name, "sigma_scale": self.sigma_scale}
@@ -157,6 +170,7 @@ class Binomial:
 
     trials: str
     name = "binomial"
+    rate = True  # the target is a rate in (0, 1), and the law must stay below 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.trials, str):
@@ -174,6 +188,10 @@ class Binomial:
 
     def log_target(self, observation, trials=None):
         return jnp.log(observation) - jnp.log(trials)
+
+    def shift(self, log_value, deviation):
+        """``log_value`` moved by ``deviation`` on the scale of the residuals (here ``log(y)`` itself)."""
+        return log_value + deviation
 
     def config(self) -> dict:
         return {"name": self.name, "trials": self.trials}
@@ -210,21 +228,111 @@ class RateBinomial(dist.Distribution):
         return jax.random.binomial(key, self.total_count, p, shape=shape).astype(jnp.float64)
 
 
+@dataclass(frozen=True)
+class LogitNormal:
+    """Normal residuals on the log-odds of a rate in (0, 1): averaged accuracy, pass rate, win rate.
+
+    Parameters
+    ----------
+    sigma_scale : float
+        Scale of the ``HalfNormal`` prior on ``sigma``, the residual scale of ``logit(y)``
+        (0.5: a benchmark average that scatters by a few points around 50%, generous).
+
+    Notes
+    -----
+    The target is a rate strictly between 0 and 1 (an accuracy averaged over a benchmark's
+    items, not a count: for counts use :class:`Binomial`), and the law must stay below 1
+    (:class:`~bayescale.laws.AccuracyLaw` does by construction). On the log-odds a point of
+    accuracy near chance or near 1 weighs what it should: the scatter of an averaged
+    accuracy shrinks as it nears 0 or 1, where a residual on ``log(y)`` would not.
+    Like the other likelihoods it is the density of ``log(y)`` (the fit's ``log_likelihood``
+    group), so log likelihoods compare across likelihoods fitted to the same rates.
+
+    Examples
+    --------
+    >>> import bayescale as bs
+    >>> bs.likelihoods.LogitNormal().parameter_names
+    ('sigma',)
+    """
+
+    sigma_scale: float = 0.5
+    name = "logit_normal"
+    rate = True  # the target is a rate in (0, 1), and the law must stay below 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sigma_scale", check_finite("LogitNormal sigma_scale", self.sigma_scale, True))
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        return ("sigma",)
+
+    def priors(self) -> dict[str, dist.Distribution]:
+        return {"sigma": dist.HalfNormal(self.sigma_scale)}
+
+    def distribution(self, log_mean, params, noise_log_sd=None, trials=None) -> dist.Distribution:
+        return LogLogitNormal(log_mean, _scale(params["sigma"], noise_log_sd))
+
+    def log_target(self, observation, trials=None):
+        return observation
+
+    def shift(self, log_value, deviation):
+        """``log_value`` moved by ``deviation`` on the log-odds, where this likelihood's residuals live."""
+        return jax.nn.log_sigmoid(_logit_of_log(log_value) + deviation)
+
+    def config(self) -> dict:
+        return {"name": self.name, "sigma_scale": self.sigma_scale}
+
+
+class LogLogitNormal(dist.Distribution):
+    """``log(y)`` where ``logit(y) ~ Normal(logit(p), scale)``, with ``log p`` given; zero where ``p >= 1``."""
+
+    arg_constraints = {"log_rate": constraints.less_than(jnp.inf), "scale": constraints.positive}
+    support = constraints.less_than(0.0)
+    pytree_data_fields = ("log_rate", "scale")
+
+    def __init__(self, log_rate, scale, *, validate_args=None):
+        self.log_rate, self.scale = jnp.broadcast_arrays(jnp.asarray(log_rate), jnp.asarray(scale))
+        super().__init__(batch_shape=jnp.shape(self.log_rate), validate_args=validate_args)
+
+    def log_prob(self, value):
+        inside = self.log_rate < 0.0
+        logit_p = _logit_of_log(jnp.where(inside, self.log_rate, -1.0))
+        z = (_logit_of_log(value) - logit_p) / self.scale
+        # the density of logit(y), times |d logit(y) / d log(y)| = 1 / (1 - y)
+        log_prob = -0.5 * z**2 - jnp.log(self.scale) - 0.5 * jnp.log(2 * jnp.pi) - _log1m_exp(value)
+        return jnp.where(inside, log_prob, -jnp.inf)
+
+    def sample(self, key, sample_shape=()):
+        shape = sample_shape + self.batch_shape
+        logit_p = jnp.where(self.log_rate < 0.0, _logit_of_log(jnp.minimum(self.log_rate, -1e-300)), jnp.nan)
+        return jax.nn.log_sigmoid(logit_p + self.scale * jax.random.normal(key, shape))
+
+
+def _log1m_exp(log_y):
+    """``log(1 - y)`` from ``log(y) < 0``, accurate for ``y`` near 0 and near 1."""
+    return jnp.where(log_y > -0.693, jnp.log(-jnp.expm1(log_y)), jnp.log1p(-jnp.exp(log_y)))
+
+
+def _logit_of_log(log_y):
+    """``logit(y)`` from ``log(y)``."""
+    return log_y - _log1m_exp(log_y)
+
+
 def _scale(sigma, noise_log_sd):
     """The residual scale, with known per-row noise added in quadrature."""
     return sigma if noise_log_sd is None else jnp.sqrt(sigma**2 + noise_log_sd**2)
 
 
-LIKELIHOODS = {StudentT.name: StudentT, Normal.name: Normal, Binomial.name: Binomial}
+LIKELIHOODS = {StudentT.name: StudentT, Normal.name: Normal, LogitNormal.name: LogitNormal, Binomial.name: Binomial}
 
 
-def get(name: str, **options) -> StudentT | Normal | Binomial:
-    """Build a likelihood by name (``"student_t"``, ``"normal"`` or ``"binomial"``)."""
+def get(name: str, **options) -> StudentT | Normal | LogitNormal | Binomial:
+    """Build a likelihood by name (``"student_t"``, ``"normal"``, ``"logit_normal"`` or ``"binomial"``)."""
     if name not in LIKELIHOODS:
         raise KeyError(f"unknown likelihood {name!r}; valid likelihoods: {sorted(LIKELIHOODS)}")
     return LIKELIHOODS[name](**options)
 
 
-def from_config(config: dict) -> StudentT | Normal | Binomial:
+def from_config(config: dict) -> StudentT | Normal | LogitNormal | Binomial:
     options = {k: v for k, v in config.items() if k != "name"}
     return get(config["name"], **options)

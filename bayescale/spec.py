@@ -105,7 +105,7 @@ class ScalingModel:
             raise TypeError(f"target must be a column name (str), got {target!r}")
         self.target = target
         self.inputs = self._check_inputs(inputs)
-        self.likelihood = likelihood if likelihood is not None else likelihoods.StudentT()
+        self.likelihood = likelihood if likelihood is not None else likelihoods.get(self.law.default_likelihood)
         if not isinstance(self.likelihood, tuple(likelihoods.LIKELIHOODS.values())):
             raise TypeError(
                 f"likelihood must be one of bs.likelihoods.{sorted(likelihoods.LIKELIHOODS)}, got {likelihood!r}"
@@ -115,6 +115,11 @@ class ScalingModel:
             raise ValueError(
                 "noise= adds known noise to a residual scale, which a Binomial likelihood does not have; "
                 "its scatter is the benchmark's own sampling noise"
+            )
+        if noise is not None and isinstance(self.likelihood, likelihoods.LogitNormal):
+            raise ValueError(
+                "noise= is known noise of log(target), and a LogitNormal likelihood's residuals are on the log-odds; "
+                "fit without noise= (the residual scale sigma is learned), or with a Binomial likelihood on counts"
             )
         self.noise = noise
         self.reference = self._check_reference(reference or {})
@@ -296,6 +301,7 @@ class ScalingModel:
             n_parameters=self.n_parameters,
             varying=self.varying_inputs,
             trials=self.trials,
+            rate=self.likelihood.rate and not self.counts,
         )
 
     # -- fitting ---------------------------------------------------------------------

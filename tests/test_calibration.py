@@ -39,6 +39,7 @@ CASES = {
         lambda: _one_input(bs.laws.RateSigmoidLaw("C"), likelihood=bs.likelihoods.Binomial("n_items")),
         BENCHMARK,
     ),
+    "accuracy": (lambda: _one_input(bs.laws.AccuracyLaw("C", chance=0.25)), COMPUTE),  # LogitNormal by default
     "exponentiated": (
         lambda: _one_input(bs.laws.ExponentiatedPowerLaw("C"), likelihood=bs.likelihoods.Binomial("n_items")),
         BENCHMARK,

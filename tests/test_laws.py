@@ -63,7 +63,7 @@ def test_reference_conversion_round_trips_and_preserves_the_curve():
 
 
 def test_registry_lists_valid_names_on_unknown_law():
-    with pytest.raises(KeyError, match=r"unknown law 'chinchila'; valid laws: \['broken_power', 'chinchilla', "):
+    with pytest.raises(KeyError, match=r"unknown law 'chinchila'; valid laws: \['accuracy', 'broken_power', 'chinchil"):
         bs.laws.get("chinchila")
     assert bs.laws.get("power", x="D") == bs.laws.PowerLaw("D")
 

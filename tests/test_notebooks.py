@@ -28,6 +28,7 @@ DATASETS = {
     "02_families.ipynb": ["colpret_final"],
     "03_compare_recipes.ipynb": ["porian_isoflop"],
     "04_budgets.ipynb": ["chinchilla", "porian_isoflop", "porian_reference_fits"],
+    "05_downstream.ipynb": ["olmo_ladder_tasks"],
 }
 
 

@@ -4,13 +4,14 @@ Examples
 --------
 >>> import bayescale as bs
 >>> sorted(bs.laws.LAWS)
-['broken_power', 'chinchilla', 'exp_power', 'power', 'rate_sigmoid', 'saturating_power', 'sigmoid']
+['accuracy', 'broken_power', 'chinchilla', 'exp_power', 'power', 'rate_sigmoid', 'saturating_power', 'sigmoid']
 >>> bs.laws.get("saturating_power", x="N")
 SaturatingPowerLaw(x='N')
 """
 
 from __future__ import annotations
 
+from bayescale.laws.accuracy import AccuracyLaw
 from bayescale.laws.base import Law, Parameter
 from bayescale.laws.chinchilla import Chinchilla
 from bayescale.laws.power import PowerLaw, SaturatingPowerLaw
@@ -24,6 +25,7 @@ LAWS: dict[str, type[Law]] = {
     SigmoidLaw.name: SigmoidLaw,
     RateSigmoidLaw.name: RateSigmoidLaw,
     ExponentiatedPowerLaw.name: ExponentiatedPowerLaw,
+    AccuracyLaw.name: AccuracyLaw,
 }
 
 
@@ -53,6 +55,7 @@ def get(name: str, **args) -> Law:
 
 __all__ = [
     "LAWS",
+    "AccuracyLaw",
     "BrokenPowerLaw",
     "Chinchilla",
     "ExponentiatedPowerLaw",

@@ -104,6 +104,9 @@ class Law:
     #: :func:`bayescale.model.build.shared_level_terms`). ``None``: each parameter has its own
     #: standardised coordinate.
     level_terms: ClassVar[tuple[str, ...] | None] = None
+    #: The likelihood a model of this law gets unless given one (a name of ``bs.likelihoods.LIKELIHOODS``):
+    #: residuals on ``log(target)`` for losses; a law of a rate in (0, 1) names one for rates.
+    default_likelihood: ClassVar[str] = "student_t"
 
     def log_mean(self, p: Mapping[str, jnp.ndarray], log_x: Mapping[str, jnp.ndarray]) -> jnp.ndarray:
         """Log of the law's mean at ``log_x``.

@@ -128,7 +128,7 @@ def build(
             taken = jnp.stack([groups[k] for k in per_group], axis=-1)[args.group]
             rows.update({k: taken[:, i] for i, k in enumerate(per_group)})
         log_mean = law.log_mean(from_transformed(law, rows), args.log_x)
-        if getattr(likelihood, "trials", None) is not None:
+        if likelihood.rate:
             ceiling = law.log_ceiling(from_transformed(law, rows))
             if ceiling is not None:  # a rate must stay below 1 beyond the data too
                 numpyro.factor("rate_ceiling", jnp.sum(jnp.where(ceiling < 0.0, 0.0, -jnp.inf)))

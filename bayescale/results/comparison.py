@@ -98,7 +98,8 @@ class RecipeComparison:
             shape = (cand.shape[0], rows, cand_at.shape[-1])
             where = np.concatenate([np.broadcast_to(cand_at, shape), np.broadcast_to(base_at, shape)], axis=1)
             shift = self.fit.risk(where, [self.candidate] * rows + [self.baseline] * rows, self.fit.seed)
-            cand, base = cand + shift[:, :rows], base + shift[:, rows:]
+            move = self.fit.model.likelihood.shift  # on the residuals' scale: log, or log-odds for a rate
+            cand, base = np.asarray(move(cand, shift[:, :rows])), np.asarray(move(base, shift[:, rows:]))
         return cand, base
 
     def _scales(self, inputs: dict) -> tuple[pd.DataFrame, dict]:

@@ -404,11 +404,104 @@ class ScalingFit:
                     f"a new observation of a Binomial model is k right of n items: give n as a column or keyword "
                     f"{model.trials}=... in predict, or use kind='mean' for the rate itself"
                 )
-        log_x = {x: np.log(values[x]) - self.log_references[x] for x in law.inputs}
-        log_ref = {x: self.log_references[x] for x in law.inputs}
         row_groups = None
         if model.group is not None:
             row_groups = group_labels(frame, model.group)
+        table = pd.DataFrame(values, index=frame.index)
+        if row_groups is not None:
+            table.insert(0, model.group, row_groups)
+        if trials is not None:
+            table[model.trials] = trials
+        return self._predict(values, table, row_groups, trials, missing, seed, risk)
+
+    def predict_from_draws(
+        self,
+        inputs: dict[str, np.ndarray],
+        table: pd.DataFrame | None = None,
+        *,
+        groups=None,
+        seed: int | None = None,
+        risk: bool = True,
+        distance=None,
+    ) -> Prediction:
+        """Predict where the inputs themselves are uncertain: one value of each input per posterior draw.
+
+        The second step of a chain (:class:`bayescale.Chain`): the task loss a first fit predicts
+        for a model not yet trained, draw by draw, is the input of the fit of accuracy against
+        task loss, so the accuracy's band carries both fits' uncertainty.
+
+        Parameters
+        ----------
+        inputs : dict
+            Every law input (by the law's names), as arrays of shape (draws, rows): draw ``s``
+            of a row is used with posterior draw ``s`` of this fit. An array with fewer or more
+            draws than this fit has is cycled or cut to its number of draws.
+        table : pandas.DataFrame, optional
+            What the rows are (shown beside the intervals); by default the inputs' medians.
+        groups : sequence, optional
+            Each row's group, for a fit with groups (an unseen label draws from the population).
+        seed : int, optional
+            Seed of the observation-noise and risk draws; defaults to the fit's seed.
+        risk : bool
+            Include the extrapolation risk at each draw's inputs (default).
+        distance : array of shape (rows,), optional
+            How far each row reaches beyond the fitted data, in decades of scale, for the
+            extrapolation risk; by default the distance of each draw's inputs from the fitted
+            runs'. Where the input is not a scale (a loss), a chain passes the distance of
+            the scales behind it (the model size and tokens the loss was predicted for).
+
+        Examples
+        --------
+        >>> bpb = task_loss_fit.predict(N=1.3e10, D=5e12).draws()           # doctest: +SKIP
+        >>> accuracy_fit.predict_from_draws({"bpb": bpb}).interval(0.9)      # doctest: +SKIP
+        """
+        model = self.model
+        law = model.law
+        if model.counts:
+            raise ValueError("predict_from_draws predicts rates and averages, not counts of a Binomial model")
+        if set(inputs) != set(law.inputs):
+            raise TypeError(f"inputs must give every law input {list(law.inputs)} and no other, got {sorted(inputs)}")
+        n_draws = self.draws(self.parameter_names[0]).shape[0]
+        values = {}
+        for x in law.inputs:
+            v = np.asarray(inputs[x], dtype=float)
+            if v.ndim == 1:
+                v = v[:, None]
+            if v.ndim != 2:
+                raise ValueError(f"input {x} must have shape (draws, rows), got {v.shape}")
+            if not np.all(np.isfinite(v) & (v > 0)):
+                raise ValueError(f"input {x} must be finite and > 0 in every draw (it enters the law through its log)")
+            values[x] = v[np.arange(n_draws) % v.shape[0]]
+        try:
+            shape = np.broadcast_shapes(*(v.shape for v in values.values()))
+        except ValueError:
+            raise ValueError(f"the inputs' shapes {[v.shape for v in values.values()]} do not match") from None
+        values = {x: np.broadcast_to(v, shape) for x, v in values.items()}
+        row_groups = None
+        if model.group is not None:
+            if groups is None:
+                raise TypeError(f"this fit has groups: give each row's {model.group!r} as groups=")
+            row_groups = np.asarray(groups, dtype=object).astype(str)
+            if row_groups.shape != (shape[1],):
+                raise ValueError(f"groups must give one label per row ({shape[1]}), got shape {row_groups.shape}")
+        if table is None:
+            table = pd.DataFrame({x: np.median(v, axis=0) for x, v in values.items()})
+            if row_groups is not None:
+                table.insert(0, model.group, row_groups)
+        if len(table) != shape[1]:
+            raise ValueError(f"table has {len(table)} rows but the inputs have {shape[1]}")
+        if distance is not None:
+            distance = np.asarray(distance, dtype=float)
+            if distance.shape != (shape[1],) or not np.all(np.isfinite(distance) & (distance >= 0)):
+                raise ValueError(f"distance must be {shape[1]} finite numbers >= 0 (decades), got {distance!r}")
+        return self._predict(values, table, row_groups, None, "", seed, risk, distance)
+
+    def _predict(self, values, table, row_groups, trials, missing, seed, risk, distance=None) -> Prediction:
+        """Draws at law-input ``values`` ((rows,), or (draws, rows) where each draw has its own inputs)."""
+        model = self.model
+        law = model.law
+        log_x = {x: np.log(values[x]) - self.log_references[x] for x in law.inputs}
+        log_ref = {x: self.log_references[x] for x in law.inputs}
         posterior = {name: self.draws(name) for name in self.parameter_names}
         seed = self.seed if seed is None else seed
         log_mean, log_obs = posterior_draws(
@@ -423,13 +516,8 @@ class ScalingFit:
             row_groups=row_groups,
             trials=trials,
         )
-        table = pd.DataFrame(values, index=frame.index)
-        if row_groups is not None:
-            table.insert(0, model.group, row_groups)
-        if trials is not None:
-            table[model.trials] = trials
-        log_risk = self.log_risk(values, row_groups, seed) if risk else None
-        return Prediction(table, log_mean, log_obs, missing, log_risk)
+        log_risk = self.log_risk(values, row_groups, seed, distance) if risk else None
+        return Prediction(table, log_mean, log_obs, missing, log_risk, shift=model.likelihood.shift)
 
     def extrapolation(self, data: pd.DataFrame | None = None, /, **inputs) -> np.ndarray:
         """Decades from each row to the fitted data's range (of the row's group; all data for a new group).
@@ -449,19 +537,23 @@ class ScalingFit:
         row_groups = None if model.group is None else group_labels(frame, model.group)
         return self._distance(values, row_groups)
 
-    def log_risk(self, values: dict, row_groups: np.ndarray | None, seed: int) -> np.ndarray | None:
-        """Draws of the deviation of ``log(target)`` from the law at rows of law-input ``values``; see :meth:`risk`."""
-        log10_x = np.column_stack([np.log10(np.asarray(values[x], dtype=float)) for x in self.model.law.inputs])
-        n = len(log10_x)
-        return self.risk(log10_x, [None] * n if row_groups is None else list(row_groups), seed)
+    def log_risk(self, values: dict, row_groups: np.ndarray | None, seed: int, distance=None) -> np.ndarray | None:
+        """Draws of the deviation of ``log(target)`` from the law at rows of law-input ``values``; see :meth:`risk`.
 
-    def risk(self, log10_x: np.ndarray, labels: list, seed: int) -> np.ndarray | None:
+        ``values`` holds (rows,) arrays, or (draws, rows) where each draw has its own inputs."""
+        log10_x = np.stack([np.log10(np.asarray(values[x], dtype=float)) for x in self.model.law.inputs], axis=-1)
+        n = log10_x.shape[-2]
+        return self.risk(log10_x, [None] * n if row_groups is None else list(row_groups), seed, distance)
+
+    def risk(self, log10_x: np.ndarray, labels: list, seed: int, distance=None) -> np.ndarray | None:
         """Draws of the extrapolation risk (:mod:`bayescale.model.discrepancy`) at rows of ``log10`` law inputs.
 
         ``log10_x`` is (rows, inputs), or (draws, rows, inputs) where the rows move with the draw
         (a compute-optimal allocation); ``labels`` gives every row's group (``None`` without groups).
         Rows of one group share its trend; groups deviate independently. The same rows, labels and
         seed give the same draws. Shape (posterior draws, rows); ``None`` without a discrepancy.
+        ``distance`` (rows,) replaces the decades from the fitted data where the law's inputs are
+        not a scale (a loss as input, :class:`bayescale.Chain`).
         """
         drift = self.model.discrepancy
         if drift is None or "sigma" not in self.parameter_names:
@@ -469,7 +561,11 @@ class ScalingFit:
         log10_x = np.asarray(log10_x, dtype=float)
         order = list(dict.fromkeys(labels))
         codes = np.array([order.index(label) for label in labels], dtype=int)
-        distance = np.zeros(log10_x.shape[:-1])
+        if distance is not None:
+            distance = np.broadcast_to(np.asarray(distance, dtype=float), log10_x.shape[:-1])
+            order = []  # given, not measured
+        else:
+            distance = np.zeros(log10_x.shape[:-1])
         for i, label in enumerate(order):
             rows = codes == i
             points = log10_x[..., rows, :]

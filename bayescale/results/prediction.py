@@ -48,10 +48,16 @@ class Prediction:
         log_observation: np.ndarray | None,
         missing_observation: str = "",
         log_risk: np.ndarray | None = None,
+        shift=None,
     ) -> None:
         self.inputs = inputs
-        curve = log_mean if log_risk is None else log_mean + log_risk
-        observation = log_observation if log_risk is None or log_observation is None else log_observation + log_risk
+        if log_risk is not None:  # the risk moves the law on the residuals' scale (log, or log-odds for a rate)
+            shift = shift or np.add
+            log_mean_moved = np.asarray(shift(log_mean, log_risk))
+            if log_observation is not None:
+                log_observation = np.asarray(shift(log_observation, log_risk))
+        curve = log_mean if log_risk is None else log_mean_moved
+        observation = log_observation
         self._log = {"mean": log_mean, "curve": curve, "observation": observation}
         self._missing = missing_observation
 
@@ -142,6 +148,8 @@ def posterior_draws(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Log of the law and of a new observation at ``log_x``, per posterior draw and row.
 
+    ``log_x`` holds (rows,) arrays, or (draws, rows) where each posterior draw has its own inputs.
+
     For a Binomial likelihood the observation is the rate ``k / n`` of a new run with
     ``trials`` items per row, and ``None`` when ``trials`` is not given.
 
@@ -152,9 +160,9 @@ def posterior_draws(
     """
     # rows padded to a bucket (copies of the first row, cut off at the end), so that
     # predictions at grids of similar lengths reuse the compiled operations
-    rows = len(next(iter(log_x.values())))
+    rows = np.shape(next(iter(log_x.values())))[-1]
     index = padding_index(rows, row_bucket(rows))
-    log_x = {x: np.asarray(v)[index] for x, v in log_x.items()}
+    log_x = {x: np.asarray(v)[..., index] for x, v in log_x.items()}
     row_groups = None if row_groups is None else np.asarray(row_groups)[index]
     trials = None if trials is None else jnp.asarray(np.asarray(trials)[index])
     noise_log_sd = None if noise_log_sd is None else jnp.asarray(np.asarray(noise_log_sd)[index])
@@ -198,12 +206,12 @@ def log_density(
     ``rng_key``. ``noise_log_sd`` is the known per-row noise of a model fitted with
     ``noise=``, relative to the target; ``trials`` the items per row of a Binomial one;
     ``log_shift`` (draws, rows) a deviation of the law's log mean per draw (the extrapolation
-    risk of :mod:`bayescale.model.discrepancy`).
+    risk of :mod:`bayescale.model.discrepancy`), on the residuals' scale (``likelihood.shift``).
     """
     group_key, _ = jax.random.split(rng_key)
     log_mean = _log_mean(law, treatments, posterior, log_ref, log_x, group_key, fitted_groups, row_groups)
     if log_shift is not None:
-        log_mean = log_mean + jnp.asarray(log_shift)
+        log_mean = likelihood.shift(log_mean, jnp.asarray(log_shift))
     noise = noise_draws(likelihood, treatments, posterior, group_key, fitted_groups, row_groups)
     noise_log_sd = None if noise_log_sd is None else jnp.asarray(noise_log_sd)
     trials = None if trials is None else jnp.asarray(trials)
@@ -260,7 +268,7 @@ def _log_mean(law, treatments, posterior, log_ref, log_x, group_key, fitted_grou
             known = v[:, np.where(codes >= 0, codes, 0)]
             rows[k] = known if not new_labels else jnp.where(codes >= 0, known, t_new[k][:, np.maximum(new_codes, 0)])
     log_mean = law.log_mean(from_transformed(law, rows), {x: jnp.asarray(v) for x, v in log_x.items()})
-    return jnp.broadcast_to(log_mean, (log_mean.shape[0], len(next(iter(log_x.values())))))
+    return jnp.broadcast_to(log_mean, (log_mean.shape[0], np.shape(next(iter(log_x.values())))[-1]))
 
 
 def _new_groups(law: Law, treatments, posterior, log_ref, key, labels) -> dict:

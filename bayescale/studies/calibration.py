@@ -16,9 +16,9 @@ All simulated data sets of a study are fitted in one compiled, vectorised NUTS p
 The prior of a study cannot depend on the simulated data, so the references are fixed
 for the whole study: the inputs' at the design's geometric means (as a fit of data at
 that design would have them), the target's at the model's ``reference`` if set, else at
-the geometric mean of the design's target column if it has one, else at 1 (a rate of
-about 0.5 for a Binomial model). Each simulated fit is then exactly ``model.fit`` with
-those references.
+the geometric mean of the design's target column if it has one, else at 1 (0.5 for a
+rate under a LogitNormal likelihood; a rate of about 0.5 for a Binomial model). Each
+simulated fit is then exactly ``model.fit`` with those references.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def _setup(model: ScalingModel, design: pd.DataFrame, log_refs: dict[str, float]
                 )
             frame[model.target] = np.ceil(count_trials(frame, model.trials) / 2)
         else:
-            frame[model.target] = 1.0
+            frame[model.target] = 0.5 if model.likelihood.rate else 1.0  # a rate's placeholder is one
     data = model.validate(frame)
     if log_refs is None:
         log_refs = log_references(model, data)

@@ -1,0 +1,182 @@
+"""Predict OLMo-2 7B and 13B task accuracies from the OLMo ladder alone: task loss, then accuracy.
+
+The two steps of Bhagia et al. (2024), fitted by bayescale and chained with both posteriors
+carried (:class:`bayescale.Chain`):
+
+1. the task's bits per byte (bpb) of the correct answer against model size and tokens,
+   ``bpb = E + A N^-alpha + B D^-beta`` on each ladder run's final checkpoint;
+2. accuracy against bpb, ``acc = floor + (1 - floor) sigmoid(-B log(bpb / bpb_mid))``
+   (:class:`bayescale.laws.AccuracyLaw` with ``ceiling=1``: at zero loss the right answer is
+   always chosen, the paper's "ideal point"; the floor learned near the task's chance level; a
+   LogitNormal likelihood) on every checkpoint past the first 10% of each run.
+
+Both steps use the paper's settings: the ladder runs of its fit (190M, 370M, 760M, 1.3B at 1, 2,
+5, 10 x Chinchilla tokens; ``--runs all`` adds the 3B, 0.5xC and rerun runs), a moving average
+over 5 evaluations, and the targets' accuracy as the mean of their last 5 evaluations (the
+7B's one annealed evaluation). Scored: the 90% interval of a new run's accuracy, and the error
+of its median, beside the paper's own chained and step-2 errors at 13B (``paper_results/``).
+
+    BAYESCALE_DATA_DIR=../shared/datasets python benchmarks/downstream_olmo.py --out benchmarks/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import bayescale as bs
+
+PAPER_TASKS = ("mmlu", "hellaswag", "arc_challenge", "arc_easy", "piqa", "csqa", "socialiqa", "openbookqa")
+PAPER_RUNS = [f"{size}-{x}xC" for size in ("190M", "370M", "760M", "1B") for x in (1, 2, 5, 10)]
+TARGETS = {"7B-4T": "peteish7_eval_anneal", "13B-5T": "peteish13_eval_final"}
+SMOOTH = 5  # the paper's --moving_avg
+SKIP = 0.1  # the paper's --skip_perc for step 2
+
+
+def ladder(tasks: pd.DataFrame, runs: str, smooth: int = SMOOTH) -> pd.DataFrame:
+    """The fitted ladder's checkpoints, bpb and accuracy smoothed over ``smooth`` evaluations per run."""
+    df = tasks[tasks["kind"] == "ladder"]
+    if runs == "paper":
+        df = df[df["run"].isin(PAPER_RUNS)]
+    df = df.sort_values(["task", "run", "step"]).copy()
+    means = df.groupby(["task", "run"])[["bpb", "acc"]].transform(lambda s: s.rolling(smooth, min_periods=1).mean())
+    return df.assign(bpb=means["bpb"], acc=means["acc"])
+
+
+def targets(tasks: pd.DataFrame) -> pd.DataFrame:
+    """Each target's final (N, D) and its task values averaged over its last ``SMOOTH`` evaluations."""
+    rows = []
+    for name, run in TARGETS.items():
+        df = tasks[tasks["run"] == run].sort_values("step")
+        for task, g in df.groupby("task"):
+            last = g.tail(SMOOTH)
+            rows.append(
+                {
+                    "target": name,
+                    "task": task,
+                    "N": g["N"].iloc[-1],
+                    "D": g["D"].iloc[-1],
+                    "bpb": last["bpb"].mean(),
+                    "acc": last["acc"].mean(),
+                }  # fmt: skip
+            )
+    return pd.DataFrame(rows)
+
+
+def paper_errors(data_dir: Path) -> pd.DataFrame:
+    """The paper's 13B errors per task: chained (both steps) and step 2 alone (from the true bpb)."""
+    out = {}
+    for step, name in (("chained", "chained_main.csv"), ("step2", "step2_main.csv")):
+        table = pd.read_csv(data_dir / "olmo_ladder" / "paper_results" / name)
+        table["task"] = table["Task"].str.replace(r"_(avg_)?(test|val)_5shot$", "", regex=True)
+        out[f"paper_{step}_pred"] = table.set_index("task")["Pred"]
+    return pd.DataFrame(out)
+
+
+def run_task(df: pd.DataFrame, goal: pd.DataFrame, task: str, seed: int) -> list[dict]:
+    chance = float(df["chance"].iloc[0])
+    final = df.groupby("run").tail(1)
+    first = bs.ScalingModel(bs.laws.Chinchilla(), target="bpb", inputs={"N": "N", "D": "D"}).fit(final, seed=seed)
+    keep = df.groupby("run")["step"].transform(lambda s: s > s.min() + SKIP * (s.max() - s.min()))
+    law = bs.laws.AccuracyLaw("bpb", chance=chance, rising=False, ceiling=1.0)  # at zero loss, always right
+    second = bs.ScalingModel(law, target="acc", inputs={"bpb": "bpb"}).fit(df[keep], seed=seed)
+    chain = bs.Chain(first, second)
+    both = chain.predict(goal[["N", "D"]]).interval(0.9)
+    alone = second.predict(bpb=goal["bpb"].to_numpy()).interval(0.9)  # step 2 from the true bpb
+    bpb = first.predict(goal[["N", "D"]]).interval(0.9)
+    rows = []
+    for i, (_, g) in enumerate(goal.iterrows()):
+        rows.append(
+            {
+                "task": task,
+                "target": g["target"],
+                "chance": chance,
+                "actual": g["acc"],
+                "median": both["median"].iloc[i],
+                "lower": both["lower"].iloc[i],
+                "upper": both["upper"].iloc[i],
+                "step2_median": alone["median"].iloc[i],
+                "step2_lower": alone["lower"].iloc[i],
+                "step2_upper": alone["upper"].iloc[i],
+                "bpb_actual": g["bpb"],
+                "bpb_median": bpb["median"].iloc[i],
+                "bpb_lower": bpb["lower"].iloc[i],
+                "bpb_upper": bpb["upper"].iloc[i],
+                "stage1_rhat": float(first.summary()["r_hat"].max()),
+                "stage2_rhat": float(second.summary()["r_hat"].max()),
+                "stage2_rows": int(keep.sum()),
+            }
+        )
+    return rows
+
+
+def report(table: pd.DataFrame) -> None:
+    t = table.copy()
+    t["abs_err"] = (t["median"] - t["actual"]).abs() * 100
+    t["rel_err"] = (t["median"] / t["actual"] - 1).abs() * 100
+    t["covered"] = (t["lower"] <= t["actual"]) & (t["actual"] <= t["upper"])
+    t["step2_covered"] = (t["step2_lower"] <= t["actual"]) & (t["actual"] <= t["step2_upper"])
+    t["bpb_covered"] = (t["bpb_lower"] <= t["bpb_actual"]) & (t["bpb_actual"] <= t["bpb_upper"])
+    t["width"] = (t["upper"] - t["lower"]) * 100
+    cols = ["task", "target", "actual", "median", "lower", "upper", "abs_err", "rel_err", "covered", "bpb_covered"]
+    with pd.option_context("display.width", 200, "display.float_format", "{:.3f}".format):
+        print(t[cols].to_string(index=False))
+        for target, g in t.groupby("target"):
+            n = len(g)
+            print(
+                f"{target}: mean abs error {g['abs_err'].mean():.2f} points, rel {g['rel_err'].mean():.2f}%; "
+                f"90% covers {int(g['covered'].sum())}/{n} (step 2 alone {int(g['step2_covered'].sum())}/{n}; "
+                f"bpb {int(g['bpb_covered'].sum())}/{n}), mean width {g['width'].mean():.1f} points"
+            )
+        paper = t[t["target"] == "13B-5T"].dropna(subset=["paper_chained_pred"])
+        if len(paper):
+            pe = (paper["paper_chained_pred"] - paper["actual"]).abs() * 100
+            pr = (paper["paper_chained_pred"] / paper["actual"] - 1).abs() * 100
+            s2 = (paper["paper_step2_pred"] - paper["actual"]).abs() * 100
+            ours2 = (paper["step2_median"] - paper["actual"]).abs() * 100
+            print(
+                f"13B-5T, the paper's {len(paper)} tasks: chained abs error ours {paper['abs_err'].mean():.2f} "
+                f"vs paper {pe.mean():.2f} points (rel {paper['rel_err'].mean():.2f}% vs {pr.mean():.2f}%); "
+                f"step 2 alone ours {ours2.mean():.2f} vs paper {s2.mean():.2f} points"
+            )
+        print(f"all: 90% covers {int(t['covered'].sum())}/{len(t)} (task, target) pairs")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", choices=("paper", "all"), default="paper")
+    parser.add_argument("--tasks", nargs="*", default=list(PAPER_TASKS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--smooth", type=int, default=SMOOTH, help="evaluations averaged (moving average)")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    tasks = bs.datasets.load("olmo_ladder_tasks")
+    fit_rows = ladder(tasks, args.runs, args.smooth)
+    goals = targets(tasks)
+    rows = []
+    start = time.perf_counter()
+    for task in args.tasks:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", bs.SamplerWarning)
+            rows += run_task(fit_rows[fit_rows["task"] == task], goals[goals["task"] == task], task, args.seed)
+        for w in caught:
+            print(f"  {task}: {str(w.message)[:160]}")
+        print(f"{task} done at {time.perf_counter() - start:.0f} s", flush=True)
+    table = pd.DataFrame(rows)
+    data_dir = Path(os.environ.get(bs.datasets.ENV_VAR, bs.datasets.data_dir()))
+    table = table.join(paper_errors(data_dir), on="task")
+    table.loc[table["target"] != "13B-5T", ["paper_chained_pred", "paper_step2_pred"]] = np.nan
+    report(table)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.out / f"downstream_olmo_{args.runs}.csv", index=False)
+
+
+if __name__ == "__main__":
+    main()

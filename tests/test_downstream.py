@@ -1,0 +1,232 @@
+"""Accuracy on tasks: the chance-floored accuracy law, the LogitNormal likelihood, and the loss -> accuracy chain."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import integrate, stats
+
+import bayescale as bs
+from tests.conftest import load_or_skip
+
+LAW = bs.laws.AccuracyLaw("C", chance=0.25)
+TRUTH = {"floor_shift": -0.1, "lift": 1.5, "B": 0.8, "C_mid": 1e21}
+SIGMA = 0.1  # residual sd of logit(accuracy)
+COMPUTE = np.geomspace(1e19, 1e22, 30)
+
+
+def simulate_accuracy(law=LAW, truth=TRUTH, x=COMPUTE, sigma=SIGMA, seed=0, name="C"):
+    rng = np.random.default_rng(seed)
+    mu = np.asarray(law.mean(truth, **{law.x: x}))
+    y = 1.0 / (1.0 + np.exp(-(np.log(mu / (1.0 - mu)) + sigma * rng.standard_normal(x.size))))
+    return pd.DataFrame({name: x, "acc": y})
+
+
+@pytest.fixture(scope="module")
+def accuracy_fit():
+    return bs.ScalingModel(LAW, target="acc", inputs={"C": "C"}).fit(simulate_accuracy(), seed=0)
+
+
+@pytest.mark.parametrize("ceiling", [None, 1.0, 0.9])
+def test_the_law_stays_between_its_floor_and_a_ceiling_of_at_most_one(ceiling):
+    rng = np.random.default_rng(0)
+    x = np.geomspace(1e10, 1e30, 50)
+    for chance in (0.0, 0.2, 0.5):
+        for rising in (True, False):
+            law = bs.laws.AccuracyLaw("C", chance=chance, rising=rising, ceiling=ceiling)
+            for _ in range(20):
+                p = {"floor_shift": rng.normal(0, 0.5), "lift": rng.normal(0, 5)}
+                p |= {"B": np.exp(rng.normal(0, 2)), "C_mid": 10 ** rng.uniform(12, 28)}
+                p = {k: v for k, v in p.items() if k in law.parameter_names}
+                acc = np.asarray(law.mean(p, C=x))
+                floor = 0.0 if chance == 0 else 1 / (1 + (1 - chance) / chance * np.exp(-p["floor_shift"]))
+                top = ceiling if ceiling is not None else floor + (1 - floor) / (1 + np.exp(-p["lift"]))
+                assert np.all(acc >= floor - 1e-12) and np.all(acc <= top + 1e-12) and np.all(acc <= 1 + 1e-15)
+                assert np.all(np.diff(acc) >= -1e-12) if rising else np.all(np.diff(acc) <= 1e-12)
+    assert "floor_shift" not in bs.laws.AccuracyLaw("C", chance=0.0).parameter_names
+    falling = bs.laws.AccuracyLaw("bpb", chance=0.25, rising=False, ceiling=1.0)
+    assert falling.formula == "floor + (1 - floor) sigmoid(-B log(bpb/bpb_mid)), floor ~ 0.25"
+
+
+@pytest.mark.parametrize("chance", [1.0, -0.1, "0.25", True])
+def test_a_chance_level_that_is_not_a_rate_is_an_error(chance):
+    with pytest.raises((ValueError, TypeError), match="chance"):
+        bs.laws.AccuracyLaw("C", chance=chance)
+
+
+@pytest.mark.parametrize("ceiling", [0.2, 1.5, "1", True])
+def test_a_ceiling_that_is_not_between_chance_and_one_is_an_error(ceiling):
+    with pytest.raises((ValueError, TypeError), match="ceiling"):
+        bs.laws.AccuracyLaw("C", chance=0.25, ceiling=ceiling)
+
+
+def test_the_logit_normal_is_a_density_of_the_log_rate():
+    d = bs.likelihoods.LogitNormal().distribution(jnp.log(0.7), {"sigma": 0.3})
+    total, _ = integrate.quad(lambda v: float(jnp.exp(d.log_prob(v))), -30.0, -1e-12, limit=200)
+    assert total == pytest.approx(1.0, abs=1e-6)
+    # the same as the density of logit(y), times the Jacobian of log(y) -> logit(y)
+    y = 0.55
+    expected = stats.norm(np.log(0.7 / 0.3), 0.3).logpdf(np.log(y / (1 - y))) - np.log(1 - y)
+    assert float(d.log_prob(np.log(y))) == pytest.approx(expected, rel=1e-10)
+    draws = np.exp(np.asarray(d.sample(jax.random.key(0), (200_000,))))
+    logits = np.log(draws / (1 - draws))
+    assert np.mean(logits) == pytest.approx(np.log(0.7 / 0.3), abs=4 * 0.3 / np.sqrt(200_000))
+    assert np.std(logits) == pytest.approx(0.3, rel=0.01)
+
+
+def test_an_accuracy_law_fits_rates_on_the_log_odds_by_default(accuracy_fit):
+    assert isinstance(accuracy_fit.model.likelihood, bs.likelihoods.LogitNormal)
+    summary = accuracy_fit.summary()
+    assert summary["r_hat"].max() < 1.01
+    draws = {k: accuracy_fit.draws(k) for k in (*TRUTH, "sigma")}
+    for name, true in {**TRUTH, "sigma": SIGMA}.items():
+        lo, hi = np.quantile(draws[name], [0.005, 0.995])
+        assert lo < true < hi, (name, lo, hi)
+
+
+def test_predictions_beyond_the_data_stay_rates_and_widen(accuracy_fit):
+    pred = accuracy_fit.predict(C=[1e21, 1e24, 1e27])
+    for kind in ("observation", "curve", "mean"):
+        d = pred.draws(kind)
+        assert np.all((d > 0) & (d <= 1)), kind  # far out a log-odds of 40 rounds to 1 in float64
+        assert np.mean(d == 1.0) < 0.001, kind
+    width = pred.interval(0.9, kind="curve").eval("upper - lower").to_numpy()
+    assert width[0] < width[1] < width[2]
+    # the risk is a deviation on the log-odds: the curve's band keeps the law's median there
+    assert np.median(pred.draws("curve")[:, 1]) == pytest.approx(np.median(pred.draws("mean")[:, 1]), abs=0.01)
+    # and inside the data the curve is the law (to the rounding of the log-odds and back)
+    np.testing.assert_allclose(pred.draws("curve")[:, 0], pred.draws("mean")[:, 0], rtol=1e-13)
+
+
+def test_accuracy_at_or_above_one_is_an_error_that_says_what_to_check():
+    df = simulate_accuracy()
+    df.loc[3, "acc"] = 1.0
+    with pytest.raises(bs.DataError, match=r"'acc' \(target\) must be a rate strictly between 0 and 1.*row 3"):
+        bs.ScalingModel(LAW, target="acc", inputs={"C": "C"}).validate(df)
+    percent = simulate_accuracy().assign(acc=lambda d: 100 * d["acc"])
+    with pytest.raises(bs.DataError, match="percent"):
+        bs.ScalingModel(LAW, target="acc", inputs={"C": "C"}).validate(percent)
+    with pytest.raises(ValueError, match="LogitNormal"):
+        bs.ScalingModel(LAW, target="acc", inputs={"C": "C"}, noise="sd")
+
+
+def test_predict_from_draws_of_one_value_is_predict_there(accuracy_fit):
+    at = np.array([3e20, 2e21, 1e23])
+    plain = accuracy_fit.predict(C=at, seed=5)
+    n = accuracy_fit.draws("lift").shape[0]
+    drawn = accuracy_fit.predict_from_draws({"C": np.tile(at, (n, 1))}, seed=5)
+    for kind in ("observation", "curve", "mean"):
+        np.testing.assert_allclose(drawn.draws(kind), plain.draws(kind), rtol=1e-12)
+    with pytest.raises(TypeError, match="every law input"):
+        accuracy_fit.predict_from_draws({"N": np.ones((n, 1))})
+    with pytest.raises(ValueError, match="finite and > 0"):
+        accuracy_fit.predict_from_draws({"C": -np.ones((n, 1))})
+
+
+@pytest.fixture(scope="module")
+def two_steps():
+    """Step 1: a task loss in N (saturating power law); step 2: accuracy against that loss."""
+    rng = np.random.default_rng(1)
+    n = np.geomspace(1e8, 2e9, 8)
+    loss_law = bs.laws.SaturatingPowerLaw("N")
+    loss = np.asarray(loss_law.mean({"E": 0.45, "A": 30.0, "alpha": 0.3}, N=n)) * np.exp(0.01 * rng.standard_normal(8))
+    first = bs.ScalingModel(loss_law, target="bpb", inputs={"N": "N"}).fit(pd.DataFrame({"N": n, "bpb": loss}), seed=0)
+    acc_law = bs.laws.AccuracyLaw("bpb", chance=0.25, rising=False, ceiling=1.0)
+    truth = {"floor_shift": 0.0, "B": 6.0, "bpb_mid": 0.6}
+    steps = simulate_accuracy(acc_law, truth, x=np.linspace(0.5, 1.0, 40), sigma=0.05, seed=2, name="bpb")
+    second = bs.ScalingModel(acc_law, target="acc", inputs={"bpb": "bpb"}).fit(steps, seed=0)
+    return first, second
+
+
+def test_the_chain_carries_both_fits_uncertainty(two_steps):
+    first, second = two_steps
+    chain = bs.Chain(first, second)
+    assert repr(chain) == "Chain(bpb -> bpb -> acc)"
+    at = pd.DataFrame({"N": [1e9, 3e10]})
+    pred = chain.predict(at)
+    table = pred.interval(0.9)
+    assert list(table.columns) == ["N", "bpb", "median", "lower", "upper"]
+    # the same as pushing the first fit's draws through the second by hand, with the risk of the
+    # second step measured in decades of N beyond the first fit's runs
+    middle = first.predict(at).draws()
+    by_hand = second.predict_from_draws({"bpb": middle}, distance=first.extrapolation(at))
+    np.testing.assert_allclose(pred.draws(), by_hand.draws(), rtol=1e-12)
+    # wider than the second step alone at the first step's median loss: the loss is uncertain too
+    plug_in = second.predict(bpb=table["bpb"].to_numpy()).interval(0.9)
+    chained_width = (table["upper"] - table["lower"]).to_numpy()
+    assert np.all(chained_width > (plug_in["upper"] - plug_in["lower"]).to_numpy())
+    # and wider the further the first step extrapolates
+    assert chained_width[1] > chained_width[0]
+    assert np.all((pred.draws() > 0) & (pred.draws() < 1))
+    assert (table["lower"] < table["median"]).all() and (table["median"] < table["upper"]).all()
+    without = (chain.predict(at, risk=False).interval(0.9).eval("upper - lower")).to_numpy()
+    assert without[0] == pytest.approx(chained_width[0], rel=1e-9) and without[1] < chained_width[1]  # inside, beyond
+
+
+def test_the_chain_says_what_it_needs(two_steps):
+    first, second = two_steps
+    with pytest.raises(ValueError, match="not an input of the second fit's law"):
+        bs.Chain(first, second, via="loss")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        bs.Chain(first, second, kind="median")
+
+
+def test_the_olmo_ladder_tasks_reproduce_the_paper_s_targets():
+    tasks = load_or_skip("olmo_ladder_tasks")
+    assert set(tasks["task"]) >= {"mmlu", "hellaswag", "arc_challenge", "arc_easy", "piqa", "csqa"}
+    assert ((tasks["acc"] > 0) & (tasks["acc"] < 1)).all() and (tasks["bpb"] > 0).all()
+    final = tasks[tasks["run"] == "peteish13_eval_final"].sort_values("step").groupby("task").tail(5)
+    means = final.groupby("task")["acc"].mean()
+    # the 13B-5T accuracies of the paper's tables (paper_results/chained_main.csv: mean of the last 5 evaluations)
+    assert means["mmlu"] == pytest.approx(0.51614, abs=1e-4)
+    assert means["hellaswag"] == pytest.approx(0.831906, abs=1e-6)
+    assert means["arc_challenge"] == pytest.approx(0.638055, abs=1e-6)
+
+
+def test_families_share_the_curve_and_differ_in_efficiency():
+    """Ruan et al.'s observational scaling: one accuracy curve in compute, shifted per family (pooled C_mid).
+
+    A family seen through its two smallest models is predicted at its largest ones from its
+    own runs and the others' shape; a family never seen gets the population's (wider) curve.
+    (Beyond a family's own runs its bands also carry the extrapolation risk.)"""
+    rng = np.random.default_rng(3)
+    law = bs.laws.AccuracyLaw("C", chance=0.25)
+    truth = {"floor_shift": 0.0, "lift": 2.0, "B": 0.9}
+    c = np.geomspace(1e20, 1e24, 6)
+    mids = 1e22 * np.exp(0.8 * rng.standard_normal(5))
+    frames = [
+        simulate_accuracy(law, {**truth, "C_mid": mid}, x=c, sigma=0.08, seed=10 + f).assign(family=f"f{f}")
+        for f, mid in enumerate(mids)
+    ]
+    held = frames[4].iloc[2:]
+    df = pd.concat(frames[:4] + [frames[4].iloc[:2]], ignore_index=True)
+    model = bs.ScalingModel(
+        law, target="acc", inputs={"C": "C"}, group="family", pooled=["C_mid"], shared=["floor_shift", "lift", "B"]
+    )
+    fit = model.fit(df, seed=0)
+    assert fit.summary()["r_hat"].max() < 1.01
+    seen = fit.predict(held[["C", "family"]])
+    true = np.asarray(law.mean({**truth, "C_mid": mids[4]}, C=held["C"].to_numpy()))
+    band = seen.interval(0.9)
+    assert np.all((band["lower"] < true) & (true < band["upper"]))
+    # the family's own two runs place its curve: the law's band is narrower than a new family's
+    law_band = seen.interval(0.9, kind="mean").eval("upper - lower").to_numpy()
+    new_band = fit.predict(held[["C"]].assign(family="another")).interval(0.9, kind="mean").eval("upper - lower")
+    assert np.all(law_band < new_band.to_numpy())
+
+
+def test_the_readme_s_accuracy_example_runs_as_written():
+    from tests.conftest import REPO
+
+    load_or_skip("olmo_ladder_tasks")
+    text = (REPO / "README.md").read_text()
+    block = text.split("## Accuracy on tasks", 1)[1].split("```python\n", 1)[1].split("\n```", 1)[0]
+    namespace = {"bs": bs}
+    *body, last = block.strip().splitlines()
+    exec(compile("\n".join(body), "README.md", "exec"), namespace)
+    table = eval(last.split("  #")[0], namespace)
+    assert list(table.columns) == ["N", "D", "bpb", "median", "lower", "upper"]
+    row = table.iloc[0]
+    # OLMo-2 13B-5T's MMLU accuracy (mean of its last 5 evaluations) is 0.516
+    assert 0.25 < row["lower"] < 0.516 < row["upper"] < 1.0
