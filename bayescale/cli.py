@@ -104,6 +104,9 @@ def parser() -> argparse.ArgumentParser:
     fit.add_argument("csv", help="CSV file with one row per training run")
     fit.add_argument("--law", default="chinchilla", help="law to fit (see above; default chinchilla)")
     fit.add_argument("--x", default=None, help="input name of a one-input law, e.g. C, N, D, steps (default C)")
+    fit.add_argument("--chance", type=float, default=None, help="the accuracy law: the task's chance level (required)")
+    fit.add_argument("--falling", action="store_true", help="the accuracy law: accuracy rises as x falls (a loss)")
+    fit.add_argument("--ceiling", type=float, default=None, help="the accuracy law: a known ceiling (default learned)")
     fit.add_argument("--metric", default="loss", help="column with the metric to model (default: loss; must be > 0)")
     fit.add_argument(
         "--column",
@@ -214,10 +217,20 @@ def run_fit(args) -> None:
 
     use_compilation_cache()
     law = bs.laws.get(args.law)
+    law_args = {}
     if args.x is not None:
         if len(law.inputs) != 1:
             raise ValueError(f"--x applies to one-input laws; {args.law}'s inputs are {', '.join(law.inputs)}")
-        law = bs.laws.get(args.law, x=args.x)
+        law_args["x"] = args.x
+    accuracy = {"chance": args.chance, "rising": not args.falling, "ceiling": args.ceiling}
+    if args.law == bs.laws.AccuracyLaw.name:
+        if args.chance is None:
+            raise ValueError("the accuracy law needs the task's chance level, e.g. --chance 0.25 for four options")
+        law_args.update(accuracy)
+    elif args.chance is not None or args.falling or args.ceiling is not None:
+        raise ValueError(f"--chance, --falling and --ceiling apply to the accuracy law, not {args.law}")
+    if law_args:
+        law = bs.laws.get(args.law, **law_args)
     unknown = set(args.column) - set(law.inputs)
     if unknown:
         raise ValueError(f"--column names {sorted(unknown)}, which are not inputs of {args.law} {list(law.inputs)}")

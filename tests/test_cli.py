@@ -4,8 +4,11 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+import pandas as pd
 import pytest
 
+import bayescale as bs
 from bayescale import cli
 from tests.conftest import REPO
 
@@ -69,6 +72,8 @@ def test_help_explains_the_laws_and_the_columns(capsys):
         (["fit", RUNS, "--target", "N=7e10"], "target must give exactly the law's inputs ['N', 'D']; missing ['D']"),
         (["fit", RUNS, "--law", "power", "--x", "N", "--column", "D=D"], "--column names ['D'], which are not inputs"),
         (["fit", RUNS, "--x", "N"], "--x applies to one-input laws; chinchilla's inputs are N, D"),
+        (["fit", RUNS, "--law", "accuracy"], "the accuracy law needs the task's chance level, e.g. --chance 0.25"),
+        (["fit", RUNS, "--chance", "0.25"], "--chance, --falling and --ceiling apply to the accuracy law, not chinch"),
         (["predict", "missing.nc", "--at", "N=1e9,D=1e10"], "no saved fit at 'missing.nc'"),
     ],
 )
@@ -115,6 +120,19 @@ def test_version_and_laws(capsys):
     for name in bs.laws.LAWS:  # every registered law, with its formula
         assert name in listed and bs.laws.get(name).formula in listed
     assert all(name in help_text("fit", "--help", capsys=capsys) for name in bs.laws.LAWS)
+
+
+def test_fit_an_accuracy_curve(tmp_path, capsys):
+    c = np.geomspace(1e19, 1e22, 10)
+    law = bs.laws.AccuracyLaw("C", chance=0.25)
+    acc = np.asarray(law.mean({"floor_shift": 0.0, "lift": 1.5, "B": 0.8, "C_mid": 1e21}, C=c))
+    path = tmp_path / "acc.csv"
+    pd.DataFrame({"flops": c, "acc": acc * np.exp(0.01 * np.sin(np.arange(10)))}).to_csv(path, index=False)
+    args = ["fit", str(path), "--law", "accuracy", "--x", "C", "--column", "C=flops", "--metric", "acc"]
+    assert cli.main([*args, "--chance", "0.25", "--target", "C=1e23", "--save", str(tmp_path / "acc.nc")]) == 0
+    out = capsys.readouterr().out
+    assert "acc of a new run" in out
+    assert bs.load_fit(tmp_path / "acc.nc").model.law == law
 
 
 def test_predict_and_optimal_from_a_saved_fit(tmp_path, capsys):

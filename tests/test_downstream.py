@@ -47,6 +47,7 @@ def test_the_law_stays_between_its_floor_and_a_ceiling_of_at_most_one(ceiling):
     assert "floor_shift" not in bs.laws.AccuracyLaw("C", chance=0.0).parameter_names
     falling = bs.laws.AccuracyLaw("bpb", chance=0.25, rising=False, ceiling=1.0)
     assert falling.formula == "floor + (1 - floor) sigmoid(-B log(bpb/bpb_mid)), floor ~ 0.25"
+    assert bs.laws.AccuracyLaw("C").formula == "floor + (top - floor) sigmoid(B log(C/C_mid)), floor ~ 0.25"
 
 
 @pytest.mark.parametrize("chance", [1.0, -0.1, "0.25", True])
@@ -230,3 +231,43 @@ def test_the_readme_s_accuracy_example_runs_as_written():
     row = table.iloc[0]
     # OLMo-2 13B-5T's MMLU accuracy (mean of its last 5 evaluations) is 0.516
     assert 0.25 < row["lower"] < 0.516 < row["upper"] < 1.0
+
+
+def test_the_issue_s_sigmoid_usage_works_as_written():
+    """The downstream issue's contract: SigmoidLaw with near-point floor and gain, families shifted in C_mid."""
+    rng = np.random.default_rng(4)
+    sigmoid = bs.laws.SigmoidLaw("C")
+    c = np.geomspace(1e20, 1e24, 5)
+    df = pd.concat(
+        [
+            pd.DataFrame({"C": c, "family": f"f{f}"}).assign(
+                acc=np.asarray(sigmoid.mean({"R0": 0.25, "gain": 0.75, "B": 0.8, "C_mid": mid}, C=c))
+                * np.exp(0.03 * rng.standard_normal(c.size))
+            )
+            for f, mid in enumerate([3e21, 1e22, 3e22])
+        ],
+        ignore_index=True,
+    )
+    new = pd.DataFrame({"C": [1e25, 1e25], "family": ["f1", "another"]})
+    P = bs.priors.LogNormal
+    model = bs.ScalingModel(bs.laws.SigmoidLaw("C"), target="acc", inputs={"C": "C"}, group="family",
+                            priors={"R0": P(0.25, 0.01), "gain": P(0.75, 0.01)},
+                            pooled=["C_mid"], shared=["R0", "gain", "B"])  # fmt: skip
+    table = model.fit(df, seed=0).predict(new[["C", "family"]]).interval(0.9)
+    assert list(table.columns) == ["family", "C", "median", "lower", "upper"]
+    assert (table["lower"] < table["median"]).all() and (table["median"] < table["upper"]).all()
+
+
+# With every run at chance the ceiling, the midpoint and the steepness are not identified, and NUTS diverges
+# in that geometry (409 of 4,000 draws at seed 0; 29 at target_accept_prob=0.99): the band is the point here,
+# the sampler's health on this design is an open problem (a parameterisation of the law for it).
+@pytest.mark.filterwarnings("ignore::bayescale.SamplerWarning")
+def test_a_task_still_at_chance_gives_no_false_certainty():
+    """Emergence: every model so far at chance says little about when the task will take off."""
+    rng = np.random.default_rng(5)
+    c = np.geomspace(1e19, 1e21, 12)
+    acc = 1 / (1 + 3 * np.exp(-0.05 * rng.standard_normal(c.size)))  # 0.25 on the log-odds, with noise
+    fit = bs.ScalingModel(LAW, target="acc", inputs={"C": "C"}).fit(pd.DataFrame({"C": c, "acc": acc}), seed=0)
+    near, far = fit.predict(C=[1e21, 1e24]).interval(0.9, kind="mean").eval("upper - lower")
+    assert near < 0.05  # where the runs are, the law is pinned at chance
+    assert far > 0.3  # three decades on, it may have taken off or not

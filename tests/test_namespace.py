@@ -16,6 +16,7 @@ def test_top_level_names():
             "LawComparison",
             "Parameter",
             "Prediction",
+            "Chain",
             "SamplerWarning",
             "ScalingFit",
             "ScalingFits",

@@ -88,7 +88,7 @@ class AccuracyLaw(OneInputLaw):
     @property
     def formula(self) -> str:
         sign = "" if self.rising else "-"
-        top = "(floor + (1 - floor) sigmoid(lift))" if self.ceiling is None else f"{self.ceiling:g}"
+        top = "top" if self.ceiling is None else f"{self.ceiling:g}"
         return f"floor + ({top} - floor) sigmoid({sign}B log({self.x}/{self.x}_mid)), floor ~ {self.chance:g}"
 
     @property
