@@ -434,8 +434,9 @@ class ScalingFit:
         ----------
         inputs : dict
             Every law input (by the law's names), as arrays of shape (draws, rows): draw ``s``
-            of a row is used with posterior draw ``s`` of this fit. An array with fewer or more
-            draws than this fit has is cycled or cut to its number of draws.
+            of a row is used with posterior draw ``s`` of this fit (a 1-D array: the draws of
+            one row). An array with fewer or more draws than this fit has is cycled or cut to
+            its number of draws.
         table : pandas.DataFrame, optional
             What the rows are (shown beside the intervals); by default the inputs' medians.
         groups : sequence, optional
