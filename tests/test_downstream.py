@@ -1,5 +1,7 @@
 """Accuracy on tasks: the chance-floored accuracy law, the LogitNormal likelihood, and the loss -> accuracy chain."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -271,3 +273,28 @@ def test_a_task_still_at_chance_gives_no_false_certainty():
     near, far = fit.predict(C=[1e21, 1e24]).interval(0.9, kind="mean").eval("upper - lower")
     assert near < 0.05  # where the runs are, the law is pinned at chance
     assert far > 0.3  # three decades on, it may have taken off or not
+
+
+def test_a_chain_into_a_fit_with_groups(two_steps):
+    first, _ = two_steps
+    law = bs.laws.AccuracyLaw("bpb", chance=0.25, rising=False, ceiling=1.0)
+    steps = pd.concat(
+        [
+            simulate_accuracy(law, {"floor_shift": 0.0, "B": 6.0, "bpb_mid": mid}, x=np.linspace(0.5, 1.0, 15),
+                              sigma=0.05, seed=s, name="bpb").assign(task=name)
+            for s, (name, mid) in enumerate([("a", 0.55), ("b", 0.65)])
+        ],
+        ignore_index=True,
+    )  # fmt: skip
+    model = bs.ScalingModel(law, target="acc", group="task", pooled=["bpb_mid"], shared=["floor_shift", "B"])
+    with warnings.catch_warnings():  # short chains: the keywords and tables are the point
+        warnings.simplefilter("ignore", bs.SamplerWarning)
+        second = model.fit(steps, seed=0, chains=2, warmup=200, draws=200)
+    chain = bs.Chain(first, second)
+    by_keyword = chain.predict(N=[1e9, 1e9], task=["a", "b"]).interval(0.9)
+    by_frame = chain.predict(pd.DataFrame({"N": [1e9, 1e9], "task": ["a", "b"]})).interval(0.9)
+    assert list(by_keyword.columns) == ["task", "N", "bpb", "median", "lower", "upper"]
+    pd.testing.assert_frame_equal(by_keyword, by_frame)
+    assert by_keyword["median"].iloc[1] > by_keyword["median"].iloc[0]  # b is halfway up at a higher loss: easier
+    with pytest.raises(TypeError, match="the second fit has groups: give each row's 'task'"):
+        chain.predict(N=1e9)

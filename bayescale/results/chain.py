@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from bayescale.results.prediction import KINDS
@@ -77,22 +78,27 @@ class Chain:
             The second step's draws; its table has the first step's inputs and the median of
             the intermediate quantity (a column named ``via``).
         """
-        first = self.first.predict(data, seed=seed, risk=risk, **inputs)
+        group = self.second.model.group
+        # the second fit's group keyword is not an input of the first (unless the first has that group too)
+        first_inputs = {k: v for k, v in inputs.items() if k != group or k == self.first.model.group}
+        first = self.first.predict(data, seed=seed, risk=risk, **first_inputs)
         middle = first.draws(self.kind)
         table = first.inputs.copy()
         table[self.via] = first.interval(0.5, kind=self.kind)["median"].to_numpy()
         groups = None
-        group = self.second.model.group
         if group is not None:
             if group not in table.columns:
-                source = data if data is not None else pd.DataFrame(inputs)
-                if group not in source.columns:
+                if data is not None and group in data.columns:
+                    labels = data[group].to_numpy()
+                elif group in inputs:
+                    labels = np.broadcast_to(np.asarray(inputs[group], dtype=object), (len(table),))
+                else:
                     raise TypeError(f"the second fit has groups: give each row's {group!r} as a column or keyword")
-                table.insert(0, group, source[group].to_numpy())
+                table.insert(0, group, labels)
             groups = table[group].to_numpy()
         # the second law's input is a loss, not a scale: it is trusted as far as the scales it was
         # learned at, and beyond them drifts per decade of the first step's inputs
-        distance = self.first.extrapolation(data, **inputs) if risk else None
+        distance = self.first.extrapolation(data, **first_inputs) if risk else None
         return self.second.predict_from_draws(
             {self.via: middle}, table, groups=groups, seed=seed, risk=risk, distance=distance
         )
