@@ -562,16 +562,10 @@ class ScalingFit:
         log10_x = np.asarray(log10_x, dtype=float)
         order = list(dict.fromkeys(labels))
         codes = np.array([order.index(label) for label in labels], dtype=int)
-        if distance is not None:
-            distance = np.broadcast_to(np.asarray(distance, dtype=float), log10_x.shape[:-1])
-            order = []  # given, not measured
+        if distance is None:
+            distance = self._hull_distances(log10_x, labels)
         else:
-            distance = np.zeros(log10_x.shape[:-1])
-        for i, label in enumerate(order):
-            rows = codes == i
-            points = log10_x[..., rows, :]
-            far = hull_distance(self.fitted_inputs(label), points.reshape(-1, points.shape[-1]))
-            distance[..., rows] = far.reshape(points.shape[:-1])
+            distance = np.broadcast_to(np.asarray(distance, dtype=float), log10_x.shape[:-1])
         positions = np.median(log10_x, axis=0) if log10_x.ndim == 3 else log10_x
         key = jax.random.fold_in(jax.random.key(seed), RISK_STREAM)
         return drift.log_deviation(key, positions, distance, codes, self.noise_scale(labels, seed))
@@ -602,12 +596,19 @@ class ScalingFit:
 
     def _distance(self, values: dict, row_groups: np.ndarray | None) -> np.ndarray:
         log10_x = np.column_stack([np.log10(np.asarray(values[x], dtype=float)) for x in self.model.law.inputs])
-        labels = np.full(len(log10_x), None) if row_groups is None else np.asarray(row_groups, dtype=str)
-        out = np.zeros(len(log10_x))
+        labels = [None] * len(log10_x) if row_groups is None else list(np.asarray(row_groups, dtype=str))
+        return self._hull_distances(log10_x, labels)
+
+    def _hull_distances(self, log10_x: np.ndarray, labels: list) -> np.ndarray:
+        """Decades from each row of ``log10_x`` (..., rows, inputs) to its group's fitted runs (all runs for a
+        new group or ``None``), shape (..., rows)."""
+        distance = np.zeros(log10_x.shape[:-1])
         for label in dict.fromkeys(labels):
-            rows = labels == label
-            out[rows] = hull_distance(self.fitted_inputs(label), log10_x[rows])
-        return out
+            rows = np.array([row_label == label for row_label in labels])
+            points = log10_x[..., rows, :]
+            far = hull_distance(self.fitted_inputs(label), points.reshape(-1, points.shape[-1]))
+            distance[..., rows] = far.reshape(points.shape[:-1])
+        return distance
 
     def log_likelihood(self, data: pd.DataFrame, *, seed: int | None = None, risk: bool = True) -> np.ndarray:
         """Log density of every row of ``data`` under every posterior draw, shape (draws, rows).
