@@ -4,7 +4,8 @@
 :func:`fit`. Many data sets of one specification (every task and metric of a benchmark suite,
 every split of a backtest): :func:`fit_many`, which pads rows to a common length (masked out
 of the likelihood) and groups to a common count (an extra group without rows is a draw from
-the population), so that all of them go through one compiled sampler.
+the population), so that all of them go through one compiled sampler; with a Dask client,
+one per worker.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from bayescale.model.arguments import log_references, model_args
 from bayescale.model.build import latent_sites, model_of
 from bayescale.results.fit import ScalingFit
 from bayescale.results.fits import Part, ScalingFits, key_text
+from bayescale.sampler.cluster import check_client
 from bayescale.sampler.options import NUTSOptions, check_counts, check_seed, dimension
 from bayescale.sampler.runner import sample, sample_batches
 
@@ -81,6 +83,7 @@ def fit_many(
     draws: int = 1000,
     batch_size: int | None = None,
     progress_bar: bool | None = None,
+    client=None,
     **nuts_options,
 ) -> ScalingFits:
     """Fit ``spec`` to many data sets through one compiled sampler; see :meth:`bayescale.ScalingModel.fit_many`."""
@@ -89,6 +92,8 @@ def fit_many(
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     options = NUTSOptions.from_kwargs(**nuts_options)
     check_counts(chains, warmup, draws)
+    if client is not None:
+        check_client(client)
     keys, frames, names = split(data, by)
     parts = []
     for key, frame in zip(keys, frames, strict=True):
@@ -117,6 +122,7 @@ def fit_many(
         batch_size=batch_size,
         cache_key=spec.structure_key,
         progress_bar=progress_bar,
+        client=client,
     )
     return ScalingFits(spec, keys, names, parts, samples.posterior, samples.stats, seed=seed, options=options)
 

@@ -367,6 +367,7 @@ class ScalingModel:
         draws: int = 1000,
         batch_size: int | None = None,
         progress_bar: bool | None = None,
+        client=None,
         **nuts_options,
     ):
         """Fit the model to many data sets through one compiled program; a :class:`~bayescale.ScalingFits`.
@@ -396,6 +397,14 @@ class ScalingModel:
             vectorised batches (one chain per call: a vectorised batch pays for its longest
             trajectory, which costs more than it saves there). Given on CPU, the batches
             run in one thread per core.
+        client : dask.distributed.Client, optional
+            Run the fits on the workers of a Dask cluster (a ``LocalCluster`` for one
+            machine, any deployment for many): the data sets go to the workers in chunks,
+            each worker compiles the sampler once and keeps it, and results stream back
+            (with the progress bar). A chunk whose worker is lost runs again on another.
+            Every data set gets the draws it would get without a client. On GPU workers
+            each gets one vectorised batch, or batches of ``batch_size``. See
+            ``docs/cluster.md``.
 
         Returns
         -------
@@ -420,6 +429,7 @@ class ScalingModel:
             draws=draws,
             batch_size=batch_size,
             progress_bar=progress_bar,
+            client=client,
             **nuts_options,
         )
 

@@ -10,6 +10,8 @@ al.'s Huber fit with bootstrap intervals ("bootstrap").
 
     BAYESCALE_DATA_DIR=../shared/datasets python benchmarks/backtest_real.py --out benchmarks/results
 
+``--scheduler tcp://host:8786`` (or ``local``) runs the cuts on the workers of a Dask cluster.
+
 ``--calibrate`` estimates the drift's constants (rate, its spread across studies, power) from the
 law-only predictions by maximum marginal likelihood, hierarchically across the corpus' sources,
 and validates them leave-one-source-out: each source is scored with constants estimated on the
@@ -109,10 +111,11 @@ def corpus(only: str | None = None) -> list[Case]:
     return [c for c in cases if only is None or only in c.name]
 
 
-def run(cases: list[Case], draws: int, seed: int, bootstrap: int, out: Path) -> tuple[pd.DataFrame, dict]:
+def run(cases: list[Case], draws: int, seed: int, bootstrap: int, out: Path, client=None) -> tuple[pd.DataFrame, dict]:
     """Pointwise scores of every case, and the law-only log draws of every held-out point (for --calibrate).
 
     Both are written to ``out`` after every case, so that an interrupted run keeps what it did.
+    With a Dask ``client`` the cuts of each case run on its workers.
     """
     frames, law_draws = [], {}
     for case in cases:
@@ -122,7 +125,7 @@ def run(cases: list[Case], draws: int, seed: int, bootstrap: int, out: Path) -> 
             try:
                 study = bs.validation.backtest(
                     case.model, case.data, scale=case.scale, seed=seed, warmup=draws, draws=draws,
-                    bootstrap_refits=bootstrap, progress_bar=False, keep_draws=True,
+                    bootstrap_refits=bootstrap, progress_bar=False, keep_draws=True, client=client,
                 )  # fmt: skip
             except bs.DataError as err:
                 print(f"{case.name}: not backtested ({err})", flush=True)
@@ -299,6 +302,15 @@ def report(points: pd.DataFrame) -> None:
     print(summarise(points, ["decades", "predictor"], levels).round(3).to_string())
 
 
+def dask_client(scheduler: str | None):
+    """A Dask client of the scheduler at ``scheduler`` (``"local"``: one worker process per core), or None."""
+    if scheduler is None:
+        return None
+    from distributed import Client, LocalCluster  # only for --scheduler
+
+    return Client(LocalCluster(threads_per_worker=1) if scheduler == "local" else scheduler)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=500, help="warmup and draws per chain (default 500)")
@@ -308,6 +320,9 @@ def main() -> None:
     parser.add_argument("--calibrate", action="store_true", help="estimate the drift's constants (leave-one-out)")
     parser.add_argument("--reuse", action="store_true", help="read the fits' results from --out instead of fitting")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument(
+        "--scheduler", default=None, help="run the cuts on a Dask cluster: its address (tcp://host:8786), or 'local'"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.reuse:
@@ -315,7 +330,8 @@ def main() -> None:
         with open(args.out / "backtest_real_draws.pkl", "rb") as f:
             law_draws = pickle.load(f)
     else:
-        points, law_draws = run(corpus(args.only), args.draws, args.seed, args.bootstrap, args.out)
+        client = dask_client(args.scheduler)
+        points, law_draws = run(corpus(args.only), args.draws, args.seed, args.bootstrap, args.out, client)
     report(points)
     if args.calibrate:
         constants, held = calibrate(law_draws, args.seed)

@@ -12,7 +12,7 @@
 Writes ``benchmarks/results/calibration_pvalues.csv`` and ``calibration_coverage.csv``.
 
     python benchmarks/calibration_study.py [--sims 200] [--only chinchilla,power]
-        [--warmup 500 --draws 500] [--sbc-only]
+        [--warmup 500 --draws 500] [--sbc-only] [--scheduler tcp://host:8786 or local]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from backtest_real import dask_client  # noqa: E402
 
 import bayescale as bs  # noqa: E402
 
@@ -75,8 +76,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=500, help="per chain; other values tag the case names")
     parser.add_argument("--draws", type=int, default=500, help="per chain; other values tag the case names")
     parser.add_argument("--sbc-only", action="store_true", help="skip the extrapolation coverage")
+    parser.add_argument(
+        "--scheduler", default=None, help="fit on a Dask cluster: its address (tcp://host:8786), or 'local'"
+    )
     args = parser.parse_args()
-    length = {"warmup": args.warmup, "draws": args.draws}
+    length = {"warmup": args.warmup, "draws": args.draws, "client": dask_client(args.scheduler)}
     tag = "" if (args.warmup, args.draws) == (500, 500) else f"_w{args.warmup}_d{args.draws}"
     RESULTS.mkdir(exist_ok=True)
     warnings.simplefilter("always", bs.SamplerWarning)

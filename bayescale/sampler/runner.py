@@ -29,6 +29,7 @@ from numpyro.infer.hmc import hmc
 from numpyro.infer.util import constrain_fn, log_likelihood, potential_energy
 
 from bayescale.sampler import adaptation
+from bayescale.sampler.cluster import chunk_size, map_on_cluster, total_threads
 from bayescale.sampler.compile import KEEP_COMPILED, CompiledCache, compiled
 from bayescale.sampler.laplace import laplace
 from bayescale.sampler.options import LAPLACE_MAX_DIM, NUTSOptions, check_counts, dimension
@@ -135,6 +136,8 @@ def sample_batches(
     batch_size: int | None = None,
     cache_key: object = None,
     progress_bar: bool = False,
+    client=None,
+    threads: int | None = None,
 ) -> Samples:
     """Run NUTS on ``n`` data sets of one model through one compiled program.
 
@@ -146,16 +149,24 @@ def sample_batches(
     vectorised batches of that size (on CPU, run in one thread per core); the last batch is
     padded with repeats, then trimmed. The returned arrays have leading axes (data set, chain,
     draw); the pointwise log likelihood is not computed.
+
+    With a Dask ``client`` the data sets go to its workers in chunks
+    (:func:`~bayescale.sampler.cluster.chunk_size`), each run there as above; every data set
+    draws what it would draw here. ``threads``: threads to run in (default one per CPU core).
     """
     check_counts(chains, warmup, draws)
-    on_cpu = jax.default_backend() == "cpu"
     take = lambda idx: jax.tree_util.tree_map(lambda a: a[idx], args)  # noqa: E731
+    if client is not None:
+        settings = dict(sites=sites, chains=chains, warmup=warmup, draws=draws, options=options, report=report)
+        settings.update(batch_size=batch_size, cache_key=cache_key)
+        return _sample_on_cluster(client, model, take, n, seeds, progress_bar, **settings)
+    on_cpu = jax.default_backend() == "cpu"
     if batch_size is None and on_cpu:
         members = [take(i) for i in range(n)]
         runner = _runner(model, members[0], sites, warmup, options, "chain", 1, cache_key, report, None, many=True)
         tasks = [(key, a, None) for a, s in zip(members, seeds, strict=True) for key in _keys(s, chains)]
         with Progress(progress_bar, n * chains, f"{n} fits, {chains} chains each", unit="chain") as bar:
-            per_chain = runner.run_threads(tasks, draws, bar, values=True, per_chain=True)
+            per_chain = runner.run_threads(tasks, draws, bar, values=True, per_chain=True, threads=threads)
         parts = [per_chain[b : b + chains] for b in range(0, len(tasks), chains)]
         posterior = _stacked([_stacked([c[0] for c in part]) for part in parts])
         stats = _stacked([_stacked([c[1] for c in part]) for part in parts])
@@ -180,7 +191,7 @@ def sample_batches(
         parts = [run(firsts[0])]  # compiles once, before any thread could compile it again
         bar(len(parts[0][1]["diverging"]), "")
         if len(firsts) > 1:
-            workers = map_in_threads if on_cpu else lambda fn, items: [fn(i) for i in items]
+            workers = partial(map_in_threads, threads=threads) if on_cpu else lambda fn, items: [fn(i) for i in items]
 
             def counted(first):
                 out = run(first)
@@ -191,6 +202,32 @@ def sample_batches(
     posterior = {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
     stats = {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}
     return Samples(posterior, None, stats, "vectorized", options)
+
+
+def _sample_on_cluster(client, model, take, n: int, seeds, progress_bar, **settings) -> Samples:
+    """:func:`sample_batches` of ``n`` data sets (``take(indices)``: their arguments) in chunks on Dask workers."""
+    size = chunk_size(n, client, settings["batch_size"])
+    chunks = [np.arange(first, min(first + size, n)) for first in range(0, n, size)]
+    # a short last chunk of vectorised batches is padded with its own data sets, as the local run pads its
+    # last batch: a batch of another size would be another program, with other rounding
+    full = [idx if settings["batch_size"] is None else np.resize(idx, size) for idx in chunks]
+    items = [(jax.device_get(take(idx)), np.asarray(seeds)[idx]) for idx in full]
+    sizes = [len(idx) for idx in chunks]
+    with Progress(progress_bar, n, f"{n} fits on {total_threads(client)} Dask worker threads", unit="fit") as bar:
+        parts = map_on_cluster(client, partial(_sample_chunk, model, **settings), items, sizes=sizes, bar=bar)
+    trimmed = [(p.posterior, p.stats, m) for p, m in zip(parts, sizes, strict=True)]
+    posterior = {k: np.concatenate([v[k][:m] for v, _, m in trimmed]) for k in parts[0].posterior}
+    stats = {k: np.concatenate([v[k][:m] for _, v, m in trimmed]) for k in parts[0].stats}
+    return Samples(posterior, None, stats, parts[0].chain_method, settings["options"])
+
+
+def _sample_chunk(model, item, **settings) -> Samples:
+    """:func:`sample_batches` on a chunk ``(args, seeds)`` of data sets, on a Dask worker.
+
+    One thread: a worker runs as many chunks at once as it has threads.
+    """
+    args, seeds = item
+    return sample_batches(model, args, len(seeds), seeds=seeds, threads=1, **settings)
 
 
 def _keys(seed, chains: int) -> list:
@@ -442,8 +479,8 @@ class Runner:
         stats = {k: np.concatenate([t[1][k] for t in traces], axis=axis) for k in traces[0][1]}
         return z, stats
 
-    def run_threads(self, tasks, draws: int, bar: Progress, values: bool = False, per_chain: bool = False):
-        """One chain per ``(key, args, start)`` task, in one thread per CPU core: per task (draws, stats).
+    def run_threads(self, tasks, draws: int, bar: Progress, values=False, per_chain=False, threads: int | None = None):
+        """One chain per ``(key, args, start)`` task in ``threads`` threads (default one per core): (draws, stats) each.
 
         Every program is compiled here first, so no two threads compile the same one. With
         ``values`` the draws come post-processed (the reported values, no log likelihood).
@@ -484,4 +521,4 @@ class Runner:
                 bar(1, "")
             return out
 
-        return map_in_threads(chain, tasks, stop)
+        return map_in_threads(chain, tasks, stop, threads=threads)

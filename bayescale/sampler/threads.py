@@ -16,8 +16,10 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def map_in_threads(fn: Callable, items: Sequence, stop: threading.Event | None = None) -> list:
-    """``[fn(item) for item in items]``, in one thread per CPU core (at most one per item).
+def map_in_threads(
+    fn: Callable, items: Sequence, stop: threading.Event | None = None, threads: int | None = None
+) -> list:
+    """``[fn(item) for item in items]``, in ``threads`` threads (default one per CPU core; at most one per item).
 
     On an error or a ``KeyboardInterrupt`` the items not started are cancelled and ``stop``
     is set, so that running ``fn`` calls that check it can return early.
@@ -27,7 +29,7 @@ def map_in_threads(fn: Callable, items: Sequence, stop: threading.Event | None =
     >>> map_in_threads(lambda x: x * x, [1, 2, 3])
     [1, 4, 9]
     """
-    pool = ThreadPoolExecutor(max_workers=max(1, min(len(items), cpu_count())))
+    pool = ThreadPoolExecutor(max_workers=max(1, min(len(items), threads or cpu_count())))
     try:
         return list(pool.map(fn, items))
     finally:

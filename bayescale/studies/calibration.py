@@ -44,6 +44,7 @@ from bayescale.model.build import model_of as model_function
 from bayescale.model.discrepancy import hull_distance
 from bayescale.plot import rank_histograms
 from bayescale.results.prediction import posterior_draws
+from bayescale.sampler.cluster import check_client
 from bayescale.sampler.compile import compiled
 from bayescale.sampler.diagnostics import SamplerWarning, health_table, unhealthy_reasons
 from bayescale.sampler.options import NUTSOptions, check_counts, dimension
@@ -138,6 +139,7 @@ def _simulate_and_fit(
     batch_size,
     n_fit=None,
     progress_bar=None,
+    client=None,
 ):
     """Prior draws of ``truth_model`` simulated at ``truth_setup``; ``model`` fitted to their first ``n_fit`` rows.
 
@@ -168,6 +170,7 @@ def _simulate_and_fit(
         batch_size=batch_size,
         cache_key=model.structure_key,
         progress_bar=progress_bar,
+        client=client,
     )
     return truth, observed, rejected, seeds, samples.posterior, samples.stats
 
@@ -194,13 +197,15 @@ def _truth_model(model: ScalingModel, simulate_from: ScalingModel | None) -> Sca
     return simulate_from
 
 
-def _check_study(n_sims, seed, chains, warmup, draws, batch_size) -> None:
+def _check_study(n_sims, seed, chains, warmup, draws, batch_size, client) -> None:
     for name, value, low in (("n_sims", n_sims, 1), ("seed", seed, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     check_counts(chains, warmup, draws)
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    if client is not None:
+        check_client(client)
 
 
 def _labelled(name: str, values: np.ndarray, groups: Sequence[str], group_level: bool) -> dict[str, np.ndarray]:
@@ -244,6 +249,7 @@ def sbc(
     simulate_from: ScalingModel | None = None,
     batch_size: int | None = None,
     progress_bar: bool | None = None,
+    client=None,
     **nuts_options,
 ) -> SBCStudy:
     """Simulation-based calibration of ``model`` at the inputs of ``design``.
@@ -274,6 +280,9 @@ def sbc(
         TPU; on CPU one per call, with the calls spread over the cores.
     progress_bar : bool, optional
         Show progress over the simulated fits; default when the session is interactive.
+    client : dask.distributed.Client, optional
+        Fit the simulations on the workers of a Dask cluster, as
+        :meth:`ScalingModel.fit_many` does; the study is the same as without it.
     **nuts_options
         Passed to NUTS as in :meth:`ScalingModel.fit`.
 
@@ -289,7 +298,7 @@ def sbc(
     >>> study.pvalues()                                                               # doctest: +SKIP
     >>> study.plot()                                                                  # doctest: +SKIP
     """
-    _check_study(n_sims, seed, chains, warmup, draws, batch_size)
+    _check_study(n_sims, seed, chains, warmup, draws, batch_size, client)
     if isinstance(rank_draws, bool) or not isinstance(rank_draws, int) or not 1 <= rank_draws <= chains * draws:
         raise ValueError(
             f"rank_draws must be an integer from 1 to chains * draws = {chains * draws}, got {rank_draws!r}"
@@ -315,6 +324,7 @@ def sbc(
         options,
         batch_size,
         progress_bar=progress_bar,
+        client=client,
     )
     groups = setup.data.group_labels
     thin = np.linspace(0, chains * draws - 1, rank_draws).round().astype(int)
@@ -475,6 +485,7 @@ def extrapolation_coverage(
     simulate_from: ScalingModel | None = None,
     batch_size: int | None = None,
     progress_bar: bool | None = None,
+    client=None,
     **nuts_options,
 ) -> CoverageStudy:
     """How often predictive intervals at ``future`` rows contain a new run, fitted at ``design``.
@@ -490,7 +501,7 @@ def extrapolation_coverage(
     design, future : pandas.DataFrame
         Input columns (and group / trials / noise columns) of the fitted runs and of the
         runs to predict, e.g. the small and the large models of a ladder.
-    n_sims, seed, chains, warmup, draws, simulate_from, batch_size, progress_bar, **nuts_options
+    n_sims, seed, chains, warmup, draws, simulate_from, batch_size, progress_bar, client, **nuts_options
         As in :func:`sbc`.
     levels : sequence of float
         Nominal levels of the central intervals.
@@ -505,7 +516,7 @@ def extrapolation_coverage(
     >>> study = bs.calibration.extrapolation_coverage(model, small, large)     # doctest: +SKIP
     >>> study.table()                                                          # doctest: +SKIP
     """
-    _check_study(n_sims, seed, chains, warmup, draws, batch_size)
+    _check_study(n_sims, seed, chains, warmup, draws, batch_size, client)
     levels = _check_levels(levels)
     options = NUTSOptions.from_kwargs(**nuts_options)
     if not isinstance(future, pd.DataFrame) or len(future) == 0:
@@ -531,6 +542,7 @@ def extrapolation_coverage(
         batch_size,
         n_fit,
         progress_bar,
+        client,
     )
     future_frame = both.iloc[n_fit:]
     groups = setup.data.group_labels

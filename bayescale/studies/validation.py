@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 import numpy as np
 import pandas as pd
 
 from bayescale.data import DataError, numeric_column
+from bayescale.sampler.cluster import check_client, map_on_cluster
 from bayescale.sampler.diagnostics import SamplerWarning
 from bayescale.sampler.progress import Progress
 from bayescale.studies.pointfit import bootstrap
@@ -58,6 +60,7 @@ def backtest(
     seed: int = 0,
     progress_bar: bool | None = None,
     keep_draws: bool = False,
+    client=None,
     **fit_options,
 ) -> Backtest:
     """Leave-future-out backtest of ``model`` on ``data``: fit below each cut of ``scale``, predict above.
@@ -87,6 +90,9 @@ def backtest(
     keep_draws : bool
         Keep, per cut, what scoring another extrapolation risk on the same fits needs
         (:attr:`Backtest.draws`, :func:`law_only_draws`).
+    client : dask.distributed.Client, optional
+        Run the cuts on the workers of a Dask cluster, one task per cut (fit, predictions
+        and scores); the study is the same as without it.
     **fit_options
         Passed to :meth:`ScalingModel.fit` (``chains``, ``warmup``, ``draws``, NUTS options).
 
@@ -106,41 +112,61 @@ def backtest(
     scale = _scale_column(model, scale)
     x = numeric_column(data, scale, "scale of the backtest")
     baseline = baseline and model.group is None and not model.counts
-    rows, skipped, kept = [], {}, {}
+    settings = dict(
+        model=model,
+        data=data,
+        x=x,
+        levels=levels,
+        baseline=baseline,
+        bootstrap_refits=bootstrap_refits,
+        seed=seed,
+        keep_draws=keep_draws,
+        fit_options=fit_options,
+    )
+    if client is not None:
+        check_client(client)
     with Progress(progress_bar, len(decades), f"backtest over {len(decades)} cuts", unit="cut") as bar:
-        for k in decades:
-            cut = x.max() / 10**k
-            past, future = data[x <= cut], data[x > cut]
-            try:
-                model.validate(past)
-            except DataError as err:
-                skipped[k] = str(err)
+        if client is None:
+            cuts = []
+            for k in decades:
+                cuts.append(_cut(k, **settings))
                 bar(1)
-                continue
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", SamplerWarning)
-                fit = model.fit(past, seed=seed, **fit_options)
-            healthy = fit.healthy
-            predictors = {"model": fit.predict(future), "law only": fit.predict(future, risk=False)}
-            if baseline:
-                predictors["bootstrap"] = bootstrap(model, past, n=bootstrap_refits, seed=seed).predict(future)
-            observed = numeric_column(future, model.target, "target")
-            distance = fit.extrapolation(future)
-            if keep_draws:
-                kept[k] = law_only_draws(fit, future, predictors["law only"])
-            for name, prediction in predictors.items():
-                table = _scores(prediction, observed, levels)
-                table.insert(0, "predictor", name)
-                table.insert(1, "decades", k)
-                table.insert(2, "row", future.index)
-                table.insert(3, "distance", distance)
-                table["healthy"] = healthy
-                table["sampler_warnings"] = len(caught)
-                rows.append(table)
-            bar(1)
+        else:
+            cuts = map_on_cluster(client, partial(_cut, **settings), decades, sizes=[1] * len(decades), bar=bar)
+    rows = [table for tables, _, _ in cuts for table in tables]
+    skipped = {k: reason for k, (_, reason, _) in zip(decades, cuts, strict=True) if reason is not None}
+    kept = {k: draws for k, (_, _, draws) in zip(decades, cuts, strict=True) if draws is not None}
     if not rows:
         raise DataError(f"no cut of {scale!r} at {list(decades)} decades leaves runs the model can be fitted to")
     return Backtest(pd.concat(rows, ignore_index=True), levels, scale, skipped, kept)
+
+
+def _cut(k, *, model, data, x, levels, baseline, bootstrap_refits, seed, keep_draws, fit_options):
+    """One cut of :func:`backtest`, ``k`` decades below the largest scale: (score tables, why skipped, kept draws)."""
+    past, future = data[x <= x.max() / 10**k], data[x > x.max() / 10**k]
+    try:
+        model.validate(past)
+    except DataError as err:
+        return [], str(err), None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SamplerWarning)
+        fit = model.fit(past, seed=seed, **fit_options)
+    predictors = {"model": fit.predict(future), "law only": fit.predict(future, risk=False)}
+    if baseline:
+        predictors["bootstrap"] = bootstrap(model, past, n=bootstrap_refits, seed=seed).predict(future)
+    observed = numeric_column(future, model.target, "target")
+    distance = fit.extrapolation(future)
+    tables = []
+    for name, prediction in predictors.items():
+        table = _scores(prediction, observed, levels)
+        table.insert(0, "predictor", name)
+        table.insert(1, "decades", k)
+        table.insert(2, "row", future.index)
+        table.insert(3, "distance", distance)
+        table["healthy"] = fit.healthy
+        table["sampler_warnings"] = len(caught)
+        tables.append(table)
+    return tables, None, law_only_draws(fit, future, predictors["law only"]) if keep_draws else None
 
 
 class Backtest:
