@@ -40,10 +40,10 @@ def assert_same_fits(a: bs.ScalingFits, b: bs.ScalingFits) -> None:
 
 
 def test_contract_usage_with_a_worker_killed_mid_run():
-    df = tasks(12, seed=5)
+    df = tasks(8, seed=5)
     model = bs.ScalingModel(bs.laws.PowerLaw("N"), target="loss", inputs={"N": "N"})
     local = model.fit_many(df, by="task", seed=0)
-    n_chunks = df["task"].nunique()  # 12 data sets on 2 threads: one data set per chunk
+    n_chunks = df["task"].nunique()  # 8 data sets on 2 threads: one data set per chunk
 
     # as the contract writes it, with the dashboard on a free port (another cluster may hold the default)
     client = Client(LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0"))
@@ -100,7 +100,7 @@ def test_studies_on_a_cluster_match_local(threads_client):
     pd.testing.assert_frame_equal(remote.ranks, local.ranks)
 
     curve = tasks(1, seed=7).drop(columns="task")
-    options = dict(scale="N", decades=(0.5, 1.0), bootstrap_refits=20, seed=0, chains=2, warmup=300, draws=300)
+    options = dict(scale="N", decades=(0.5, 1.0), baseline=False, seed=0, chains=2, warmup=300, draws=300)
     local = bs.validation.backtest(model, curve, **options)
     remote = bs.validation.backtest(model, curve, client=threads_client, **options)
     pd.testing.assert_frame_equal(remote.pointwise(), local.pointwise())
