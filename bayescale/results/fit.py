@@ -28,7 +28,7 @@ from bayescale.data import (
 from bayescale.model.arguments import model_args
 from bayescale.model.build import model_of
 from bayescale.model.discrepancy import hull_distance
-from bayescale.results import budgets
+from bayescale.results import budgets, design
 from bayescale.results.budgets import FLOPS_PER_PARAMETER_TOKEN, BudgetPosterior
 from bayescale.results.comparison import RecipeComparison
 from bayescale.results.netcdf import fit_attributes, obs_coordinate
@@ -664,6 +664,64 @@ class ScalingFit:
         )
 
     # -- budgets -----------------------------------------------------------------------
+    def next_runs(
+        self,
+        candidates: pd.DataFrame,
+        *,
+        target,
+        budget: float | None = None,
+        cost=None,
+        level: float = 0.9,
+        outcomes: int = design.OUTCOMES,
+        seed: int | None = None,
+    ) -> pd.DataFrame:
+        """Which run to train next: each candidate's expected narrowing of ``target``'s interval, per unit cost.
+
+        For each candidate run, losses it could show are simulated from the posterior (law and
+        noise), the posterior is updated on each by reweighting its draws, and the ``level``
+        interval of the law's value at ``target`` is measured after the update; the mean over
+        the outcomes is the expected width after the run (:mod:`bayescale.results.design`).
+
+        Parameters
+        ----------
+        candidates : pandas.DataFrame
+            One row per run you could train, with the law's input columns (and the group
+            column of a fit with groups).
+        target : mapping or one-row DataFrame
+            The inputs of the run whose prediction you care about, e.g. ``{"N": 7e10, "D": 1.4e12}``;
+            its law value (``kind="mean"``: what more runs can pin down) is the target.
+        budget : float, optional
+            Total cost you can spend: the table's ``batch`` column then numbers the runs of a
+            greedy batch within it (each the best narrowing per cost given those chosen before;
+            0: not chosen).
+        cost : str or array, optional
+            Each candidate's cost: a column of ``candidates`` or one value per row. Default:
+            FLOPs, ``6 N D`` for a law in N and D, ``C`` for a law in compute.
+        level : float
+            The interval whose width is scored (default 0.9).
+        outcomes : int
+            Simulated outcomes per candidate; more smooth the ranking, at proportional cost.
+        seed : int, optional
+            Seed of the simulated outcomes; defaults to the fit's seed.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per candidate (same index): its inputs, its cost (``flops`` by default),
+            ``width_now`` and ``width_after`` (expected, in the target's units), ``reduction``,
+            ``reduction_per_flop`` (``reduction_per_cost`` with ``cost=``), ``ess`` (draws the
+            reweighting keeps on average: small means only a refit can judge the run), ``rank``
+            (1: the most narrowing per cost) and, with ``budget``, ``batch``.
+
+        Examples
+        --------
+        >>> cand = pd.DataFrame({"N": [4e8, 1e9, 2e9], "D": [8e9, 2e10, 4e10]})     # doctest: +SKIP
+        >>> fit.next_runs(cand, target={"N": 7e10, "D": 1.4e12}).sort_values("rank")  # doctest: +SKIP
+        """
+        return design.next_runs(
+            self, candidates, target=target, budget=budget, cost=cost, level=level, outcomes=outcomes, seed=seed
+        )
+
     def optimal(
         self,
         C,

@@ -1,0 +1,264 @@
+"""Which run next: the expected narrowing of a target's interval per unit of compute, for candidate runs.
+
+With a posterior in hand, "which run should I train next?" is a decision problem
+(preposterior analysis): for a candidate run, simulate the loss it could show (a posterior
+draw of its law plus noise), update the posterior on that outcome, and see how much the
+target narrows; average over the outcomes; divide by what the run costs.
+
+The update is importance reweighting of the fit's posterior draws: the draws stay, each
+weighted by the likelihood of the simulated outcome under it. The expected variance after the
+run is the variance now less the variance of the target's updated mean across outcomes (the
+law of total variance), an estimate that cannot exceed the variance now; the interval is taken
+to narrow with the standard deviation. One extra run moves a posterior fitted on several runs
+by little, which is where reweighting is accurate; the effective number of draws left
+(``ess``) says when a run would move it so far that only a refit can tell. Outcomes are
+simulated once per posterior draw of one world and shared by all candidates, so that a batch
+of runs (``budget``) is scored on outcomes consistent with each other. ``docs/design.md`` has
+the check against refits.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from bayescale.results.budgets import FLOPS_PER_PARAMETER_TOKEN
+
+OUTCOMES = 32  # simulated outcomes per candidate (worlds): the expected width is their mean
+DRAWS_USED = 1000  # posterior draws reweighted (evenly thinned): weights are (outcomes, draws, candidates)
+CANDIDATE_BLOCK = 128  # candidates weighed at once, to bound memory
+LOW_ESS = 0.05  # share of draws below which reweighting is not trusted: a warning asks for a refit
+RESOLVED = 2.0  # a reduction counts when it exceeds this many Monte Carlo standard errors
+
+
+class DesignWarning(UserWarning):
+    """A run in the ranking would move the posterior too far for reweighting to judge it."""
+
+
+def next_runs(
+    fit,
+    candidates: pd.DataFrame,
+    *,
+    target,
+    budget: float | None = None,
+    cost=None,
+    level: float = 0.9,
+    outcomes: int = OUTCOMES,
+    seed: int | None = None,
+) -> pd.DataFrame:
+    """Rank candidate runs by how much they are expected to narrow ``target``'s interval per unit cost.
+
+    See :meth:`bayescale.ScalingFit.next_runs`.
+    """
+    model = fit.model
+    if model.counts or model.noise is not None:
+        raise ValueError(
+            "next_runs simulates a new run's noise from the fitted noise scale: a Binomial model (counts) or a "
+            "model with a known noise column per row has no such scale for a run not yet made"
+        )
+    if not isinstance(candidates, pd.DataFrame) or len(candidates) == 0:
+        raise TypeError("candidates must be a non-empty pandas DataFrame, one row per run you could train")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    if isinstance(outcomes, bool) or not isinstance(outcomes, int) or outcomes < 2:
+        raise ValueError(f"outcomes must be an integer >= 2, got {outcomes!r}")
+    if budget is not None and not (np.isfinite(budget) and budget > 0):
+        raise ValueError(f"budget must be a positive number (in the units of the cost), got {budget!r}")
+    costs, cost_name = _costs(model, candidates, cost)
+
+    target_row = _target_frame(target)
+    t = fit.predict(target_row, risk=False).draws(kind="mean")[:, 0]
+    predicted = fit.predict(candidates, risk=False)
+    log_mean = np.log(predicted.draws(kind="mean"))  # (draws, candidates)
+    n_draws = len(t)
+    keep = np.unique(np.linspace(0, n_draws - 1, min(n_draws, DRAWS_USED)).round().astype(int))
+    t, log_mean = t[keep], log_mean[keep]
+    params = {name: _per_candidate(fit, name, predicted.inputs)[keep] for name in model.likelihood.parameter_names}
+
+    rng = np.random.default_rng(fit.seed if seed is None else seed)
+    worlds = rng.choice(len(keep), size=outcomes, replace=len(keep) < outcomes)
+    key = jax.random.key(int(rng.integers(2**31 - 1)))
+    simulate = model.likelihood.distribution(log_mean[worlds], {k: v[worlds] for k, v in params.items()})
+    observed = np.asarray(simulate.sample(key))  # (outcomes, candidates): log target of a new run in each world
+
+    t = jnp.asarray(t)
+    log_weights = _log_weights(model.likelihood, log_mean, params, observed)
+    width_now = float(np.diff(np.quantile(np.asarray(t), [(1 - level) / 2, (1 + level) / 2]))[0])
+    no_runs = jnp.zeros((outcomes, len(t)))
+
+    table = predicted.inputs.reset_index(drop=True).copy()
+    table[cost_name] = costs
+    ratio, ratio_se, ess = _after(no_runs, log_weights, t)
+    table["width_now"] = width_now
+    table["width_after"] = width_now * ratio
+    table["reduction"] = width_now * (1 - ratio)
+    table["mc_se"] = width_now * ratio_se
+    per = "reduction_per_flop" if cost is None else "reduction_per_cost"
+    table[per] = table["reduction"] / costs
+    table["ess"] = ess
+    # resolved narrowings first (beyond RESOLVED Monte Carlo errors), each part by narrowing per cost
+    resolved = (table["reduction"] > RESOLVED * table["mc_se"]).to_numpy()
+    order = np.lexsort((-table[per].to_numpy(), ~resolved))
+    rank = np.empty(len(table), dtype=int)
+    rank[order] = np.arange(1, len(table) + 1)
+    table["rank"] = rank
+    cut = False
+    if budget is not None:
+        table["batch"], cut = _greedy(log_weights, t, costs, float(budget), len(t))
+    table.index = candidates.index
+    top = table.sort_values("rank").head(5)
+    thin = top[top["ess"] < LOW_ESS * len(t)]
+    if len(thin) or cut:
+        what = f"{len(thin)} of the 5 best-ranked runs" if len(thin) else "the batch, beyond the runs it holds,"
+        warnings.warn(
+            f"{what} would move the posterior so far that reweighting its draws keeps fewer than {LOW_ESS:.0%} of "
+            "them: reweighting cannot judge further. Refit with simulated outcomes of such runs (model.fit_many "
+            "over outcomes) to check them",
+            DesignWarning,
+            stacklevel=3,
+        )
+    return table
+
+
+def _target_frame(target) -> pd.DataFrame:
+    if isinstance(target, Mapping):
+        values = {k: np.atleast_1d(v) for k, v in target.items()}
+        if any(len(v) != 1 for v in values.values()):
+            raise ValueError(f"target must be one point, e.g. {{'N': 7e10, 'D': 1.4e12}}, got {dict(target)!r}")
+        return pd.DataFrame(values)
+    if isinstance(target, pd.DataFrame) and len(target) == 1:
+        return target
+    raise TypeError(
+        "target must be the inputs of one run, as a mapping (e.g. {'N': 7e10, 'D': 1.4e12}) or a one-row DataFrame, "
+        f"got {type(target).__name__}"
+    )
+
+
+def _costs(model, candidates: pd.DataFrame, cost) -> tuple[np.ndarray, str]:
+    """Each candidate's cost and its column name: ``cost`` (a column name or values), else FLOPs from the inputs."""
+    if cost is None:
+        inputs = model.law.inputs
+        column = {x: model.inputs.get(x, x) for x in inputs}
+        if {"N", "D"} <= set(inputs):
+            missing = [column[x] for x in ("N", "D") if column[x] not in candidates and x not in candidates]
+            if not missing:
+                n = candidates[column["N"] if column["N"] in candidates else "N"]
+                d = candidates[column["D"] if column["D"] in candidates else "D"]
+                values, name = FLOPS_PER_PARAMETER_TOKEN * n.to_numpy(float) * d.to_numpy(float), "flops"
+            else:
+                values = None
+        elif "C" in inputs:
+            values, name = candidates[column["C"] if column["C"] in candidates else "C"].to_numpy(float), "flops"
+        else:
+            values = None
+        if values is None:
+            raise ValueError(
+                f"the cost of a run of a law in {list(inputs)} is not known: give cost= a column of candidates "
+                "(or an array, one value per row), e.g. GPU hours"
+            )
+    elif isinstance(cost, str):
+        if cost not in candidates:
+            raise KeyError(f"cost: no column {cost!r} in candidates; columns are {list(candidates.columns)}")
+        values, name = candidates[cost].to_numpy(float), cost
+    else:
+        values, name = np.asarray(cost, dtype=float), "cost"
+        if values.shape != (len(candidates),):
+            raise ValueError(f"cost must have one value per candidate ({len(candidates)}), got shape {values.shape}")
+    bad = ~(np.isfinite(values) & (values > 0))
+    if bad.any():
+        rows = candidates.index[bad].tolist()
+        raise ValueError(f"cost must be positive and finite; rows {rows[:10]} are not")
+    return values, name
+
+
+def _per_candidate(fit, name: str, inputs: pd.DataFrame) -> np.ndarray:
+    """Draws of a noise parameter, (draws, candidates): per group where the fit has one per group."""
+    draws = fit.draws(name)
+    if draws.ndim == 1:
+        return np.broadcast_to(draws[:, None], (len(draws), len(inputs)))
+    labels = list(fit.groups)
+    rows = inputs[fit.model.group].astype(str)
+    unseen = sorted(set(rows) - set(labels))
+    if unseen:
+        raise ValueError(
+            f"{name} is fitted per group, and candidates name groups without runs {unseen}: "
+            "a first run of a new group has no noise scale to simulate it with"
+        )
+    return draws[:, [labels.index(g) for g in rows]]
+
+
+def _log_weights(likelihood, log_mean, params, observed) -> np.ndarray:
+    """log p(observed[k, c] | draw i), shape (outcomes, draws, candidates)."""
+    blocks = []
+    for first in range(0, log_mean.shape[1], CANDIDATE_BLOCK):
+        cut = slice(first, first + CANDIDATE_BLOCK)
+        d = likelihood.distribution(log_mean[None, :, cut], {k: v[None, :, cut] for k, v in params.items()})
+        blocks.append(np.asarray(d.log_prob(observed[:, None, cut])))
+    return np.concatenate(blocks, axis=2)
+
+
+@jax.jit
+def _explained(log_w, t, mean_now):
+    """Per outcome: the squared move of ``t``'s mean under the weights ``exp(log_w)``; and the weights' ESS.
+
+    Their mean over outcomes is ``Var(E[t | outcome])``, the variance an outcome explains: by the law
+    of total variance the expected variance after the run is the variance now less it, never more.
+    """
+    w = jnp.exp(log_w - jax.scipy.special.logsumexp(log_w, axis=-1, keepdims=True))
+    return (w @ t - mean_now) ** 2, 1.0 / jnp.sum(w**2, axis=-1)
+
+
+@jax.jit
+def _after_block(base, block, t):
+    mean_now, var_now = t.mean(), t.var()
+    moved, ess = jax.vmap(lambda lw: _explained(base + lw, t, mean_now), in_axes=2)(block)  # (candidates, outcomes)
+    k = moved.shape[1]
+    explained = jnp.minimum(moved.mean(axis=1), var_now)
+    ratio = jnp.sqrt(1.0 - explained / var_now)
+    # the standard error of the explained share, carried to the sd ratio (delta method)
+    se = moved.std(axis=1, ddof=1) / jnp.sqrt(k) / var_now / (2.0 * jnp.maximum(ratio, 1e-3))
+    return ratio, se, ess.mean(axis=1)
+
+
+def _after(base, log_weights, t) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per candidate, on top of ``base`` (the runs already chosen): the expected sd after it over the sd now
+    (``sqrt`` of the expected variance after), that ratio's Monte Carlo standard error, and the mean ESS of
+    the reweighted draws."""
+    n = log_weights.shape[2]
+    pad = -n % CANDIDATE_BLOCK  # whole blocks: one compiled program
+    padded = np.concatenate([log_weights, np.zeros(log_weights.shape[:2] + (pad,))], axis=2)
+    parts = [
+        _after_block(base, jnp.asarray(padded[:, :, first : first + CANDIDATE_BLOCK]), t)
+        for first in range(0, n + pad, CANDIDATE_BLOCK)
+    ]
+    return tuple(np.concatenate([np.asarray(part[i]) for part in parts])[:n] for i in range(3))
+
+
+def _greedy(log_weights, t, costs, budget, n_draws) -> tuple[np.ndarray, bool]:
+    """Runs chosen one at a time, each the best resolved narrowing per cost given those before, within ``budget``.
+
+    Returns each candidate's place in the batch (1, 2, ...; 0 where not chosen), and whether the
+    batch stopped because reweighting could not judge another run (too few effective draws left).
+    """
+    place = np.zeros(len(costs), dtype=int)
+    base = jnp.zeros(log_weights.shape[:2])
+    ratio_now, left = 1.0, budget
+    for step in range(1, len(costs) + 1):
+        ratio, ratio_se, ess = _after(base, log_weights, t)
+        gain = ratio_now - ratio
+        value = gain / costs
+        value[(place > 0) | (costs > left) | (gain <= RESOLVED * ratio_se)] = -np.inf
+        best = int(np.argmax(value))
+        if not np.isfinite(value[best]):
+            return place, False
+        if ess[best] < LOW_ESS * n_draws:
+            return place, True
+        place[best] = step
+        base = base + log_weights[:, :, best]
+        ratio_now, left = float(ratio[best]), left - costs[best]
+    return place, False

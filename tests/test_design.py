@@ -1,0 +1,100 @@
+"""``fit.next_runs``: which run narrows a target's interval the most per unit of compute."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayescale as bs
+from bayescale.results.design import DesignWarning
+
+TARGET = {"N": 7e10, "D": 1.4e12}
+
+
+def test_contract_usage(small_fit):
+    fit = small_fit
+    cand = pd.DataFrame({"N": [4e8, 1e9, 2e9], "D": [8e9, 2e10, 4e10]})
+    table = fit.next_runs(cand, target={"N": 7e10, "D": 1.4e12})
+    table.head()  # one row per candidate: expected width after, reduction per FLOP, rank
+
+    assert len(table) == 3 and list(table.index) == list(cand.index)
+    expected = [
+        "N",
+        "D",
+        "flops",
+        "width_now",
+        "width_after",
+        "reduction",
+        "mc_se",
+        "reduction_per_flop",
+        "ess",
+        "rank",
+    ]
+    assert list(table.columns) == expected
+    np.testing.assert_allclose(table["flops"], 6 * cand["N"] * cand["D"])
+    assert sorted(table["rank"]) == [1, 2, 3]
+    interval = fit.predict(pd.DataFrame([TARGET]), risk=False).interval(0.9, kind="mean").iloc[0]
+    np.testing.assert_allclose(table["width_now"], interval["upper"] - interval["lower"], rtol=0.05)  # thinned draws
+    assert (table["width_after"] < table["width_now"]).all()  # a run never widens the expected interval
+    assert (table["reduction"] > 2 * table["mc_se"]).all()
+    assert (table["ess"] > 0.5 * 1000).all()  # one run moves 60 runs' posterior by little: reweighting holds
+
+
+def test_a_run_near_the_target_narrows_it_more_than_one_among_the_data(small_fit):
+    cand = pd.DataFrame({"N": [1e8, 3e10, 7e10], "D": [2e9, 6e11, 1.4e12]})
+    table = small_fit.next_runs(cand, target=TARGET)
+    assert table["reduction"].is_monotonic_increasing  # the closer to the target, the more it narrows
+    assert table["width_after"].iloc[2] < 0.9 * table["width_now"].iloc[2]  # one noisy run at the target itself
+    # per FLOP the cheap run among the data can still win: that is the question the ranking answers
+    assert table.loc[table["rank"] == 1, "reduction_per_flop"].iloc[0] == table["reduction_per_flop"].max()
+
+
+def test_a_batch_within_the_budget(small_fit):
+    rng = np.random.default_rng(0)
+    n = np.exp(rng.uniform(np.log(1e8), np.log(2e10), 60))
+    cand = pd.DataFrame({"N": n, "D": n * np.exp(rng.uniform(np.log(5), np.log(80), 60))})
+    budget = 2e21
+    table = small_fit.next_runs(cand, target=TARGET, budget=budget)
+    chosen = table[table["batch"] > 0].sort_values("batch")
+    assert len(chosen) >= 2 and list(chosen["batch"]) == list(range(1, len(chosen) + 1))
+    assert chosen["flops"].sum() <= budget
+    assert table.loc[table["rank"] == 1, "batch"].iloc[0] == 1  # the first pick is the best single run
+    none = small_fit.next_runs(cand, target=TARGET, budget=0.5 * table["flops"].min())
+    assert (none["batch"] == 0).all()
+    again = small_fit.next_runs(cand, target=TARGET, budget=budget)
+    pd.testing.assert_frame_equal(again, table)  # the fit's seed: the same outcomes, the same table
+
+
+def test_costs_and_bad_calls_are_clear(small_fit):
+    cand = pd.DataFrame({"N": [1e9, 2e9], "D": [2e10, 4e10], "gpu_hours": [100.0, 250.0]})
+    table = small_fit.next_runs(cand, target=TARGET, cost="gpu_hours")
+    assert "reduction_per_cost" in table and "flops" not in table
+    np.testing.assert_allclose(table["reduction_per_cost"], table["reduction"] / cand["gpu_hours"])
+    with pytest.raises(KeyError, match="cost: no column 'hours'"):
+        small_fit.next_runs(cand, target=TARGET, cost="hours")
+    with pytest.raises(ValueError, match=r"cost must be positive and finite; rows \[1\]"):
+        small_fit.next_runs(cand, target=TARGET, cost=[1.0, -2.0])
+    with pytest.raises(TypeError, match="candidates must be a non-empty pandas DataFrame"):
+        small_fit.next_runs(cand.iloc[:0], target=TARGET)
+    with pytest.raises(ValueError, match="target must be one point"):
+        small_fit.next_runs(cand, target={"N": [7e10, 8e10], "D": [1e12, 2e12]})
+    with pytest.raises(ValueError, match="budget must be a positive number"):
+        small_fit.next_runs(cand, target=TARGET, budget=-1)
+    n = np.geomspace(1e7, 1e9, 20)
+    runs = pd.DataFrame(
+        {"N": n, "loss": 3 * (n / 1e8) ** -0.1 * np.exp(0.02 * np.random.default_rng(0).normal(size=20))}
+    )
+    fit = bs.ScalingModel(bs.laws.PowerLaw("N"), target="loss", inputs={"N": "N"}).fit(runs, seed=0)
+    with pytest.raises(ValueError, match=r"the cost of a run of a law in \['N'\] is not known: give cost="):
+        fit.next_runs(pd.DataFrame({"N": [1e9]}), target={"N": 1e11})
+
+
+def test_a_run_that_would_move_the_posterior_far_is_flagged():
+    # four runs leave the law loose: a run two decades out would decide it, beyond what reweighting can judge
+    n = np.geomspace(1e7, 1e9, 20)[:4]
+    runs = pd.DataFrame({"N": n, "loss": 3 * (n / 1e8) ** -0.1 * np.exp(0.02 * np.array([0.1, -0.5, 0.3, 0.2]))})
+    fit = bs.ScalingModel(bs.laws.PowerLaw("N"), target="loss", inputs={"N": "N"}).fit(runs, seed=0)
+    with pytest.warns(DesignWarning, match="reweighting cannot judge further. Refit with simulated outcomes"):
+        table = fit.next_runs(pd.DataFrame({"N": [1e8, 1e10, 1e12]}), target={"N": 1e12}, cost=[1.0, 1e2, 1e4])
+    assert table["ess"].min() < 0.05 * 1000
