@@ -75,6 +75,8 @@ def test_costs_and_bad_calls_are_clear(small_fit):
         small_fit.next_runs(cand, target=TARGET, cost="hours")
     with pytest.raises(ValueError, match=r"cost must be positive and finite; rows \[1\]"):
         small_fit.next_runs(cand, target=TARGET, cost=[1.0, -2.0])
+    with pytest.raises(bs.DataError, match=r"column 'D' \(law input D\) is not in the data"):
+        small_fit.next_runs(cand[["N"]], target=TARGET)
     with pytest.raises(TypeError, match="candidates must be a non-empty pandas DataFrame"):
         small_fit.next_runs(cand.iloc[:0], target=TARGET)
     with pytest.raises(ValueError, match="target must be one point"):

@@ -69,11 +69,10 @@ def next_runs(
         raise ValueError(f"outcomes must be an integer >= 2, got {outcomes!r}")
     if budget is not None and not (np.isfinite(budget) and budget > 0):
         raise ValueError(f"budget must be a positive number (in the units of the cost), got {budget!r}")
-    costs, cost_name = _costs(model, candidates, cost)
-
     target_row = _target_frame(target)
+    predicted = fit.predict(candidates, risk=False)  # checks the candidates' columns and values
+    costs, cost_name = _costs(model, candidates, predicted.inputs, cost)
     t = fit.predict(target_row, risk=False).draws(kind="mean")[:, 0]
-    predicted = fit.predict(candidates, risk=False)
     log_mean = np.log(predicted.draws(kind="mean"))  # (draws, candidates)
     n_draws = len(t)
     keep = np.unique(np.linspace(0, n_draws - 1, min(n_draws, DRAWS_USED)).round().astype(int))
@@ -139,28 +138,20 @@ def _target_frame(target) -> pd.DataFrame:
     )
 
 
-def _costs(model, candidates: pd.DataFrame, cost) -> tuple[np.ndarray, str]:
-    """Each candidate's cost and its column name: ``cost`` (a column name or values), else FLOPs from the inputs."""
+def _costs(model, candidates: pd.DataFrame, inputs: pd.DataFrame, cost) -> tuple[np.ndarray, str]:
+    """Each candidate's cost and its column name: ``cost`` (a column name or values), else FLOPs from the
+    law's ``inputs`` (``6 N D``, or ``C``)."""
     if cost is None:
-        inputs = model.law.inputs
-        column = {x: model.inputs.get(x, x) for x in inputs}
-        if {"N", "D"} <= set(inputs):
-            missing = [column[x] for x in ("N", "D") if column[x] not in candidates and x not in candidates]
-            if not missing:
-                n = candidates[column["N"] if column["N"] in candidates else "N"]
-                d = candidates[column["D"] if column["D"] in candidates else "D"]
-                values, name = FLOPS_PER_PARAMETER_TOKEN * n.to_numpy(float) * d.to_numpy(float), "flops"
-            else:
-                values = None
-        elif "C" in inputs:
-            values, name = candidates[column["C"] if column["C"] in candidates else "C"].to_numpy(float), "flops"
+        if {"N", "D"} <= set(model.law.inputs):
+            values = FLOPS_PER_PARAMETER_TOKEN * inputs["N"].to_numpy(float) * inputs["D"].to_numpy(float)
+        elif "C" in model.law.inputs:
+            values = inputs["C"].to_numpy(float)
         else:
-            values = None
-        if values is None:
             raise ValueError(
-                f"the cost of a run of a law in {list(inputs)} is not known: give cost= a column of candidates "
-                "(or an array, one value per row), e.g. GPU hours"
+                f"the cost of a run of a law in {list(model.law.inputs)} is not known: give cost= a column of "
+                "candidates (or an array, one value per row), e.g. GPU hours"
             )
+        name = "flops"
     elif isinstance(cost, str):
         if cost not in candidates:
             raise KeyError(f"cost: no column {cost!r} in candidates; columns are {list(candidates.columns)}")
