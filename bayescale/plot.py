@@ -521,3 +521,63 @@ def coverage(table: pd.DataFrame, levels, *, ax=None):
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=7, ncols=len(predictors), loc="lower left", frameon=False)
     return ax
+
+
+def next_runs(fit, table: pd.DataFrame, *, target=None, ax=None):
+    """Where the next run pays: each candidate of :meth:`ScalingFit.next_runs` coloured by narrowing per cost.
+
+    For a law of two inputs (N and D) the candidates sit on the plane of the inputs beside the
+    fitted runs (grey crosses) and the ``target`` (a star); for a law of one input, narrowing
+    per cost is plotted against it. Runs of a greedy batch are ringed and numbered; candidates
+    whose narrowing is within twice its Monte Carlo error are drawn hollow.
+
+    Examples
+    --------
+    >>> table = fit.next_runs(cand, target={"N": 7e10, "D": 1.4e12}, budget=1e21)    # doctest: +SKIP
+    >>> bs.plot.next_runs(fit, table, target={"N": 7e10, "D": 1.4e12})                # doctest: +SKIP
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    law = fit.model.law
+    per = "reduction_per_flop" if "reduction_per_flop" in table else "reduction_per_cost"
+    if per not in table:
+        raise ValueError("table must be what fit.next_runs returned (it has no reduction_per_flop column)")
+    if len(law.inputs) > 2:
+        raise ValueError(f"next_runs draws laws of one or two inputs, not {list(law.inputs)}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 5))
+    positive = table[per][table[per] > 0]
+    value = table[per].clip(lower=positive.min() if len(positive) else 1.0)  # a log scale shows no zero
+    resolved = (table["reduction"] > 2 * table["mc_se"]).to_numpy()
+    fitted = {x: fit.idata.constant_data[fit.model.inputs[x]].values for x in law.inputs}
+    x = law.inputs[0]
+    y_of = (lambda frame: frame[law.inputs[1]]) if len(law.inputs) == 2 else (lambda frame: value.loc[frame.index])
+    norm = LogNorm(vmin=value.min(), vmax=value.max())
+    points = ax.scatter(table[x][resolved], y_of(table)[resolved], c=value[resolved], cmap="viridis", norm=norm, s=28)
+    ax.scatter(
+        table[x][~resolved], y_of(table)[~resolved], facecolors="none", edgecolors="0.6", s=28, label="within noise"
+    )
+    if len(law.inputs) == 2:
+        ax.scatter(fitted[x], fitted[law.inputs[1]], marker="x", color="0.3", s=18, label="fitted runs")
+        if target is not None:
+            ax.scatter(target[x], target[law.inputs[1]], marker="*", color="crimson", s=160, label="target")
+        ax.set_yscale("log")
+        ax.set_ylabel(law.inputs[1])
+        ax.figure.colorbar(points, ax=ax).set_label(per.replace("_", " "))
+    else:
+        ax.plot(fitted[x], np.full(len(fitted[x]), value.min()), "|", color="0.3", markersize=12, label="fitted runs")
+        ax.set_yscale("log")
+        ax.set_ylabel(per.replace("_", " "))
+    if "batch" in table:
+        batch = table[table["batch"] > 0]
+        ax.scatter(batch[x], y_of(batch), facecolors="none", edgecolors="crimson", s=120, linewidths=1.2)
+        for _, row in batch.iterrows():
+            ax.annotate(str(int(row["batch"])), (row[x], y_of(batch).loc[row.name]), fontsize=7, color="crimson",
+                        xytext=(5, 5), textcoords="offset points")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel(x)
+    unit = "FLOP" if per == "reduction_per_flop" else "unit of cost"
+    ax.set_title(f"which run next: expected narrowing of the target's interval per {unit}", fontsize=10)
+    ax.legend(fontsize=8, loc="best")
+    return ax

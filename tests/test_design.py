@@ -100,3 +100,20 @@ def test_a_run_that_would_move_the_posterior_far_is_flagged():
     with pytest.warns(DesignWarning, match="reweighting cannot judge further. Refit with simulated outcomes"):
         table = fit.next_runs(pd.DataFrame({"N": [1e8, 1e10, 1e12]}), target={"N": 1e12}, cost=[1.0, 1e2, 1e4])
     assert table["ess"].min() < 0.05 * 1000
+
+
+def test_the_plot_shows_candidates_fitted_runs_target_and_batch(small_fit):
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(1)
+    n = np.exp(rng.uniform(np.log(1e8), np.log(2e10), 40))
+    cand = pd.DataFrame({"N": n, "D": n * np.exp(rng.uniform(np.log(5), np.log(80), 40))})
+    table = small_fit.next_runs(cand, target=TARGET, budget=2e21)
+    ax = bs.plot.next_runs(small_fit, table, target=TARGET)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert {"fitted runs", "target"} <= set(labels)
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log" and ax.get_ylabel() == "D"
+    assert len(ax.texts) == (table["batch"] > 0).sum() > 0  # each run of the batch numbered
+    plt.close(ax.figure)
+    with pytest.raises(ValueError, match="table must be what fit.next_runs returned"):
+        bs.plot.next_runs(small_fit, cand)
