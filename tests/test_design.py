@@ -117,3 +117,17 @@ def test_the_plot_shows_candidates_fitted_runs_target_and_batch(small_fit):
     plt.close(ax.figure)
     with pytest.raises(ValueError, match="table must be what fit.next_runs returned"):
         bs.plot.next_runs(small_fit, cand)
+
+
+def test_any_quantity_given_draw_by_draw_is_a_target(small_fit):
+    cand = pd.DataFrame({"N": [1e9, 1e10], "D": [2e10, 2e11]})
+    by_inputs = small_fit.next_runs(cand, target=TARGET)
+    law_value = small_fit.predict(pd.DataFrame([TARGET]), risk=False).draws(kind="mean")[:, 0]
+    pd.testing.assert_frame_equal(small_fit.next_runs(cand, target=law_value), by_inputs)
+    # the compute-optimal tokens per parameter at Gopher's budget: a quantity of the posterior, not of one run
+    ratio = small_fit.optimal(C=5.88e23).draws("tokens_per_param")[:, 0]
+    table = small_fit.next_runs(cand, target=ratio)
+    assert np.isclose(table["width_now"].iloc[0], np.diff(np.quantile(ratio, [0.05, 0.95]))[0], rtol=0.05)
+    assert (table["width_after"] < table["width_now"]).all()
+    with pytest.raises(TypeError, match=r"or one value per posterior draw of this fit \(4000\)"):
+        small_fit.next_runs(cand, target=ratio[:100])

@@ -69,10 +69,9 @@ def next_runs(
         raise ValueError(f"outcomes must be an integer >= 2, got {outcomes!r}")
     if budget is not None and not (np.isfinite(budget) and budget > 0):
         raise ValueError(f"budget must be a positive number (in the units of the cost), got {budget!r}")
-    target_row = _target_frame(target)
     predicted = fit.predict(candidates, risk=False)  # checks the candidates' columns and values
     costs, cost_name = _costs(model, candidates, predicted.inputs, cost)
-    t = fit.predict(target_row, risk=False).draws(kind="mean")[:, 0]
+    t = _target_draws(fit, target, predicted.draws(kind="mean").shape[0])
     log_mean = np.log(predicted.draws(kind="mean"))  # (draws, candidates)
     n_draws = len(t)
     keep = np.unique(np.linspace(0, n_draws - 1, min(n_draws, DRAWS_USED)).round().astype(int))
@@ -124,17 +123,24 @@ def next_runs(
     return table
 
 
-def _target_frame(target) -> pd.DataFrame:
+def _target_draws(fit, target, n_draws: int) -> np.ndarray:
+    """The target, one value per posterior draw: the law's value at one run's inputs, or draws given."""
     if isinstance(target, Mapping):
         values = {k: np.atleast_1d(v) for k, v in target.items()}
         if any(len(v) != 1 for v in values.values()):
             raise ValueError(f"target must be one point, e.g. {{'N': 7e10, 'D': 1.4e12}}, got {dict(target)!r}")
-        return pd.DataFrame(values)
+        target = pd.DataFrame(values)
     if isinstance(target, pd.DataFrame) and len(target) == 1:
-        return target
+        return fit.predict(target, risk=False).draws(kind="mean")[:, 0]
+    if isinstance(target, np.ndarray) and target.ndim in (1, 2) and target.size == n_draws:
+        draws = target.astype(float).reshape(-1)
+        if not np.isfinite(draws).all():
+            raise ValueError("target draws must be finite (a quantity some draws cannot reach has no variance)")
+        return draws
     raise TypeError(
         "target must be the inputs of one run, as a mapping (e.g. {'N': 7e10, 'D': 1.4e12}) or a one-row DataFrame, "
-        f"got {type(target).__name__}"
+        f"or one value per posterior draw of this fit ({n_draws}), e.g. fit.optimal(C=1e24).draws('N')[:, 0]; "
+        f"got {type(target).__name__}{getattr(target, 'shape', '')}"
     )
 
 

@@ -687,9 +687,11 @@ class ScalingFit:
         candidates : pandas.DataFrame
             One row per run you could train, with the law's input columns (and the group
             column of a fit with groups).
-        target : mapping or one-row DataFrame
+        target : mapping, one-row DataFrame or array
             The inputs of the run whose prediction you care about, e.g. ``{"N": 7e10, "D": 1.4e12}``;
-            its law value (``kind="mean"``: what more runs can pin down) is the target.
+            its law value (``kind="mean"``: what more runs can pin down) is the target. Or any
+            quantity of this fit as one value per posterior draw, in the order of the fit's draws:
+            ``fit.optimal(C=5.88e23).draws("tokens_per_param")[:, 0]``, a comparison's difference.
         budget : float, optional
             Total cost you can spend: the table's ``batch`` column then numbers the runs of a
             greedy batch within it (each the best narrowing per cost given those chosen before;
