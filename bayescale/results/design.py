@@ -71,8 +71,8 @@ def next_runs(
         raise ValueError(f"budget must be a positive number (in the units of the cost), got {budget!r}")
     predicted = fit.predict(candidates, risk=False)  # checks the candidates' columns and values
     costs, cost_name = _costs(model, candidates, predicted.inputs, cost)
-    t = _target_draws(fit, target, predicted.draws(kind="mean").shape[0])
     log_mean = np.log(predicted.draws(kind="mean"))  # (draws, candidates)
+    t = _target_draws(fit, target, log_mean.shape[0])
     n_draws = len(t)
     keep = np.unique(np.linspace(0, n_draws - 1, min(n_draws, DRAWS_USED)).round().astype(int))
     t, log_mean = t[keep], log_mean[keep]
