@@ -33,10 +33,16 @@ class ScalingModel:
         Observation model: on ``log(target)`` (default ``bs.likelihoods.StudentT()``), or
         ``bs.likelihoods.Binomial(trials="n_items")`` for a target that counts items right
         out of a benchmark's ``n_items`` (the law is then the rate).
-    priors : mapping, optional
+    priors : mapping or "literature", optional
         Parameter name -> :class:`~bayescale.priors.LogNormal` (positive parameters) or
         :class:`~bayescale.priors.Normal`, replacing the law's defaults. A prefactor's
         prior is on its term's value at the reference scale (see ``reference``).
+        ``"literature"``: priors centred on published fits of the law
+        (:func:`bayescale.laws.literature_priors`; the sources are in the law's docstring).
+    tie : mapping, optional
+        Parameters set equal to another parameter or fixed to a number, e.g.
+        ``{"beta": "alpha"}`` (one exponent for N and D) or ``{"E": 1.7}``; they are not
+        sampled (:class:`bayescale.laws.Tied`).
     noise : str, optional
         Column with the known standard deviation of the target per row (e.g. from seeds);
         it is added in quadrature to the learned residual scale.
@@ -87,7 +93,8 @@ class ScalingModel:
         inputs: Mapping[str, str] | None = None,
         *,
         likelihood: likelihoods.StudentT | likelihoods.Normal | None = None,
-        priors: Mapping[str, priors.Prior] | None = None,
+        priors: Mapping[str, priors.Prior] | str | None = None,
+        tie: Mapping[str, str | float] | None = None,
         noise: str | None = None,
         reference: Mapping[str, float] | None = None,
         group: str | None = None,
@@ -100,6 +107,8 @@ class ScalingModel:
         self.law = laws.get(law) if isinstance(law, str) else law
         if not isinstance(self.law, Law):
             raise TypeError(f"law must be a bayescale Law or a registered law name, got {law!r}")
+        if tie:
+            self.law = laws.Tied(self.law, tie)
         declared_level_terms(self.law)  # a law's level_terms declaration is checked here, not at the first fit
         if not isinstance(target, str):
             raise TypeError(f"target must be a column name (str), got {target!r}")
@@ -148,6 +157,10 @@ class ScalingModel:
         return {x: inputs[x] for x in self.law.inputs}
 
     def _check_priors(self, given):
+        if isinstance(given, str):
+            if given != "literature":
+                raise ValueError(f"priors must be a mapping of parameter -> prior or 'literature', got {given!r}")
+            return laws.literature_priors(self.law)
         out = {}
         for name, prior in given.items():
             par = self.law.parameter(name) if name in self.law.parameter_names else None
@@ -221,6 +234,11 @@ class ScalingModel:
                 )
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"reference[{name!r}] must be a finite number > 0, got {value!r}")
+            if name in self.law.shared_reference:
+                raise ValueError(
+                    f"reference[{name!r}]: law {self.law.name!r} centres {name!r} on the reference scale of "
+                    f"{self.law.shared_reference[name]!r}; set that one instead"
+                )
             out[name] = float(value)
         return out
 
@@ -467,6 +485,7 @@ class ScalingModel:
             inputs=config["inputs"],
             likelihood=likelihoods.from_config(config["likelihood"]),
             priors={k: priors.from_config(v) for k, v in config["priors"].items()},
+            tie=None if isinstance(law, laws.Tied) else config["law"].get("tie"),
             noise=config["noise"],
             reference=config["reference"],
             group=config.get("group"),

@@ -42,11 +42,33 @@ def one_input(law, **kwargs):
     return bs.ScalingModel(law, target="y", inputs={law.inputs[0]: "C"}, **kwargs)
 
 
+def schedules() -> pd.DataFrame:
+    """Checkpoints every 200 steps of three runs (2k, 4k, 8k steps): warmup, constant rate, linear cool-down."""
+    frames = []
+    for total in (2000, 4000, 8000):
+        steps = np.arange(1, total + 1)
+        cool = np.clip((steps - 0.8 * total) / (0.2 * total), 0, 1)
+        lr = 1e-3 * np.minimum(steps / 200, 1) * (1 - 0.9 * cool)
+        frames.append(bs.laws.lr_areas(steps, lr).iloc[199::200])
+    return pd.concat(frames, ignore_index=True)[["S1", "S12"]]
+
+
 def cases() -> dict:
     binomial = {"likelihood": bs.likelihoods.Binomial("n_items")}
     families = pd.DataFrame({"C": np.tile(np.geomspace(1e17, 1e21, 6), 3), "family": np.repeat(["a", "b", "c"], 6)})
+    n, s, d, epochs = np.geomspace(1e7, 1e10, 6), np.geomspace(1e3, 1e5, 6), np.geomspace(1e10, 3e11, 3), [1, 4, 16, 64]
+    steps = pd.MultiIndex.from_product([n, s], names=["N", "S"]).to_frame(index=False)
+    repeated = pd.MultiIndex.from_product([n[2:], d, epochs], names=["N", "D", "epochs"]).to_frame(index=False)
     return {
         "chinchilla": (bs.ScalingModel("chinchilla"), pd.read_csv(QUICKSTART)[["N", "D"]]),
+        "overtraining": (bs.ScalingModel("overtraining"), pd.read_csv(QUICKSTART)[["N", "D"]]),
+        "kaplan": (bs.ScalingModel("kaplan"), pd.read_csv(QUICKSTART)[["N", "D"]]),
+        "kaplan_steps": (bs.ScalingModel("kaplan_steps"), steps),
+        "data_constrained": (
+            bs.ScalingModel("data_constrained"),
+            repeated.assign(U=repeated["D"] / repeated["epochs"])[["N", "D", "U"]],
+        ),
+        "lr_schedule": (bs.ScalingModel("lr_schedule"), schedules()),
         "power": (one_input(bs.laws.PowerLaw("C")), COMPUTE),
         "saturating": (one_input(bs.laws.SaturatingPowerLaw("C")), COMPUTE),
         "broken": (one_input(bs.laws.BrokenPowerLaw("C")), pd.DataFrame({"C": np.geomspace(1e17, 1e21, 20)})),

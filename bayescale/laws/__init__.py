@@ -3,8 +3,9 @@
 Examples
 --------
 >>> import bayescale as bs
->>> sorted(bs.laws.LAWS)
-['accuracy', 'broken_power', 'chinchilla', 'exp_power', 'power', 'rate_sigmoid', 'saturating_power', 'sigmoid']
+>>> sorted(bs.laws.LAWS)  # doctest: +NORMALIZE_WHITESPACE
+['accuracy', 'broken_power', 'chinchilla', 'data_constrained', 'exp_power', 'kaplan', 'kaplan_steps',
+ 'lr_schedule', 'overtraining', 'power', 'rate_sigmoid', 'saturating_power', 'sigmoid']
 >>> bs.laws.get("saturating_power", x="N")
 SaturatingPowerLaw(x='N')
 """
@@ -14,8 +15,14 @@ from __future__ import annotations
 from bayescale.laws.accuracy import AccuracyLaw
 from bayescale.laws.base import Law, Parameter
 from bayescale.laws.chinchilla import Chinchilla
+from bayescale.laws.data_constrained import DataConstrained
+from bayescale.laws.kaplan import Kaplan, KaplanSteps
+from bayescale.laws.lr_schedule import LRSchedule, lr_areas
+from bayescale.laws.overtraining import Overtraining
 from bayescale.laws.power import PowerLaw, SaturatingPowerLaw
 from bayescale.laws.shapes import BrokenPowerLaw, ExponentiatedPowerLaw, RateSigmoidLaw, SigmoidLaw
+from bayescale.laws.tied import Tied
+from bayescale.priors import Prior
 
 LAWS: dict[str, type[Law]] = {
     Chinchilla.name: Chinchilla,
@@ -26,6 +33,11 @@ LAWS: dict[str, type[Law]] = {
     RateSigmoidLaw.name: RateSigmoidLaw,
     ExponentiatedPowerLaw.name: ExponentiatedPowerLaw,
     AccuracyLaw.name: AccuracyLaw,
+    Kaplan.name: Kaplan,
+    KaplanSteps.name: KaplanSteps,
+    Overtraining.name: Overtraining,
+    DataConstrained.name: DataConstrained,
+    LRSchedule.name: LRSchedule,
 }
 
 
@@ -53,18 +65,47 @@ def get(name: str, **args) -> Law:
         raise TypeError(f"law {name!r} does not take arguments {args}: {err}") from None
 
 
+def literature_priors(law: Law | str) -> dict[str, Prior]:
+    """Priors centred on published fits of ``law`` (what ``priors="literature"`` selects).
+
+    Parameter -> prior; the sources are in the law's docstring. Combine with your own, e.g.
+    ``priors=bs.laws.literature_priors("chinchilla") | {"E": bs.priors.LogNormal(1.8, 0.2)}``.
+
+    Examples
+    --------
+    >>> import bayescale as bs
+    >>> bs.laws.literature_priors("overtraining")
+    {'alpha': LogNormal(median=0.339, sigma=0.25)}
+    """
+    law = get(law) if isinstance(law, str) else law
+    if not isinstance(law, Law):
+        raise TypeError(f"literature_priors takes a law or a registered law name, got {law!r}")
+    if not law.literature:
+        have = sorted(name for name, cls in LAWS.items() if cls.literature)
+        raise ValueError(f"law {law.name!r} has no literature priors; laws that have them: {have}")
+    return dict(law.literature)
+
+
 __all__ = [
     "LAWS",
     "AccuracyLaw",
     "BrokenPowerLaw",
     "Chinchilla",
+    "DataConstrained",
     "ExponentiatedPowerLaw",
+    "Kaplan",
+    "KaplanSteps",
+    "LRSchedule",
     "Law",
+    "Overtraining",
     "Parameter",
     "PowerLaw",
     "RateSigmoidLaw",
     "SaturatingPowerLaw",
     "SigmoidLaw",
+    "Tied",
     "get",
+    "literature_priors",
+    "lr_areas",
     "register",
 ]

@@ -107,6 +107,14 @@ class Law:
     #: The likelihood a model of this law gets unless given one (a name of ``bs.likelihoods.LIKELIHOODS``):
     #: residuals on ``log(target)`` for losses; a law of a rate in (0, 1) names one for rates.
     default_likelihood: ClassVar[str] = "student_t"
+    #: Priors centred on published fits, chosen with ``ScalingModel(..., priors="literature")``:
+    #: parameter -> prior, with the sources in the law's docstring. Parameters not named keep
+    #: their default priors (levels in nats of one corpus and tokenizer do not carry over).
+    literature: ClassVar[Mapping[str, Prior]] = {}
+    #: Inputs measured on another input's reference scale, ``{"U": "D"}`` (unique tokens on the
+    #: scale of tokens seen), for laws that compare the two: ``log_x["D"] - log_x["U"]`` is then
+    #: ``log(D / U)``.
+    shared_reference: ClassVar[Mapping[str, str]] = {}
 
     def log_mean(self, p: Mapping[str, jnp.ndarray], log_x: Mapping[str, jnp.ndarray]) -> jnp.ndarray:
         """Log of the law's mean at ``log_x``.

@@ -25,10 +25,28 @@ class Chinchilla(Law):
     >>> truth = {"E": 1.82, "A": 482.0, "alpha": 0.348, "B": 2085.0, "beta": 0.366}
     >>> round(float(law.mean(truth, N=70e9, D=1.4e12)), 3)
     1.976
+
+    Published fits of this form (``priors="literature"`` centres the exponents on them):
+
+    ============================  ======  ======  ======  =======  ======
+    source                        E       A       alpha   B        beta
+    ============================  ======  ======  ======  =======  ======
+    Hoffmann et al. 2022          1.69    406.4   0.34    410.7    0.28
+    Besiroglu et al. 2024         1.82    482.0   0.348   2085     0.366
+    Muennighoff et al. 2023       1.87    521     0.353   1488     0.353
+    ============================  ======  ======  ======  =======  ======
+
+    The literature priors are LogNormal at the geometric mean of the three (alpha 0.347,
+    beta 0.331) with a log-sd of 0.25: wider than the papers' disagreement (0.02 for alpha,
+    0.14 for beta), which all come from English web text; the allocation exponents of other
+    studies (N* ~ C^0.46-0.52 in Hoffmann et al.'s three approaches, 0.52 in DeepSeek 2024,
+    0.47 in Llama 3) imply alpha / beta between about 0.85 and 1.2. ``E``, ``A`` and ``B`` are
+    in nats of one corpus and tokenizer and keep the defaults, relative to the data's scale.
     """
 
     name = "chinchilla"
     level_terms = ("E", "A", "alpha", "B", "beta")
+    literature = {"alpha": LogNormal(0.347, 0.25), "beta": LogNormal(0.331, 0.25)}
 
     formula = "E + A N^-alpha + B D^-beta"
 

@@ -29,6 +29,8 @@ def log_references(spec, scaling_data: ScalingData) -> dict[str, float]:
             )
         refs[spec.target] = math.log(right / scaling_data.trials.sum())  # the pooled rate
     refs.update({k: math.log(v) for k, v in spec.reference.items()})
+    for x, on in spec.law.shared_reference.items():  # inputs the law compares are centred alike
+        refs[x] = refs[on]
     return refs
 
 

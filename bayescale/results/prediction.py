@@ -66,7 +66,7 @@ class Prediction:
         log = self._log[_check_kind(kind)]
         if log is None:
             raise ValueError(self._missing or "this prediction has no observation draws; use kind='mean'")
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", over="ignore"):  # a draw beyond float64's range is inf, not an error
             return np.exp(log)
 
     def quantiles(self, q, kind: str = "observation") -> pd.DataFrame:
