@@ -247,13 +247,10 @@ def validate(
         labels = tuple(uniques)
     if callable(n_parameters):
         n_parameters = n_parameters(len(labels))
-    if len(frame) < n_parameters:  # a posterior with proper priors exists; the user must know it is mostly prior
-        warnings.warn(
-            f"the data has {len(frame)} rows but the model has {n_parameters} parameters: some parameters will be "
-            "known mostly from their priors, and the intervals from their priors' widths. Fit with priors you "
-            "trust (priors='literature' where the law has them), more runs, or a law with fewer parameters",
-            DataWarning,
-            stacklevel=3,
+    if len(frame) < n_parameters:
+        raise DataError(
+            f"the data has {len(frame)} rows but the model has {n_parameters} parameters; "
+            f"at least {n_parameters} rows are needed (more than that for useful intervals)"
         )
     for law_input in varying:
         x = values[law_input]

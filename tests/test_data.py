@@ -81,10 +81,9 @@ def test_non_positive_values(runs, column, value):
         MODEL.validate(runs)
 
 
-def test_fewer_rows_than_parameters_warns_that_priors_decide(runs):
-    with pytest.warns(bs.DataWarning, match="the data has 5 rows but the model has 6 parameters: some parameters"):
-        data = MODEL.validate(runs.iloc[:5])
-    assert data.n_rows == 5
+def test_fewer_rows_than_parameters(runs):
+    with pytest.raises(DataError, match="the data has 5 rows but the model has 6 parameters"):
+        MODEL.validate(runs.iloc[:5])
 
 
 def test_single_distinct_input_value(runs):
