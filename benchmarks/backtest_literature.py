@@ -95,7 +95,7 @@ def main() -> None:
                 print(rows[-1], flush=True)
     out = pd.DataFrame(rows)
     out.to_csv("results/backtest_literature.csv", index=False)
-    summary = out.groupby(["dataset", "arm"]).agg(
+    columns = dict(
         families=("family", "nunique"),
         mean_are=("are", "mean"),
         median_are=("are", "median"),
@@ -103,14 +103,8 @@ def main() -> None:
         median_width=("width", "median"),
         healthy=("healthy", "mean"),
     )
-    overall = out.groupby("arm").agg(
-        families=("family", "nunique"),
-        mean_are=("are", "mean"),
-        median_are=("are", "median"),
-        coverage=("covered", "mean"),
-        median_width=("width", "median"),
-        healthy=("healthy", "mean"),
-    )
+    summary = out.groupby(["dataset", "arm"]).agg(**columns)
+    overall = out.groupby("arm").agg(**columns)
     print(summary.round(3).to_string())
     print(overall.round(3).to_string())
 

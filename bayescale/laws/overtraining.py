@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
@@ -52,24 +52,12 @@ class Overtraining(Chinchilla):
 
     @property
     def parameters(self) -> tuple[Parameter, ...]:
-        return (
-            Parameter("E", LogNormal(0.5, 1.5), in_target_units=True, description="irreducible loss"),
-            Parameter(
-                "A",
-                LogNormal(0.25, 1.5),
-                in_target_units=True,
-                prefactor_of=("N", "alpha"),
-                description="model-size prefactor: A N^-alpha",
-            ),
-            Parameter("alpha", LogNormal(0.3, 1.0), description="exponent of both N and D"),
-            Parameter(
-                "B",
-                LogNormal(0.25, 1.5),
-                in_target_units=True,
-                prefactor_of=("D", "alpha"),
-                description="data prefactor: B D^-alpha",
-            ),
-        )
+        one_exponent = {
+            "alpha": {"description": "exponent of both N and D"},
+            "B": {"prefactor_of": ("D", "alpha"), "description": "data prefactor: B D^-alpha"},
+        }
+        chinchilla = super().parameters
+        return tuple(replace(p, **one_exponent.get(p.name, {})) for p in chinchilla if p.name != "beta")
 
     def log_optimal_size(self, p, log_nd):
         return super().log_optimal_size(dict(p) | {"beta": p["alpha"]}, log_nd)
