@@ -20,6 +20,7 @@ from bayescale.laws import Law, Parameter  # noqa: E402
 from bayescale.model import discrepancy  # noqa: E402
 from bayescale.results.chain import Chain  # noqa: E402
 from bayescale.results.comparison import compare  # noqa: E402
+from bayescale.results.design import DesignWarning  # noqa: E402
 from bayescale.results.fit import ScalingFit  # noqa: E402
 from bayescale.results.fits import ScalingFits  # noqa: E402
 from bayescale.results.prediction import Prediction  # noqa: E402
@@ -32,6 +33,7 @@ __all__ = [
     "Chain",
     "DataError",
     "DataWarning",
+    "DesignWarning",
     "Law",
     "LawComparison",
     "Parameter",

@@ -54,7 +54,7 @@ def main() -> None:
 
     if args.refit:
         picks = pd.DataFrame({"N": [2e9, 1e10, 3e10], "D": [4e10, 2e11, 6e11]})
-        expected = fit.next_runs(picks, target=TARGET)
+        expected = fit.next_runs(picks, target=TARGET, risk=False)  # the law alone: what the refits measure
         outcomes = fit.predict(picks, risk=False).draws()  # a new run: the law and the noise, no extrapolation risk
         print(f"\n| candidate | width now | expected after (next_runs) | after refits ({args.refit} outcomes) |")
         print("|---|---|---|---|")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
 
 import bayescale as bs
+from bayescale.results import design
 from bayescale.results.design import DesignWarning
 
 TARGET = {"N": 7e10, "D": 1.4e12}
@@ -34,7 +36,8 @@ def test_contract_usage(small_fit):
     assert list(table.columns) == expected
     np.testing.assert_allclose(table["flops"], 6 * cand["N"] * cand["D"])
     assert sorted(table["rank"]) == [1, 2, 3]
-    interval = fit.predict(pd.DataFrame([TARGET]), risk=False).interval(0.9, kind="mean").iloc[0]
+    # the interval of the target's prediction without noise: the law and, 1.4 decades beyond the runs, its risk
+    interval = fit.predict(pd.DataFrame([TARGET])).interval(0.9, kind="curve").iloc[0]
     np.testing.assert_allclose(table["width_now"], interval["upper"] - interval["lower"], rtol=0.05)  # thinned draws
     assert (table["width_after"] < table["width_now"]).all()  # a run never widens the expected interval
     assert (table["reduction"] > 2 * table["mc_se"]).all()
@@ -121,7 +124,7 @@ def test_the_plot_shows_candidates_fitted_runs_target_and_batch(small_fit):
 
 def test_any_quantity_given_draw_by_draw_is_a_target(small_fit):
     cand = pd.DataFrame({"N": [1e9, 1e10], "D": [2e10, 2e11]})
-    by_inputs = small_fit.next_runs(cand, target=TARGET)
+    by_inputs = small_fit.next_runs(cand, target=TARGET, risk=False)
     law_value = small_fit.predict(pd.DataFrame([TARGET]), risk=False).draws(kind="mean")[:, 0]
     pd.testing.assert_frame_equal(small_fit.next_runs(cand, target=law_value), by_inputs)
     # the compute-optimal tokens per parameter at Gopher's budget: a quantity of the posterior, not of one run
@@ -131,3 +134,29 @@ def test_any_quantity_given_draw_by_draw_is_a_target(small_fit):
     assert (table["width_after"] < table["width_now"]).all()
     with pytest.raises(TypeError, match=r"or one value per posterior draw of this fit \(4000\)"):
         small_fit.next_runs(cand, target=ratio[:100])
+
+
+def test_beyond_the_data_a_run_towards_the_target_also_shortens_the_reach(small_fit):
+    # 1.4 decades beyond the runs, the target's interval is mostly the risk that the law is wrong there
+    cand = pd.DataFrame({"N": [1e9, 3e10], "D": [2e10, 6e11]})  # among the runs; beyond them, towards the target
+    with_risk = small_fit.next_runs(cand, target=TARGET)
+    law_only = small_fit.next_runs(cand, target=TARGET, risk=False)
+    share = lambda table: table["reduction"] / table["width_now"]  # noqa: E731
+    assert with_risk["width_now"].iloc[0] > 3 * law_only["width_now"].iloc[0]
+    assert share(with_risk).iloc[0] < share(law_only).iloc[0]  # it narrows the law, and leaves the reach as it is
+    assert share(with_risk).iloc[1] > 2 * share(law_only).iloc[1]  # it narrows the law and halves the reach
+    inside = small_fit.next_runs(cand, target={"N": 1e9, "D": 2e10})  # a target among the runs has no risk
+    pd.testing.assert_frame_equal(inside, small_fit.next_runs(cand, target={"N": 1e9, "D": 2e10}, risk=False))
+
+
+def test_a_batch_takes_the_one_run_that_matters_over_many_cheap_ones():
+    # Ranked per cost alone, ten cheap runs that each move the target's posterior a little fill the budget
+    # before the one costly run that moves it a lot; the batch is the better of that and "the costly run
+    # first, then the cheap ones", which here narrows it more (0.76 of the sd now against 0.95).
+    draws, outcomes = 1000, 16
+    t = np.random.default_rng(0).normal(size=draws)
+    sign = np.where(np.arange(outcomes) % 2 == 0, 1.0, -1.0)[:, None, None]
+    log_weights = sign * t[None, :, None] * np.array([0.03] * 10 + [0.5])  # exponential tilts: the mean moves
+    costs = np.array([1.0] * 10 + [400.0])
+    place, cut = design._greedy(log_weights, jnp.asarray(t), costs, 405.0, draws)
+    assert not cut and place[10] == 1 and (place[:10] > 0).sum() == 5

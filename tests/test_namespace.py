@@ -12,6 +12,7 @@ def test_top_level_names():
         [
             "DataError",
             "DataWarning",
+            "DesignWarning",
             "Law",
             "LawComparison",
             "Parameter",

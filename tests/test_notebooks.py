@@ -29,6 +29,7 @@ DATASETS = {
     "03_compare_recipes.ipynb": ["porian_isoflop"],
     "04_budgets.ipynb": ["chinchilla", "porian_isoflop", "porian_reference_fits"],
     "05_downstream.ipynb": ["olmo_ladder_tasks"],
+    "06_next_run.ipynb": ["chinchilla"],
 }
 
 

@@ -15,18 +15,25 @@ by little, which is where reweighting is accurate; the effective number of draws
 simulated once per posterior draw of one world and shared by all candidates, so that a batch
 of runs (``budget``) is scored on outcomes consistent with each other. ``docs/design.md`` has
 the check against refits.
+
+Beyond the fitted runs a prediction also carries the risk that the law is wrong there, which
+grows with the distance from the runs (:mod:`bayescale.model.discrepancy`): its variance adds to
+the law's, and a run beyond the runs, towards the target, shortens that distance.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from scipy import stats
 
+from bayescale.model.discrepancy import hull_distance
 from bayescale.results.budgets import FLOPS_PER_PARAMETER_TOKEN
 
 OUTCOMES = 32  # simulated outcomes per candidate (worlds): the expected width is their mean
@@ -50,6 +57,7 @@ def next_runs(
     level: float = 0.9,
     outcomes: int = OUTCOMES,
     seed: int | None = None,
+    risk: bool = True,
 ) -> pd.DataFrame:
     """Rank candidate runs by how much they are expected to narrow ``target``'s interval per unit cost.
 
@@ -76,6 +84,9 @@ def next_runs(
     n_draws = len(t)
     keep = np.unique(np.linspace(0, n_draws - 1, min(n_draws, DRAWS_USED)).round().astype(int))
     t, log_mean = t[keep], log_mean[keep]
+    reach = _Reach.of(fit, target, predicted.inputs, np.log(t), keep, seed, level) if risk else None
+    if reach is not None:  # on the log scale, where the law's and the risk's variances add
+        t = np.log(t)
     params = {name: _per_candidate(fit, name, predicted.inputs)[keep] for name in model.likelihood.parameter_names}
 
     rng = np.random.default_rng(fit.seed if seed is None else seed)
@@ -84,14 +95,15 @@ def next_runs(
     simulate = model.likelihood.distribution(log_mean[worlds], {k: v[worlds] for k, v in params.items()})
     observed = np.asarray(simulate.sample(key))  # (outcomes, candidates): log target of a new run in each world
 
-    t = jnp.asarray(t)
     log_weights = _log_weights(model.likelihood, log_mean, params, observed)
-    width_now = float(np.diff(np.quantile(np.asarray(t), [(1 - level) / 2, (1 + level) / 2]))[0])
+    now = np.exp(reach.log_now(model.likelihood, t)) if reach is not None else t
+    width_now = float(np.diff(np.quantile(now, [(1 - level) / 2, (1 + level) / 2]))[0])
+    t = jnp.asarray(t)
     no_runs = jnp.zeros((outcomes, len(t)))
 
     table = predicted.inputs.reset_index(drop=True).copy()
     table[cost_name] = costs
-    ratio, ratio_se, ess = _after(no_runs, log_weights, t)
+    ratio, ratio_se, ess = _after(no_runs, log_weights, t, *_risk_variances(reach, []))
     table["width_now"] = width_now
     table["width_after"] = width_now * ratio
     table["reduction"] = width_now * (1 - ratio)
@@ -107,7 +119,7 @@ def next_runs(
     table["rank"] = rank
     cut = False
     if budget is not None:
-        table["batch"], cut = _greedy(log_weights, t, costs, float(budget), len(t))
+        table["batch"], cut = _greedy(log_weights, t, costs, float(budget), len(t), reach)
     table.index = candidates.index
     top = table.sort_values("rank").head(5)
     thin = top[top["ess"] < LOW_ESS * len(t)]
@@ -121,6 +133,80 @@ def next_runs(
             stacklevel=3,
         )
     return table
+
+
+@dataclass(frozen=True)
+class _Reach:
+    """How far the target lies beyond the fitted runs, and how near a new run would bring the data to it.
+
+    The extrapolation risk of a prediction (:mod:`bayescale.model.discrepancy`) grows as
+    ``distance ** power`` from the convex hull of the fitted runs, so a run beyond the hull, towards
+    the target, narrows the target's interval twice: through the law's posterior (reweighting) and
+    by shortening the reach. Its share of the variance is that of a normal with the risk's own
+    ``level`` interval (the risk is heavy-tailed: its variance would overstate the interval).
+    """
+
+    unit: float  # the risk's variance one decade out (normal with the same interval)
+    power: float
+    fitted: np.ndarray  # log10 inputs of the runs whose hull the target is measured from
+    point: np.ndarray  # log10 inputs of the target, (1, inputs)
+    runs: np.ndarray  # log10 inputs of each candidate, (candidates, inputs)
+    extends: np.ndarray  # per candidate: does its run join the target's hull (same group, or no groups)
+    now: float  # decades from the target to the fitted runs
+    z: np.ndarray  # the risk per kept posterior draw, one decade out
+
+    @classmethod
+    def of(cls, fit, target, inputs: pd.DataFrame, log_t: np.ndarray, keep: np.ndarray, seed, level: float):
+        """The reach of a target given as inputs (``log_t``: the log of its law value per kept draw); ``None``
+        for a target given as draws, a fit without the risk, or a target inside the data."""
+        drift = fit.model.discrepancy
+        if drift is None or "sigma" not in fit.parameter_names or not isinstance(target, (Mapping, pd.DataFrame)):
+            return None
+        frame = (
+            target
+            if isinstance(target, pd.DataFrame)
+            else pd.DataFrame({k: np.atleast_1d(v) for k, v in target.items()})
+        )
+        now = float(fit.extrapolation(frame)[0])
+        if now == 0.0:
+            return None
+        group = fit.model.group
+        label = None if group is None else str(frame[group].iloc[0])
+        law_inputs = list(fit.model.law.inputs)
+        point = np.log10(fit.predict(frame, risk=False).inputs[law_inputs].to_numpy(float))
+        z = fit.risk(point, [label], fit.seed if seed is None else seed, distance=np.ones(1))[keep, 0]
+        moved = np.asarray(fit.model.likelihood.shift(log_t, z)) - log_t  # one decade out, on the log scale
+        tail = (1 + level) / 2
+        spread = np.diff(np.quantile(moved, [1 - tail, tail]))[0] / (2 * stats.norm.ppf(tail))
+        joins = group is None or label not in fit.groups
+        extends = np.ones(len(inputs), bool) if joins else (inputs[group].astype(str) == label).to_numpy()
+        return cls(
+            unit=float(spread**2),
+            power=drift.power,
+            fitted=fit.fitted_inputs(label),
+            point=point,
+            runs=np.log10(inputs[law_inputs].to_numpy(float)),
+            extends=extends,
+            now=now,
+            z=z,
+        )
+
+    def log_now(self, likelihood, log_t: np.ndarray) -> np.ndarray:
+        """The log of the target now, risk included (what ``fit.predict(target).draws("curve")`` holds)."""
+        return np.asarray(likelihood.shift(log_t, self.z * self.now**self.power))
+
+
+def _risk_variances(reach: _Reach | None, chosen) -> tuple[np.ndarray, float]:
+    """The risk's variance at the target after each candidate joins the runs ``chosen`` (candidates,), and now."""
+    if reach is None:
+        return np.zeros(1), 0.0
+    chosen = np.asarray(chosen, dtype=int)
+    fitted = np.vstack([reach.fitted, reach.runs[chosen[reach.extends[chosen]]]])
+    after = np.full(len(reach.runs), hull_distance(fitted, reach.point)[0])
+    outside = np.flatnonzero(reach.extends & (hull_distance(fitted, reach.runs) > 0))
+    for c in outside:  # only a run beyond the hull moves it
+        after[c] = hull_distance(np.vstack([fitted, reach.runs[c]]), reach.point)[0]
+    return reach.unit * after ** (2 * reach.power), reach.unit * reach.now ** (2 * reach.power)
 
 
 def _target_draws(fit, target, n_draws: int) -> np.ndarray:
@@ -211,51 +297,83 @@ def _explained(log_w, t, mean_now):
 
 
 @jax.jit
-def _after_block(base, block, t):
-    mean_now, var_now = t.mean(), t.var()
+def _after_block(base, block, t, risk_after, risk_now):
+    mean_now, var_law = t.mean(), t.var()
+    var_now = var_law + risk_now
     moved, ess = jax.vmap(lambda lw: _explained(base + lw, t, mean_now), in_axes=2)(block)  # (candidates, outcomes)
     k = moved.shape[1]
-    explained = jnp.minimum(moved.mean(axis=1), var_now)
-    ratio = jnp.sqrt(1.0 - explained / var_now)
+    explained = jnp.minimum(moved.mean(axis=1), var_law)
+    ratio = jnp.sqrt((var_law - explained + risk_after) / var_now)
     # the standard error of the explained share, carried to the sd ratio (delta method)
     se = moved.std(axis=1, ddof=1) / jnp.sqrt(k) / var_now / (2.0 * jnp.maximum(ratio, 1e-3))
     return ratio, se, ess.mean(axis=1)
 
 
-def _after(base, log_weights, t) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _after(base, log_weights, t, risk_after, risk_now) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per candidate, on top of ``base`` (the runs already chosen): the expected sd after it over the sd now
     (``sqrt`` of the expected variance after), that ratio's Monte Carlo standard error, and the mean ESS of
-    the reweighted draws."""
+    the reweighted draws. ``risk_after`` (candidates,) and ``risk_now`` add the extrapolation risk's variance
+    (:class:`_Reach`) to the law's, after each candidate and now."""
     n = log_weights.shape[2]
     pad = -n % CANDIDATE_BLOCK  # whole blocks: one compiled program
     padded = np.concatenate([log_weights, np.zeros(log_weights.shape[:2] + (pad,))], axis=2)
+    risk_after = np.concatenate([np.broadcast_to(risk_after, (n,)), np.zeros(pad)])
     parts = [
-        _after_block(base, jnp.asarray(padded[:, :, first : first + CANDIDATE_BLOCK]), t)
+        _after_block(
+            base,
+            jnp.asarray(padded[:, :, first : first + CANDIDATE_BLOCK]),
+            t,
+            jnp.asarray(risk_after[first : first + CANDIDATE_BLOCK]),
+            risk_now,
+        )
         for first in range(0, n + pad, CANDIDATE_BLOCK)
     ]
     return tuple(np.concatenate([np.asarray(part[i]) for part in parts])[:n] for i in range(3))
 
 
-def _greedy(log_weights, t, costs, budget, n_draws) -> tuple[np.ndarray, bool]:
-    """Runs chosen one at a time, each the best resolved narrowing per cost given those before, within ``budget``.
+def _greedy(log_weights, t, costs, budget, n_draws, reach=None) -> tuple[np.ndarray, bool]:
+    """A batch within ``budget``: the better of two greedy batches (the smaller interval after).
+
+    One adds runs one at a time, each the best resolved narrowing per cost given those before;
+    the other first takes the run that narrows the most on its own, then goes on the same way.
+    Per cost alone, cheap runs of small effect can crowd out the one run that matters (a run near
+    the target); taking the better of the two is the budgeted greedy rule of Krause and Guestrin
+    (2005), within a constant factor of the best batch where narrowings add up with diminishing returns.
 
     Returns each candidate's place in the batch (1, 2, ...; 0 where not chosen), and whether the
     batch stopped because reweighting could not judge another run (too few effective draws left).
     """
+    ratio, ratio_se, ess = _after(jnp.zeros(log_weights.shape[:2]), log_weights, t, *_risk_variances(reach, []))
+    gain = 1.0 - ratio
+    alone = (costs <= budget) & (gain > RESOLVED * ratio_se) & (ess >= LOW_ESS * n_draws)
+    batches = [_fill(log_weights, t, costs, budget, n_draws, reach, first=None)]
+    if alone.any():
+        first = int(np.argmax(np.where(alone, gain, -np.inf)))
+        batches.append(_fill(log_weights, t, costs, budget, n_draws, reach, first=first))
+    place, cut, _ = min(batches, key=lambda batch: batch[2])
+    return place, cut
+
+
+def _fill(log_weights, t, costs, budget, n_draws, reach, first) -> tuple[np.ndarray, bool, float]:
+    """Runs added one at a time (after ``first``, if given), each the best resolved narrowing per cost given
+    those before, within ``budget``: each run's place, whether reweighting stopped it, the sd ratio after."""
     place = np.zeros(len(costs), dtype=int)
     base = jnp.zeros(log_weights.shape[:2])
     ratio_now, left = 1.0, budget
     for step in range(1, len(costs) + 1):
-        ratio, ratio_se, ess = _after(base, log_weights, t)
-        gain = ratio_now - ratio
-        value = gain / costs
-        value[(place > 0) | (costs > left) | (gain <= RESOLVED * ratio_se)] = -np.inf
-        best = int(np.argmax(value))
-        if not np.isfinite(value[best]):
-            return place, False
-        if ess[best] < LOW_ESS * n_draws:
-            return place, True
+        ratio, ratio_se, ess = _after(base, log_weights, t, *_risk_variances(reach, np.flatnonzero(place)))
+        if step == 1 and first is not None:
+            best = first
+        else:
+            gain = ratio_now - ratio
+            value = gain / costs
+            value[(place > 0) | (costs > left) | (gain <= RESOLVED * ratio_se)] = -np.inf
+            best = int(np.argmax(value))
+            if not np.isfinite(value[best]):
+                return place, False, ratio_now
+            if ess[best] < LOW_ESS * n_draws:
+                return place, True, ratio_now
         place[best] = step
         base = base + log_weights[:, :, best]
         ratio_now, left = float(ratio[best]), left - costs[best]
-    return place, False
+    return place, False, ratio_now

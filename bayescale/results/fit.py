@@ -674,6 +674,7 @@ class ScalingFit:
         level: float = 0.9,
         outcomes: int = design.OUTCOMES,
         seed: int | None = None,
+        risk: bool = True,
     ) -> pd.DataFrame:
         """Which run to train next: each candidate's expected narrowing of ``target``'s interval, per unit cost.
 
@@ -681,6 +682,8 @@ class ScalingFit:
         noise), the posterior is updated on each by reweighting its draws, and the ``level``
         interval of the law's value at ``target`` is measured after the update; the mean over
         the outcomes is the expected width after the run (:mod:`bayescale.results.design`).
+        Beyond the data, the interval includes the extrapolation risk, as :meth:`predict`'s
+        does, and a run that brings the data nearer the target shortens it.
 
         Parameters
         ----------
@@ -705,6 +708,11 @@ class ScalingFit:
             Simulated outcomes per candidate; more smooth the ranking, at proportional cost.
         seed : int, optional
             Seed of the simulated outcomes; defaults to the fit's seed.
+        risk : bool
+            For a target given as inputs beyond the fitted runs: include the extrapolation risk
+            (default), so that runs nearer the target count for how much nearer they bring the
+            data. ``False``: the law's value alone (what more runs can pin down). A target given
+            as draws has no risk added.
 
         Returns
         -------
@@ -721,7 +729,15 @@ class ScalingFit:
         >>> fit.next_runs(cand, target={"N": 7e10, "D": 1.4e12}).sort_values("rank")  # doctest: +SKIP
         """
         return design.next_runs(
-            self, candidates, target=target, budget=budget, cost=cost, level=level, outcomes=outcomes, seed=seed
+            self,
+            candidates,
+            target=target,
+            budget=budget,
+            cost=cost,
+            level=level,
+            outcomes=outcomes,
+            seed=seed,
+            risk=risk,
         )
 
     def optimal(
