@@ -17,10 +17,11 @@ strategy adds runs from the pool within the checkpoint's total compute:
 
 On Porian et al.'s profiles only the runs within ``VALLEY`` (4x) of each budget's best size are kept:
 far from the optimum the Chinchilla law misfits their runs (on whole profiles up to 8e17 FLOPs the
-fitted noise is 6%, against 1% on Chinchilla's), which their own fits, made at the optimum, avoid.
+fitted noise is 6%), which their own fits, made at the optimum, avoid.
 
 The checkpoints are the habit's own: the compute of the start plus each further profile or size.
-Each fit is the package's default; scores are those of ``fit.predict`` (extrapolation risk
+Each fit is the package's default (``--priors literature``: with the literature's exponents); scores
+are those of ``fit.predict`` (extrapolation risk
 included) on the held-out runs: mean ARE of the median and coverage of the 90% interval. The
 summary asks: with what share of the habit's final compute does the design first reach the habit's
 final error (the issue's target: <= 50%)?
@@ -262,7 +263,8 @@ def main() -> None:
     )
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        curves.to_csv(args.out / "backtest_design_curves.csv", index=False)
+        suffix = "" if args.priors == "default" else f"_{args.priors}"
+        curves.to_csv(args.out / f"backtest_design_curves{suffix}.csv", index=False)
     print(curves.groupby(["case", "arm", "checkpoint"])[["flops", "runs", "are", "coverage", "width"]].mean()
           .to_string(float_format=lambda v: f"{v:.3g}"))  # fmt: skip
     print()
