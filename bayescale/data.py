@@ -182,6 +182,7 @@ def validate(
     noise: str | None = None,
     group: str | None = None,
     n_parameters: int | Callable[[int], int],
+    few_rows: str = "error",
     varying: Iterable[str] = (),
     trials: str | None = None,
     rate: bool = False,
@@ -203,6 +204,9 @@ def validate(
     n_parameters : int or callable
         Number of free parameters of the model (a function of the number of groups
         for a hierarchical model); fewer rows is an error.
+    few_rows : {"error", "warn"}
+        ``"warn"``: fewer rows than parameters is a :class:`DataWarning` instead, for a model
+        whose priors the user chose (``priors=``, e.g. ``"literature"``), which stand in for runs.
     varying : iterable of str
         Law inputs that must take at least two distinct values.
     trials : str, optional
@@ -247,10 +251,18 @@ def validate(
         labels = tuple(uniques)
     if callable(n_parameters):
         n_parameters = n_parameters(len(labels))
-    if len(frame) < n_parameters:
+    if len(frame) < n_parameters and few_rows == "warn":
+        warnings.warn(
+            f"the data has {len(frame)} rows for {n_parameters} parameters: the fit leans on the priors you gave, "
+            "so its intervals are about as wide as they are",
+            DataWarning,
+            stacklevel=5,  # the user's call of ScalingModel.fit
+        )
+    elif len(frame) < n_parameters:
         raise DataError(
             f"the data has {len(frame)} rows but the model has {n_parameters} parameters; "
-            f"at least {n_parameters} rows are needed (more than that for useful intervals)"
+            f"at least {n_parameters} rows are needed (more than that for useful intervals), "
+            'or give priors to lean on (priors="literature" for a law with published fits)'
         )
     for law_input in varying:
         x = values[law_input]

@@ -120,6 +120,9 @@ class ScalingModel:
                 f"likelihood must be one of bs.likelihoods.{sorted(likelihoods.LIKELIHOODS)}, got {likelihood!r}"
             )
         self.priors = self._check_priors(priors or {})
+        # priors the user chose (theirs, or published fits) stand in for runs: fewer rows than parameters
+        # then warns instead of refusing; under the law's defaults alone it is an error
+        self.informed = bool(priors)
         if noise is not None and self.counts:
             raise ValueError(
                 "noise= adds known noise to a residual scale, which a Binomial likelihood does not have; "
@@ -317,6 +320,7 @@ class ScalingModel:
             noise=self.noise,
             group=self.group,
             n_parameters=self.n_parameters,
+            few_rows="warn" if self.informed else "error",
             varying=self.varying_inputs,
             trials=self.trials,
             rate=self.likelihood.rate and not self.counts,
@@ -460,6 +464,7 @@ class ScalingModel:
             "inputs": self.inputs,
             "likelihood": self.likelihood.config(),
             "priors": {k: v.to_config() for k, v in self.priors.items()},
+            "informed": self.informed,
             "noise": self.noise,
             "reference": self.reference,
             "group": self.group,
@@ -479,7 +484,7 @@ class ScalingModel:
                     "pass it as load_fit(path, law=YourLaw()) or register it with bs.laws.register"
                 )
             law = laws.get(name, **config["law"]["args"])
-        return cls(
+        model = cls(
             law,
             target=config["target"],
             inputs=config["inputs"],
@@ -493,6 +498,8 @@ class ScalingModel:
             pilot=config.get("pilot", False),
             discrepancy=discrepancies.from_config(config.get("discrepancy")),  # files from before it: none
         )
+        model.informed = config.get("informed", False)  # the saved priors themselves, whatever the library says now
+        return model
 
     def __repr__(self) -> str:
         grouping = ""

@@ -5,6 +5,8 @@ simulated truth uses the criterion of ``tests/test_recovery.py``. Their simulati
 calibration (200 simulations each) is in ``benchmarks/calibration_study.py``.
 """
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -130,6 +132,23 @@ def test_literature_priors_errors_and_mixing():
     assert set(tied.priors) == {"alpha"}  # the tied parameter's prior is dropped
     mixed = bs.laws.literature_priors("data_constrained") | {"E": bs.priors.LogNormal(1.8, 0.1)}
     assert set(bs.ScalingModel("data_constrained", priors=mixed).priors) == {"alpha", "beta", "R_D", "E"}
+
+
+def test_three_runs_lean_on_the_literature_priors_and_default_priors_refuse_them(quickstart_runs, tmp_path):
+    runs = quickstart_runs.sort_values("N").iloc[[0, 30, 59]]  # three runs for six parameters
+    with pytest.raises(bs.DataError, match=r"3 rows but the model has 6 parameters.*priors=\"literature\""):
+        bs.ScalingModel("chinchilla").fit(runs, seed=0)
+    model = bs.ScalingModel("chinchilla", priors="literature")
+    with pytest.warns(bs.DataWarning, match="3 rows for 6 parameters: the fit leans on the priors you gave") as w:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", bs.SamplerWarning)  # three runs: the posterior is the prior's shape
+            fit = model.fit(runs, seed=0, chains=2, warmup=300, draws=300)
+    assert w[0].filename == __file__  # the warning points at the user's call
+    alpha = fit.draws("alpha")
+    assert 0.2 < np.median(alpha) < 0.6 and np.isfinite(alpha).all()  # the literature's 0.35, not the default's
+    fit.save(tmp_path / "three.nc")
+    assert bs.load_fit(tmp_path / "three.nc").model.informed  # a refit of the loaded model still may
+    assert bs.ScalingModel("chinchilla", priors={"E": bs.priors.LogNormal(1.8, 0.2)}).informed  # your own, too
 
 
 def test_an_input_on_another_inputs_scale_cannot_have_its_own_reference():
