@@ -30,10 +30,12 @@ from backtest_families import colpret_data
 
 import bayescale as bs
 
-CHINCHILLA = bs.laws.Chinchilla()
-# the default priors given explicitly: under priors it chose itself, the package refuses 3 rows for 6 parameters
+# The default arm gives the exponents' default priors explicitly: under priors it chose itself the package
+# refuses 3 rows for 6 parameters. (Not the levels': a level's default is relative to the target's scale,
+# a prior given is absolute.)
+EXPONENT_DEFAULTS = {p.name: p.prior for p in bs.laws.Chinchilla().parameters if not p.in_target_units}
 ARMS = {
-    "chinchilla, default priors": dict(law="chinchilla", priors={p.name: p.prior for p in CHINCHILLA.parameters}),
+    "chinchilla, default priors": dict(law="chinchilla", priors=EXPONENT_DEFAULTS),
     "chinchilla, literature priors": dict(law="chinchilla", priors="literature"),
     "overtraining, literature priors": dict(law="overtraining", priors="literature"),
 }
