@@ -160,3 +160,23 @@ def test_a_batch_takes_the_one_run_that_matters_over_many_cheap_ones():
     costs = np.array([1.0] * 10 + [400.0])
     place, cut = design._greedy(log_weights, jnp.asarray(t), costs, 405.0, draws)
     assert not cut and place[10] == 1 and (place[:10] > 0).sum() == 5
+
+
+@pytest.mark.filterwarnings("ignore::bayescale.SamplerWarning")  # short chains: the ranking is the point
+def test_with_groups_only_a_run_of_the_target_s_group_brings_its_data_nearer():
+    rng = np.random.default_rng(0)
+    frames = []
+    for f in range(3):
+        n = np.geomspace(5e7, 2e9, 8)
+        d = 20 * n * np.exp(rng.uniform(-1, 1, 8))
+        loss = (1.8 + 400 * n**-0.34 + 2000 * d**-0.36) * np.exp(0.01 * rng.normal(size=8)) * (1 + 0.03 * f)
+        frames.append(pd.DataFrame({"N": n, "D": d, "loss": loss, "family": f"f{f}"}))
+    fit = bs.ScalingModel("chinchilla", group="family").fit(
+        pd.concat(frames, ignore_index=True), seed=0, chains=2, warmup=300, draws=300
+    )
+    cand = pd.DataFrame({"N": [1e10, 1e10], "D": [2e11, 2e11], "family": ["f0", "f1"]})  # one run, two families
+    own = fit.next_runs(cand, target={"N": 7e10, "D": 1.4e12, "family": "f0"})
+    assert own["width_after"].iloc[0] < 0.8 * own["width_after"].iloc[1]  # f1's run leaves f0's reach as it is
+    new = fit.next_runs(cand, target={"N": 7e10, "D": 1.4e12, "family": "new"})  # measured from every family's runs
+    assert new["width_now"].iloc[0] > own["width_now"].iloc[0]
+    np.testing.assert_allclose(new["width_after"].iloc[0], new["width_after"].iloc[1], rtol=0.1)
