@@ -158,7 +158,9 @@ def test_a_batch_takes_the_one_run_that_matters_over_many_cheap_ones():
     sign = np.where(np.arange(outcomes) % 2 == 0, 1.0, -1.0)[:, None, None]
     log_weights = sign * t[None, :, None] * np.array([0.03] * 10 + [0.5])  # exponential tilts: the mean moves
     costs = np.array([1.0] * 10 + [400.0])
-    place, cut = design._greedy(log_weights, jnp.asarray(t), costs, 405.0, draws)
+    no_runs = jnp.zeros(log_weights.shape[:2])
+    single = design._after(no_runs, log_weights, jnp.asarray(t), np.zeros(1), 0.0)  # each run alone
+    place, cut = design._greedy(log_weights, jnp.asarray(t), costs, 405.0, draws, None, single)
     assert not cut and place[10] == 1 and (place[:10] > 0).sum() == 5
 
 

@@ -119,7 +119,8 @@ def next_runs(
     table["rank"] = rank
     cut = False
     if budget is not None:
-        table["batch"], cut = _greedy(log_weights, t, costs, float(budget), len(t), reach)
+        single = (ratio, ratio_se, ess)  # each candidate alone: the batches' first step
+        table["batch"], cut = _greedy(log_weights, t, costs, float(budget), len(t), reach, single)
     table.index = candidates.index
     top = table.sort_values("rank").head(5)
     thin = top[top["ess"] < LOW_ESS * len(t)]
@@ -331,7 +332,7 @@ def _after(base, log_weights, t, risk_after, risk_now) -> tuple[np.ndarray, np.n
     return tuple(np.concatenate([np.asarray(part[i]) for part in parts])[:n] for i in range(3))
 
 
-def _greedy(log_weights, t, costs, budget, n_draws, reach=None) -> tuple[np.ndarray, bool]:
+def _greedy(log_weights, t, costs, budget, n_draws, reach, single) -> tuple[np.ndarray, bool]:
     """A batch within ``budget``: the better of two greedy batches (the smaller interval after).
 
     One adds runs one at a time, each the best resolved narrowing per cost given those before;
@@ -340,28 +341,32 @@ def _greedy(log_weights, t, costs, budget, n_draws, reach=None) -> tuple[np.ndar
     the target); taking the better of the two is the budgeted greedy rule of Krause and Guestrin
     (2005), within a constant factor of the best batch where narrowings add up with diminishing returns.
 
+    ``single`` is what :func:`_after` gives for each candidate alone (ratio, its standard error, ESS).
     Returns each candidate's place in the batch (1, 2, ...; 0 where not chosen), and whether the
     batch stopped because reweighting could not judge another run (too few effective draws left).
     """
-    ratio, ratio_se, ess = _after(jnp.zeros(log_weights.shape[:2]), log_weights, t, *_risk_variances(reach, []))
+    ratio, ratio_se, ess = single
     gain = 1.0 - ratio
     alone = (costs <= budget) & (gain > RESOLVED * ratio_se) & (ess >= LOW_ESS * n_draws)
-    batches = [_fill(log_weights, t, costs, budget, n_draws, reach, first=None)]
+    batches = [_fill(log_weights, t, costs, budget, n_draws, reach, single, first=None)]
     if alone.any():
         first = int(np.argmax(np.where(alone, gain, -np.inf)))
-        batches.append(_fill(log_weights, t, costs, budget, n_draws, reach, first=first))
+        batches.append(_fill(log_weights, t, costs, budget, n_draws, reach, single, first=first))
     place, cut, _ = min(batches, key=lambda batch: batch[2])
     return place, cut
 
 
-def _fill(log_weights, t, costs, budget, n_draws, reach, first) -> tuple[np.ndarray, bool, float]:
+def _fill(log_weights, t, costs, budget, n_draws, reach, single, first) -> tuple[np.ndarray, bool, float]:
     """Runs added one at a time (after ``first``, if given), each the best resolved narrowing per cost given
     those before, within ``budget``: each run's place, whether reweighting stopped it, the sd ratio after."""
     place = np.zeros(len(costs), dtype=int)
     base = jnp.zeros(log_weights.shape[:2])
     ratio_now, left = 1.0, budget
     for step in range(1, len(costs) + 1):
-        ratio, ratio_se, ess = _after(base, log_weights, t, *_risk_variances(reach, np.flatnonzero(place)))
+        if step == 1:
+            ratio, ratio_se, ess = single
+        else:
+            ratio, ratio_se, ess = _after(base, log_weights, t, *_risk_variances(reach, np.flatnonzero(place)))
         if step == 1 and first is not None:
             best = first
         else:
