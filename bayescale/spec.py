@@ -120,9 +120,6 @@ class ScalingModel:
                 f"likelihood must be one of bs.likelihoods.{sorted(likelihoods.LIKELIHOODS)}, got {likelihood!r}"
             )
         self.priors = self._check_priors(priors or {})
-        # priors the user chose (theirs, or published fits) stand in for runs: fewer rows than parameters
-        # then warns instead of refusing; under the law's defaults alone it is an error
-        self.informed = bool(priors)
         if noise is not None and self.counts:
             raise ValueError(
                 "noise= adds known noise to a residual scale, which a Binomial likelihood does not have; "
@@ -306,6 +303,12 @@ class ScalingModel:
         noise = [name for name in self.likelihood.parameter_names if name not in self.treatments]
         return sum(per[how] for how in self.treatments.values()) + len(noise)
 
+    @property
+    def informed(self) -> bool:
+        """Whether the user gave priors (their own, or ``"literature"``): they stand in for runs, so fewer
+        rows than parameters warns instead of refusing; under the law's defaults alone it is an error."""
+        return bool(self.priors)
+
     def prior(self, name: str) -> priors.Prior:
         """The prior in force for law parameter ``name`` (the user's, else the law's default)."""
         return self.priors.get(name, self.law.parameter(name).prior)
@@ -464,7 +467,6 @@ class ScalingModel:
             "inputs": self.inputs,
             "likelihood": self.likelihood.config(),
             "priors": {k: v.to_config() for k, v in self.priors.items()},
-            "informed": self.informed,
             "noise": self.noise,
             "reference": self.reference,
             "group": self.group,
@@ -484,7 +486,7 @@ class ScalingModel:
                     "pass it as load_fit(path, law=YourLaw()) or register it with bs.laws.register"
                 )
             law = laws.get(name, **config["law"]["args"])
-        model = cls(
+        return cls(
             law,
             target=config["target"],
             inputs=config["inputs"],
@@ -498,8 +500,6 @@ class ScalingModel:
             pilot=config.get("pilot", False),
             discrepancy=discrepancies.from_config(config.get("discrepancy")),  # files from before it: none
         )
-        model.informed = config.get("informed", False)  # the saved priors themselves, whatever the library says now
-        return model
 
     def __repr__(self) -> str:
         grouping = ""
