@@ -13,7 +13,10 @@ is as noisy as it really is.
 
 Every likelihood offers ``distribution(log_mean, params, noise_log_sd=None, trials=None)``,
 the NumPyro distribution of the observed value (``log(y)``, or the count), and
-``log_target(observation, trials)``, a drawn observation as the log of the target's rate, and
+``log_target(observation, trials)``, a drawn observation as the log of the target's rate,
+``draw_log_target(rng, log_mean, params, noise_log_sd=None, trials=None)``, new observations drawn
+with a NumPy generator (on the host: JAX's Student-t and Binomial samplers are rejection loops that
+take about a second to compile for every shape of draws, for a draw that takes milliseconds), and
 ``shift(log_value, deviation)``, a log mean moved by a deviation on the residuals' scale (the
 extrapolation risk of :mod:`bayescale.model.discrepancy`). ``rate`` says whether the target is a
 rate in (0, 1), whose law must stay below 1.
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro.distributions as dist
 from jax.scipy.special import gammaln
 from numpyro.distributions import constraints
@@ -81,6 +85,12 @@ class StudentT:
         nu = self.nu if self.nu is not None else params["nu"]
         return dist.StudentT(nu, log_mean, _scale(params["sigma"], noise_log_sd))
 
+    def draw_log_target(self, rng, log_mean, params, noise_log_sd=None, trials=None) -> np.ndarray:
+        log_mean = np.asarray(log_mean)
+        nu = self.nu if self.nu is not None else np.asarray(params["nu"])
+        t = rng.standard_t(np.broadcast_to(nu, log_mean.shape))
+        return log_mean + _scale(np.asarray(params["sigma"]), noise_log_sd, np) * t
+
     def log_target(self, observation, trials=None):
         return observation
 
@@ -124,6 +134,10 @@ class Normal:
 
     def distribution(self, log_mean, params, noise_log_sd=None, trials=None) -> dist.Distribution:
         return dist.Normal(log_mean, _scale(params["sigma"], noise_log_sd))
+
+    def draw_log_target(self, rng, log_mean, params, noise_log_sd=None, trials=None) -> np.ndarray:
+        log_mean = np.asarray(log_mean)
+        return log_mean + _scale(np.asarray(params["sigma"]), noise_log_sd, np) * rng.standard_normal(log_mean.shape)
 
     def log_target(self, observation, trials=None):
         return observation
@@ -185,6 +199,14 @@ class Binomial:
 
     def distribution(self, log_mean, params, noise_log_sd=None, trials=None) -> dist.Distribution:
         return RateBinomial(log_mean, trials)
+
+    def draw_log_target(self, rng, log_mean, params, noise_log_sd=None, trials=None) -> np.ndarray:
+        log_rate = np.asarray(log_mean)
+        inside = log_rate < 0.0  # no count where the law's rate is at or above 1: nan, as in RateBinomial
+        n = np.broadcast_to(np.asarray(trials, dtype=np.int64), log_rate.shape)
+        k = rng.binomial(n, np.where(inside, np.exp(np.minimum(log_rate, 0.0)), 0.0))
+        with np.errstate(divide="ignore"):  # 0 of n right is log rate -inf
+            return np.where(inside, np.log(k) - np.log(n), np.nan)
 
     def log_target(self, observation, trials=None):
         return jnp.log(observation) - jnp.log(trials)
@@ -272,6 +294,13 @@ class LogitNormal:
     def distribution(self, log_mean, params, noise_log_sd=None, trials=None) -> dist.Distribution:
         return LogLogitNormal(log_mean, _scale(params["sigma"], noise_log_sd))
 
+    def draw_log_target(self, rng, log_mean, params, noise_log_sd=None, trials=None) -> np.ndarray:
+        log_rate = np.asarray(log_mean)
+        scale = _scale(np.asarray(params["sigma"]), noise_log_sd, np)
+        with np.errstate(divide="ignore", over="ignore"):  # a rate at 0 or 1 has log-odds -inf or inf
+            logit_p = np.where(log_rate < 0.0, _logit_of_log(np.minimum(log_rate, -1e-300), np), np.nan)
+            return -np.logaddexp(0.0, -(logit_p + scale * rng.standard_normal(log_rate.shape)))  # log sigmoid
+
     def log_target(self, observation, trials=None):
         return observation
 
@@ -308,19 +337,19 @@ class LogLogitNormal(dist.Distribution):
         return jax.nn.log_sigmoid(logit_p + self.scale * jax.random.normal(key, shape))
 
 
-def _log1m_exp(log_y):
-    """``log(1 - y)`` from ``log(y) < 0``, accurate for ``y`` near 0 and near 1."""
-    return jnp.where(log_y > -0.693, jnp.log(-jnp.expm1(log_y)), jnp.log1p(-jnp.exp(log_y)))
+def _log1m_exp(log_y, xp=jnp):
+    """``log(1 - y)`` from ``log(y) < 0``, accurate for ``y`` near 0 and near 1 (``xp``: jax.numpy or numpy)."""
+    return xp.where(log_y > -0.693, xp.log(-xp.expm1(log_y)), xp.log1p(-xp.exp(log_y)))
 
 
-def _logit_of_log(log_y):
+def _logit_of_log(log_y, xp=jnp):
     """``logit(y)`` from ``log(y)``."""
-    return log_y - _log1m_exp(log_y)
+    return log_y - _log1m_exp(log_y, xp)
 
 
-def _scale(sigma, noise_log_sd):
+def _scale(sigma, noise_log_sd, xp=jnp):
     """The residual scale, with known per-row noise added in quadrature."""
-    return sigma if noise_log_sd is None else jnp.sqrt(sigma**2 + noise_log_sd**2)
+    return sigma if noise_log_sd is None else xp.sqrt(sigma**2 + xp.asarray(noise_log_sd) ** 2)
 
 
 LIKELIHOODS = {StudentT.name: StudentT, Normal.name: Normal, LogitNormal.name: LogitNormal, Binomial.name: Binomial}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import partial
 
 import arviz as az
 import jax
@@ -13,12 +12,10 @@ import pandas as pd
 
 from bayescale.laws import Law
 from bayescale.model.args import from_transformed, padding_index, row_bucket, to_transformed
-from bayescale.sampler.compile import KEEP_COMPILED, CompiledCache, compiled
 
 KINDS = ("observation", "curve", "mean")
 METHODS = ("eti", "hdi")
 NOISE_STREAM = 3  # the random stream of an unseen group's noise scale, apart from its law parameters
-_OBSERVERS = CompiledCache(KEEP_COMPILED)  # likelihood -> compiled draw of new observations (_log_observation)
 
 
 class Prediction:
@@ -164,23 +161,22 @@ def posterior_draws(
     index = padding_index(rows, row_bucket(rows))
     log_x = {x: np.asarray(v)[..., index] for x, v in log_x.items()}
     row_groups = None if row_groups is None else np.asarray(row_groups)[index]
-    trials = None if trials is None else jnp.asarray(np.asarray(trials)[index])
-    noise_log_sd = None if noise_log_sd is None else jnp.asarray(np.asarray(noise_log_sd)[index])
+    trials = None if trials is None else np.asarray(trials)[index]
+    noise_log_sd = None if noise_log_sd is None else np.asarray(noise_log_sd)[index]
     group_key, noise_key = jax.random.split(rng_key)
     log_mean = _log_mean(law, treatments, posterior, log_ref, log_x, group_key, fitted_groups, row_groups)
     noise = noise_draws(likelihood, treatments, posterior, group_key, fitted_groups, row_groups)
     if getattr(likelihood, "trials", None) is not None and trials is None:
         return np.asarray(log_mean)[:, :rows], None  # a new count needs its number of items
-    log_observation = _OBSERVERS.get(likelihood, lambda: compiled(partial(_log_observation, likelihood), runs="once"))
-    log_obs = log_observation(noise_key, log_mean, noise, trials, noise_log_sd)
-    return np.asarray(log_mean)[:, :rows], np.asarray(log_obs)[:, :rows]
+    log_mean = np.asarray(log_mean)
+    log_obs = likelihood.draw_log_target(host_rng(noise_key), log_mean, noise, noise_log_sd, trials)
+    return log_mean[:, :rows], log_obs[:, :rows]
 
 
-def _log_observation(likelihood, key, log_mean, noise, trials, noise_log_sd=None):
-    """Log target of a new observation per posterior draw and row (one compiled program per likelihood:
-    drawing a Student-t or Binomial value runs a rejection sampler that takes seconds to compile)."""
-    observation = likelihood.distribution(log_mean, noise, noise_log_sd, trials=trials).sample(key)
-    return likelihood.log_target(observation, trials)
+def host_rng(key) -> np.random.Generator:
+    """A NumPy generator seeded from the JAX random ``key`` (a typed key or a raw ``uint32`` one)."""
+    data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    return np.random.default_rng(np.asarray(data, dtype=np.uint32))
 
 
 def log_density(
