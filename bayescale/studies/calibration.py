@@ -91,23 +91,47 @@ def _setup(model: ScalingModel, design: pd.DataFrame, log_refs: dict[str, float]
 def _prior_draws(model: ScalingModel, setup: _Setup, n: int, key) -> tuple[dict, np.ndarray, int]:
     """``n`` draws from the prior, their simulated observations at the design, and the number rejected.
 
+    The parameters are drawn by NumPyro (the observed site conditioned on a placeholder, so not
+    drawn), the observations around the law by the likelihood on the host, as predictions are
+    (``draw_log_target``: JAX's Student-t and Binomial samplers take a second to compile).
     Draws where the model's log density is -inf (a rate law over 1, which the model's
     prior excludes through a factor that forward simulation ignores) or not a number (a
     simulated value that overflows) are rejected; the studies report how many.
     """
     sites = latent_sites(model.law, model.likelihood, model.treatments, setup.n_groups)
     numpyro_model = model_function(model)
-    predictive = Predictive(numpyro_model, num_samples=n)
-    simulate = compiled(lambda key: predictive(key, setup.args), runs="once")
+    placeholder = jnp.full(setup.data.n_rows, -1.0 if model.likelihood.rate and not model.counts else 0.0)
+    simulate = compiled(
+        lambda key: Predictive(numpyro_model, num_samples=n)(key, setup.args._replace(observed=placeholder)),
+        runs="once",
+    )
     joint = compiled(
         jax.vmap(lambda z, y: log_density(numpyro_model, (setup.args._replace(observed=y),), {}, z)[0]), runs="once"
     )
+    data, law = setup.data, model.law
+    labels = np.asarray(data.group_labels, dtype=str)
+    noise_log_sd = setup.args.noise_log_sd
     kept: list[dict[str, np.ndarray]] = []
     total = 0
     for attempt in range(MAX_PRIOR_ROUNDS):
-        draws = simulate(jax.random.fold_in(key, attempt))
+        round_key = jax.random.fold_in(key, attempt)
+        draws = {k: np.asarray(v) for k, v in simulate(round_key).items() if k != "obs"}
+        _, log_obs = posterior_draws(
+            law,
+            model.likelihood,
+            model.treatments,
+            draws,
+            {x: setup.log_refs[x] for x in law.inputs},
+            {x: np.asarray(setup.args.log_x[x]) for x in law.inputs},
+            jax.random.fold_in(round_key, 1),
+            fitted_groups=tuple(labels),
+            row_groups=None if data.groups is None else labels[data.groups],
+            trials=data.trials,
+            noise_log_sd=None if noise_log_sd is None else np.asarray(noise_log_sd),
+        )
+        draws["obs"] = np.round(np.exp(log_obs) * data.trials) if model.counts else log_obs
         finite = np.isfinite(np.asarray(joint({k: draws[k] for k in sites}, draws["obs"])))
-        kept.append({k: np.asarray(v)[finite] for k, v in draws.items()})
+        kept.append({k: v[finite] for k, v in draws.items()})
         total += int(finite.sum())
         if total >= n:
             out = {k: np.concatenate([d[k] for d in kept])[:n] for k in kept[0]}
