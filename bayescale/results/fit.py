@@ -323,12 +323,12 @@ class ScalingFit:
             raise ValueError(f"draws must be a positive integer, got {draws!r}")
         model = self.model
         data = self.data()
-        args = model_args(model, data, self.log_references, pilot=False)._replace(observed=None)
-        key = jax.random.key(self.seed if seed is None else seed)
-        simulated = Predictive(model_of(model), num_samples=draws)(key, args)
+        args = model_args(model, data, self.log_references, pilot=False)  # observed: NumPyro draws no obs
+        seed = self.seed if seed is None else seed
+        simulated = Predictive(model_of(model), num_samples=draws)(jax.random.key(seed), args)
         prior = {name: np.asarray(simulated[name])[None] for name in model.posterior_names}
-        obs = np.asarray(simulated["obs"])
-        values = obs if model.counts else np.exp(obs)
+        # new observations on the host, as for posterior_predictive (JAX's Student-t sampler is slow to compile)
+        values = _replicate(model, data, self.log_references, prior, seed)
         dims = {name: [model.group] for name, v in prior.items() if v.ndim == 3}
         coords = {"obs": self.idata.observed_data["obs"].values}
         if model.group is not None:
