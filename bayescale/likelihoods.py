@@ -352,6 +352,13 @@ def _scale(sigma, noise_log_sd, xp=jnp):
     return sigma if noise_log_sd is None else xp.sqrt(sigma**2 + xp.asarray(noise_log_sd) ** 2)
 
 
+def host_rng(key) -> np.random.Generator:
+    """A NumPy generator seeded from the JAX random ``key`` (a typed key or a raw ``uint32`` one), for
+    draws on the host (:meth:`StudentT.draw_log_target` and the like)."""
+    data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    return np.random.default_rng(np.asarray(data, dtype=np.uint32))
+
+
 LIKELIHOODS = {StudentT.name: StudentT, Normal.name: Normal, LogitNormal.name: LogitNormal, Binomial.name: Binomial}
 
 

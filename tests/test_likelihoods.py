@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 import bayescale as bs
-from bayescale.results.prediction import host_rng
+from bayescale.likelihoods import host_rng
 
 N = 20_000
 LOG_MEAN = np.log(np.array([0.02, 0.3, 0.9]))  # rates near 0, in the middle and near 1 (losses for the others)

@@ -32,6 +32,8 @@ import jax
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError
 
+from bayescale.likelihoods import host_rng
+
 # Median and log-sd of the drift per decade beyond the data, in units of the fit's noise scale, and the
 # correlation length of its Gaussian process: the maximum marginal likelihood on the public curves
 # (benchmarks/backtest_real.py --calibrate).
@@ -80,7 +82,7 @@ class Drift:
 
     def rates(self, key, n_draws: int) -> np.ndarray:
         """``kappa`` per posterior draw, (draws, 1)."""
-        return self.rate * np.exp(self.rate_sd * np.asarray(jax.random.normal(key, (n_draws, 1))))
+        return self.rate * np.exp(self.rate_sd * host_rng(key).standard_normal((n_draws, 1)))
 
     def process(self, key, log10_x: np.ndarray, groups: np.ndarray, n_draws: int) -> np.ndarray:
         """Unit Gaussian-process draws ``e(x)`` at rows ``log10_x`` (rows, inputs), independent per group:
@@ -93,7 +95,7 @@ class Drift:
             squared = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
             cov = np.exp(-squared / (2 * self.length**2)) + 1e-9 * np.eye(len(rows))
             factor = np.linalg.cholesky(cov)
-            e = np.asarray(jax.random.normal(jax.random.fold_in(key, i), (n_draws, len(rows))))
+            e = host_rng(jax.random.fold_in(key, i)).standard_normal((n_draws, len(rows)))  # no sampler to compile
             out[:, rows] = e @ factor.T
         return out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 
 import arviz as az
 import jax
@@ -11,11 +12,17 @@ import numpy as np
 import pandas as pd
 
 from bayescale.laws import Law
+from bayescale.likelihoods import host_rng
 from bayescale.model.args import from_transformed, padding_index, row_bucket, to_transformed
+from bayescale.sampler.compile import KEEP_COMPILED, CompiledCache, compiled
 
 KINDS = ("observation", "curve", "mean")
 METHODS = ("eti", "hdi")
 NOISE_STREAM = 3  # the random stream of an unseen group's noise scale, apart from its law parameters
+# law -> its log mean, likelihood -> its log density, each compiled as one program: evaluated operation by
+# operation, a Chinchilla curve and a Student-t density compile dozens of small programs at every new shape
+_CURVES = CompiledCache(KEEP_COMPILED)
+_DENSITIES = CompiledCache(KEEP_COMPILED)
 
 
 class Prediction:
@@ -173,12 +180,6 @@ def posterior_draws(
     return log_mean[:, :rows], log_obs[:, :rows]
 
 
-def host_rng(key) -> np.random.Generator:
-    """A NumPy generator seeded from the JAX random ``key`` (a typed key or a raw ``uint32`` one)."""
-    data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
-    return np.random.default_rng(np.asarray(data, dtype=np.uint32))
-
-
 def log_density(
     law: Law,
     likelihood,
@@ -211,7 +212,12 @@ def log_density(
     noise = noise_draws(likelihood, treatments, posterior, group_key, fitted_groups, row_groups)
     noise_log_sd = None if noise_log_sd is None else jnp.asarray(noise_log_sd)
     trials = None if trials is None else jnp.asarray(trials)
-    return np.asarray(likelihood.distribution(log_mean, noise, noise_log_sd, trials).log_prob(jnp.asarray(observed)))
+    density = _DENSITIES.get(likelihood, lambda: compiled(partial(_log_density, likelihood), runs="once"))
+    return np.asarray(density(log_mean, noise, noise_log_sd, trials, jnp.asarray(observed)))
+
+
+def _log_density(likelihood, log_mean, noise, noise_log_sd, trials, observed):
+    return likelihood.distribution(log_mean, noise, noise_log_sd, trials).log_prob(observed)
 
 
 def noise_draws(likelihood, treatments, posterior, group_key, fitted_groups=(), row_groups=None) -> dict:
@@ -263,8 +269,13 @@ def _log_mean(law, treatments, posterior, log_ref, log_x, group_key, fitted_grou
                 continue
             known = v[:, np.where(codes >= 0, codes, 0)]
             rows[k] = known if not new_labels else jnp.where(codes >= 0, known, t_new[k][:, np.maximum(new_codes, 0)])
-    log_mean = law.log_mean(from_transformed(law, rows), {x: jnp.asarray(v) for x, v in log_x.items()})
-    return jnp.broadcast_to(log_mean, (log_mean.shape[0], np.shape(next(iter(log_x.values())))[-1]))
+    curve = _CURVES.get(law, lambda: compiled(partial(_law_log_mean, law), runs="once"))
+    return curve(rows, {x: jnp.asarray(v) for x, v in log_x.items()})
+
+
+def _law_log_mean(law, rows, log_x):
+    log_mean = law.log_mean(from_transformed(law, rows), log_x)
+    return jnp.broadcast_to(log_mean, (log_mean.shape[0], next(iter(log_x.values())).shape[-1]))
 
 
 def _new_groups(law: Law, treatments, posterior, log_ref, key, labels) -> dict:
