@@ -1,20 +1,20 @@
 """Benchmark: what compiling a sampler costs, at XLA's defaults and at bayescale's CPU settings.
 
-bayescale compiles the CPU programs of one fit with XLA's older LLVM emitters for fused
-loops instead of its MLIR fusion emitters (``bayescale.sampler.runner.CPU_COMPILER_OPTIONS``),
-and the programs that run once per fit (start, step-size search, post-processing) also at
-LLVM optimisation level 1 (``CPU_OPTIMIZATION_LEVEL``); the sampling loop keeps XLA's
-default level (at level 1 too it compiled little faster and once sampled 30-40% slower).
-See ``bayescale.sampler.runner.compiled``. This script fits the same models each way in one
-process, alternating, and prints per model and setting the median cold wall time (tracing
-and compiling included), the median warm wall time (same data shape, new seed), and
-whether a setting gave the default's draws. Then, since one warm fit per repeat is noisy,
-``--warm`` more warm fits per model with the last two settings' samplers both kept
-(alternating, in one process) and the ratio of their medians. Models: the Chinchilla law
-on the bundled quickstart data (60 rows), on the 240 Chinchilla rows when the dataset is
-available and on 3,000 simulated rows, a one-input saturating power law (30 rows) and a
-hierarchical Chinchilla law (4 families x 15 runs); default chains, warmup and draws.
-JAX's persistent compilation cache must be off (it is unless ``JAX_COMPILATION_CACHE_DIR`` is set).
+bayescale compiles the CPU programs of one fit with XLA's older LLVM emitters for fused loops
+instead of its MLIR fusion emitters (``bayescale.sampler.compile.CPU_COMPILER_OPTIONS``), and
+the programs that run once per fit (start, step-size search, post-processing) also at a lower
+LLVM optimisation level (``CPU_OPTIMIZATION_LEVEL``: 0; this script sets 1 and 0 side by side);
+the sampling loop keeps XLA's default level (at level 1 too it compiled little faster and once
+sampled 30-40% slower). See ``bayescale.sampler.compile.compiled``. This script fits the same
+models each way in one process, alternating, and prints per model and setting the median cold
+wall time (tracing and compiling included), the median warm wall time (same data shape, new
+seed), and whether a setting gave the default's draws. Then, since one warm fit per repeat is
+noisy, ``--warm`` more warm fits per model with the last two settings' samplers both kept
+(alternating, in one process) and the ratio of their medians. Models: the Chinchilla law on the
+bundled quickstart data (60 rows), on the 240 Chinchilla rows when the dataset is available and
+on 3,000 simulated rows, a one-input saturating power law (30 rows) and a hierarchical
+Chinchilla law (4 families x 15 runs); default chains, warmup and draws. JAX's persistent
+compilation cache must be off (it is unless ``JAX_COMPILATION_CACHE_DIR`` is set).
 
     python benchmarks/bench_compile.py [--repeats 3] [--warm 7] [--skip-hierarchical]
 """
@@ -39,8 +39,8 @@ from bayescale.sampler import runner
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = {  # name -> (CPU_OPTIMIZATION_LEVEL, CPU_COMPILER_OPTIONS)
     "XLA default": (None, {}),
-    "level 1 once": (1, {}),
-    "level 1 once, LLVM emitters (bayescale)": (1, {"xla_cpu_use_fusion_emitters": False}),
+    "level 1 once, LLVM emitters": (1, {"xla_cpu_use_fusion_emitters": False}),
+    "level 0 once, LLVM emitters": (0, {"xla_cpu_use_fusion_emitters": False}),
 }
 
 

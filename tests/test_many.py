@@ -153,6 +153,18 @@ def test_lengths_in_one_bucket_share_the_compiled_sampler(power_model):
     assert fit.idata.log_likelihood["loss"].shape[-1] == 40
 
 
+@pytest.mark.filterwarnings("ignore::bayescale.SamplerWarning")  # 1 x (20 + 20) draws: about compilation
+def test_only_a_long_run_of_many_fits_compiles_its_loop_for_running_long(power_model, task_frame, monkeypatch):
+    # a short run's sampling loop is compiled as a single fit's: compiling it for speed costs more than it saves
+    seen, real = [], runners._runner
+    monkeypatch.setattr(runners, "_runner", lambda *args, many=False: seen.append(many) or real(*args, many=many))
+    short = {"chains": 1, "warmup": 20, "draws": 20}  # 4 data sets: 160 chain iterations
+    power_model.fit_many(task_frame, by="task", seed=0, **short)
+    monkeypatch.setattr(runners, "MANY_ITERATIONS", 160)
+    power_model.fit_many(task_frame, by="task", seed=0, **short)
+    assert seen == [False, True]
+
+
 def test_other_forms_of_data(power_model, task_frame, task_fits):
     parts = [part for _, part in task_frame.groupby("task")]
     as_list = power_model.fit_many(parts, seed=0, **SHORT)

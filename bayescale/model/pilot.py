@@ -99,7 +99,7 @@ SPREAD_FLOOR = 0.05  # smallest spread a start uses, in prior units (Gamma(2, 10
 START_CLIP = 3.0  # non-centred starts within this many spreads of the population
 
 _SOLVERS = CompiledCache(KEEP_COMPILED)  # bounded: every compiled solver holds machine code
-_HESSIANS = CompiledCache(KEEP_COMPILED)
+_DERIVATIVES = CompiledCache(KEEP_COMPILED)
 
 
 class GroupFits(NamedTuple):
@@ -356,12 +356,11 @@ def pooled_basis(
     # every other site at the group's mode (outside the frame at 0, a finite point: its Hessian is dropped)
     sites = {k: jnp.asarray(np.where(_along(framed, v), v, 0.0)) for k, v in fits.modes.items()}
     key = (law, likelihood, names, terms, jax.tree.structure(batch), tuple(np.shape(x) for x in jax.tree.leaves(batch)))
-    hessian = _HESSIANS.get(key, lambda: _likelihood_hessian(law, likelihood, names, terms))
-    raw = hessian(jnp.asarray(mode), sites, batch, jnp.asarray(loc), jnp.asarray(scale))
+    derivatives = _DERIVATIVES.get(key, lambda: _frame_derivatives(law, likelihood, names, terms))
+    raw, jacobian = derivatives(jnp.asarray(mode), sites, batch, jnp.asarray(loc), jnp.asarray(scale))
     information = np.where(framed[:, None, None], np.asarray(raw), 0.0)
     eigenvalues, vectors = np.linalg.eigh(information)
     information = np.einsum("gij,gj,gkj->gik", vectors, np.maximum(eigenvalues, 0.0), vectors)
-    jacobian = jax.vmap(jax.jacobian(lambda y: pooled.from_coordinates(y, names, terms)))(jnp.asarray(mode))
     log_noise = np.where(framed, fits.modes["sigma"], 0.0) if "sigma" in fits.modes else np.zeros(len(framed))
     fields = (mode, values, jacobian, information, framed.astype(float), log_noise)
     return PooledBasis(*(jnp.asarray(a) for a in fields))
@@ -372,11 +371,13 @@ def _along(flags: np.ndarray, values: np.ndarray) -> np.ndarray:
     return flags.reshape((-1,) + (1,) * (np.ndim(values) - 1))
 
 
-def _likelihood_hessian(law, likelihood, names, terms):
-    """The compiled per-group Hessian of :func:`pooled_basis`.
+def _frame_derivatives(law, likelihood, names, terms):
+    """The compiled per-group derivatives of :func:`pooled_basis`, as one program.
 
-    ``(coordinates, sites, batch, loc, scale) -> (groups, K, K)``; the priors' ``loc`` and
-    ``scale`` are arguments, not constants: they depend on the data's reference scales.
+    ``(coordinates, sites, batch, loc, scale) -> (hessian, jacobian)``, each ``(groups, K, K)``:
+    the Hessian of the likelihood's energy and the Jacobian of the map from coordinates to
+    values. The priors' ``loc`` and ``scale`` are arguments, not constants: they depend on
+    the data's reference scales.
     """
     model = build(law, likelihood, level_coordinates=False)
 
@@ -385,7 +386,11 @@ def _likelihood_hessian(law, likelihood, names, terms):
         sites = dict(sites) | {z_site(k): Z_SCALE * w[i] for i, k in enumerate(names)}
         return potential_energy(model, (args,), {}, sites) - 0.5 * jnp.sum(w**2)  # the law's Normal(0, 1) out
 
-    return compiled(jax.vmap(jax.hessian(energy), in_axes=(0, 0, 0, None, None)), runs="once")
+    def both(y, sites, args, loc, scale):
+        values = lambda v: pooled.from_coordinates(v, names, terms)  # noqa: E731
+        return jax.hessian(energy)(y, sites, args, loc, scale), jax.jacobian(values)(y)
+
+    return compiled(jax.vmap(both, in_axes=(0, 0, 0, None, None)), runs="once")
 
 
 def _fitted(mode: np.ndarray, variance: np.ndarray) -> np.ndarray:
@@ -443,7 +448,9 @@ def _laplace(law, likelihood, batch: ModelArgs) -> tuple[dict, dict]:
 
 def _solver(law, likelihood, example: ModelArgs):
     model = build(law, likelihood, level_coordinates=False)
-    start = initialize_model(jax.random.key(0), model, model_args=(example,), init_strategy=init_to_median)[0].z
+    # compiled as one program: run op by op, NumPyro's initialisation compiles dozens of small ones
+    initial = lambda a: initialize_model(jax.random.key(0), model, model_args=(a,), init_strategy=init_to_median)  # noqa: E731
+    start = compiled(lambda a: initial(a)[0].z, runs="once")(example)
     start = {k: jnp.zeros_like(v) if k.endswith("_z") else v for k, v in start.items()}  # law at its prior median
     y0, unravel = ravel_pytree(start)
     # the search runs on prior-standardised coordinates (the z sites divided by Z_SCALE)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Hashable
 import jax
 
 KEEP_COMPILED = 16  # compiled samplers kept per process (see CompiledCache)
-CPU_OPTIMIZATION_LEVEL = 1  # LLVM optimisation level of run-once programs compiled for CPU
+CPU_OPTIMIZATION_LEVEL = 0  # LLVM optimisation level of run-once programs compiled for CPU
 CPU_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}  # CPU programs that run briefly
 RUNS = ("once", "fit", "many")  # how long a compiled program runs
 
@@ -28,8 +28,9 @@ def compiled(fn: Callable, *, runs: str = "fit") -> Callable:
       emitters for fused loops (:data:`CPU_COMPILER_OPTIONS`).
     - ``"fit"``: the sampling loop of one fit: the older emitters only (faster to compile,
       slightly slower to run).
-    - ``"many"``: the sampling loop of many fits, where sampling is most of the time: XLA's
-      defaults.
+    - ``"many"``: the sampling loop of a long run of many fits
+      (:data:`~bayescale.sampler.runner.MANY_ITERATIONS` chain iterations or more), where
+      sampling is most of the time: XLA's defaults.
 
     Other backends always get XLA's defaults.
 

@@ -39,6 +39,9 @@ from bayescale.sampler.threads import map_in_threads
 CHAIN_METHODS = ("parallel", "threads", "vectorized")
 START_NEWTON_STEPS = 400  # most Newton steps from a chain's random start to the mode
 INIT_TRIES = 20  # random starts tried per chain; the most probable is kept
+# chain iterations (data sets x chains x (warmup + draws)) from which the sampling loop of many fits is
+# compiled for running long (runs="many"): below, compiling it costs more than its faster loop saves
+MANY_ITERATIONS = 200_000
 
 
 @dataclass
@@ -138,6 +141,7 @@ def sample_batches(
     progress_bar: bool = False,
     client=None,
     threads: int | None = None,
+    many: bool | None = None,
 ) -> Samples:
     """Run NUTS on ``n`` data sets of one model through one compiled program.
 
@@ -153,17 +157,21 @@ def sample_batches(
     With a Dask ``client`` the data sets go to its workers in chunks
     (:func:`~bayescale.sampler.cluster.chunk_size`), each run there as above; every data set
     draws what it would draw here. ``threads``: threads to run in (default one per CPU core).
+    ``many``: compile the sampling loop for a long run (``runs="many"``); by default where the
+    work is at least :data:`MANY_ITERATIONS` chain iterations.
     """
     check_counts(chains, warmup, draws)
+    if many is None:
+        many = n * chains * (warmup + draws) >= MANY_ITERATIONS
     take = lambda idx: jax.tree_util.tree_map(lambda a: a[idx], args)  # noqa: E731
     if client is not None:
         settings = dict(sites=sites, chains=chains, warmup=warmup, draws=draws, options=options, report=report)
-        settings.update(batch_size=batch_size, cache_key=cache_key)
+        settings.update(batch_size=batch_size, cache_key=cache_key, many=many)  # the whole run's choice, per chunk
         return _sample_on_cluster(client, model, take, n, seeds, progress_bar, **settings)
     on_cpu = jax.default_backend() == "cpu"
     if batch_size is None and on_cpu:
         members = [take(i) for i in range(n)]
-        runner = _runner(model, members[0], sites, warmup, options, "chain", 1, cache_key, report, None, many=True)
+        runner = _runner(model, members[0], sites, warmup, options, "chain", 1, cache_key, report, None, many=many)
         tasks = [(key, a, None) for a, s in zip(members, seeds, strict=True) for key in _keys(s, chains)]
         with Progress(progress_bar, n * chains, f"{n} fits, {chains} chains each", unit="chain") as bar:
             per_chain = runner.run_threads(tasks, draws, bar, values=True, per_chain=True, threads=threads)
@@ -173,7 +181,7 @@ def sample_batches(
         return Samples(posterior, None, stats, "threads", options)
     batch_size = min(batch_size or n, n)
     one = take(0)
-    runner = _runner(model, one, sites, warmup, options, "batch", 1, cache_key, report, None, many=True)
+    runner = _runner(model, one, sites, warmup, options, "batch", 1, cache_key, report, None, many=many)
 
     def run(first: int):
         idx = np.arange(first, first + batch_size) % n
@@ -243,7 +251,7 @@ RUNNERS = CompiledCache(KEEP_COMPILED)
 
 def _runner(model, args, sites, warmup, options, mode, n_devices, cache_key, report, start, many=False) -> Runner:
     """The cached :class:`Runner` of this model structure, data shape and layout; ``many`` for the
-    sampler of many fits (its sampling loop compiled with ``runs="many"``)."""
+    sampler of a long run of many fits (its sampling loop compiled with ``runs="many"``)."""
     shapes = jax.tree_util.tree_map(lambda a: (jnp.shape(a), jnp.result_type(a)), (args, start))
     key = (mode, cache_key, model if cache_key is None else None, warmup, options, n_devices, many, tuple(report))
     key += (tuple(sorted(sites.items())), str(shapes))
@@ -277,8 +285,9 @@ class Runner:
     chain (:meth:`run_threads` runs the calls in threads), ``"chains"`` all chains of a fit
     (vmapped, split over ``n_devices`` with ``jax.shard_map``), ``"batch"`` all chains of a
     batch of data sets (vmapped twice). The post-processing program covers all draws of a
-    fit (or, in ``"batch"`` mode, of a batch). ``many`` marks the runner of many fits, whose
-    sampling loop is compiled with ``runs="many"`` (:func:`~bayescale.sampler.compile.compiled`).
+    fit (or, in ``"batch"`` mode, of a batch). ``many`` marks the runner of many fits long enough
+    (:data:`MANY_ITERATIONS`) for its sampling loop to be compiled with ``runs="many"``
+    (:func:`~bayescale.sampler.compile.compiled`).
     """
 
     def __init__(self, model, sites, warmup, options: NUTSOptions, mode: str, n_devices=1, many=False, report=()):
