@@ -423,12 +423,12 @@ def _per_group(args: ModelArgs, groups: np.ndarray, which: np.ndarray) -> ModelA
     parts = [_rows(args, np.flatnonzero(groups == g)) for g in which]
     rows = row_bucket(max(n_rows(p) for p in parts))
     parts = [pad_rows(p, rows) for p in parts]
-    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *parts)
+    return jax.tree.map(lambda *leaves: jnp.asarray(np.stack(leaves)), *parts)  # stacked on the host
 
 
 def _rows(args: ModelArgs, rows: np.ndarray) -> ModelArgs:
     """The rows ``rows`` of ``args`` as a model without groups."""
-    take = lambda a: None if a is None else jnp.asarray(a)[rows]  # noqa: E731
+    take = lambda a: None if a is None else jnp.asarray(np.asarray(a)[rows])  # noqa: E731  (on the host)
     return args._replace(
         log_x={k: take(v) for k, v in args.log_x.items()},
         mask=None,
