@@ -24,6 +24,17 @@ Data (see the datasets' READMEs):
   IsoLoss contour runs, restricted to single-epoch runs (repeated data are outside the law).
 - ``olmo``: the OLMo ladder's final checkpoints (190M-3B x 0.5-10xC), six evaluation sets as
   the groups (each set a "family" of curves over the same runs); two of them (C4, the Pile) are targets.
+- ``porian``: Porian et al.'s IsoFLOP sweeps (5M-901M parameters, 1.25e16-2.56e19 FLOPs), the eight
+  recipes counted the standard way and scored on validation loss as the groups (two training sets,
+  RefinedWeb and OpenWebText2, x four recipes).
+
+Held-out runs have at least one token per parameter (:data:`MIN_TOKENS_PER_PARAM`): Porian's
+sweeps give a 901M model as few as 2M tokens, where the law is not meant to hold (all held-out
+runs of the other datasets qualify).
+
+A second split, ``kept="cut"``, where a dataset defines one (:data:`CUTS`): every group fitted
+on its runs up to a model size at once, each predicting its runs beyond (the OLMo ladder below
+1B parameters predicting the 1B and 3B runs; Porian's recipes up to 110M predicting 350M-900M).
 
     BAYESCALE_DATA_DIR=../shared/datasets python benchmarks/backtest_families.py --out benchmarks/results
 """
@@ -65,7 +76,19 @@ def olmo_data() -> pd.DataFrame:
     return long.rename(columns={"run": "model"})[["family", "model", "N", "D", "target"]].reset_index(drop=True)
 
 
-DATASETS = {"colpret": (colpret_data, None), "olmo": (olmo_data, OLMO_TARGETS)}
+def porian_data() -> pd.DataFrame:
+    """Porian et al.'s IsoFLOP points, one group per recipe (standard parameter count, validation loss)."""
+    df = bs.datasets.load("porian_isoflop")
+    df = df[(df["param_count"] == "standard") & (df["loss_split"] == "val")]
+    family = df["dataset"] + "|" + df["hparams"] + "|" + df["warmup"] + "|" + df["decay"]
+    out = df.assign(family=family, model=df["N"].map("{:.3g}".format), target=df["loss"])
+    return out.reset_index(drop=True)[["family", "model", "N", "D", "target"]]
+
+
+DATASETS = {"colpret": (colpret_data, None), "olmo": (olmo_data, OLMO_TARGETS), "porian": (porian_data, None)}
+CUTS = {"olmo": 1e9, "porian": 1.1e8}  # dataset -> largest model size fitted in the "cut" split
+MIN_TOKENS_PER_PARAM = 1.0  # held-out runs below this are outside the law's range (Porian's smallest budgets)
+KEPT = ("1", "2", "3", "all", "cut")
 
 
 def model_for(kind: str) -> bs.ScalingModel:
@@ -97,39 +120,55 @@ def run(df: pd.DataFrame, draws: int, seed: int, targets=None, dataset: str = ""
             for kind in MODELS:
                 if (dataset, family, str(kept), kind) in done:
                     continue
-                start = time.perf_counter()
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always", bs.SamplerWarning)
-                    try:
-                        fit = model_for(kind).fit(train, seed=seed, warmup=draws, draws=draws)
-                    except bs.DataError as err:  # e.g. independent fits with more parameters than rows
-                        error = str(err)[:80]
-                        rows.append(
-                            {"dataset": dataset, "family": family, "kept": str(kept), "model": kind, "error": error}
-                        )
-                        print(rows[-1], flush=True)
-                        continue
-                table = fit.predict(held[["N", "D", "family"]] if kind != "one law" else held[["N", "D"]]).interval(0.9)
-                actual = held["target"].to_numpy()
-                rows.append(
-                    {
-                        "dataset": dataset,
-                        "family": family,
-                        "kept": str(kept),
-                        "model": kind,
-                        "n_train_rows_family": int(own["N"].isin(keep_sizes).sum()),
-                        "n_held": len(held),
-                        "are": float(np.mean(np.abs(table["median"].to_numpy() - actual) / actual)),
-                        "coverage90": float(
-                            np.mean((table["lower"].to_numpy() <= actual) & (actual <= table["upper"].to_numpy()))
-                        ),
-                        "seconds": time.perf_counter() - start,
-                        "warnings": len(caught),
-                        "healthy": fit.healthy,
-                    }
-                )
-                print(rows[-1], flush=True)
+                key = {"dataset": dataset, "kept": str(kept), "model": kind}
+                rows.extend(fit_and_score(kind, train, held, draws, seed, key))
+    cut = CUTS.get(dataset)
+    if cut is not None:
+        for kind in MODELS:
+            if any((dataset, family, "cut", kind) in done for family in targets):
+                continue
+            train, held = df[df["N"] <= cut], df[(df["N"] > cut) & df["family"].isin(targets)]
+            key = {"dataset": dataset, "kept": "cut", "model": kind}
+            rows.extend(fit_and_score(kind, train, held, draws, seed, key))
     return pd.DataFrame(rows)
+
+
+def fit_and_score(kind: str, train: pd.DataFrame, held: pd.DataFrame, draws: int, seed: int, key: dict) -> list[dict]:
+    """Fit one model on ``train`` and score its predictions of ``held`` (runs with enough tokens): a row per family."""
+    held = held[held["D"] >= MIN_TOKENS_PER_PARAM * held["N"]]
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", bs.SamplerWarning)
+        try:
+            fit = model_for(kind).fit(train, seed=seed, warmup=draws, draws=draws)
+        except bs.DataError as err:  # e.g. independent fits with more parameters than rows
+            rows = [key | {"family": family, "error": str(err)[:80]} for family in held["family"].unique()]
+            print(*rows, sep="\n", flush=True)
+            return rows
+    table = fit.predict(held[["N", "D", "family"]] if kind != "one law" else held[["N", "D"]]).interval(0.9)
+    scored = held.assign(
+        error=np.abs(table["median"].to_numpy() - held["target"].to_numpy()) / held["target"].to_numpy(),
+        covered=(table["lower"].to_numpy() <= held["target"].to_numpy())
+        & (held["target"].to_numpy() <= table["upper"].to_numpy()),
+    )
+    seconds = time.perf_counter() - start
+    rows = []
+    for family, own in scored.groupby("family"):
+        rows.append(
+            key
+            | {
+                "family": family,
+                "n_train_rows_family": int((train["family"] == family).sum()),
+                "n_held": len(own),
+                "are": float(own["error"].mean()),
+                "coverage90": float(own["covered"].mean()),
+                "seconds": seconds,
+                "warnings": len(caught),
+                "healthy": fit.healthy,
+            }
+        )
+        print(rows[-1], flush=True)
+    return rows
 
 
 def summarise(results: pd.DataFrame) -> pd.DataFrame:
@@ -151,7 +190,7 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
             "held-out points": grouped["n_held"].sum().astype(int),
         }
     )
-    return table.unstack("model").reindex(["1", "2", "3", "all"], level="kept")
+    return table.unstack("model").reindex(list(KEPT), level="kept")
 
 
 def main() -> None:
