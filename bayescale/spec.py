@@ -65,10 +65,13 @@ class ScalingModel:
         all groups). Pooled, every group scatters by its own amount (one shared scale is set
         by the noisiest groups), a group with few runs borrowing from the others
         (``sigma_pop``, ``sigma_spread``).
-    pilot : bool
-        Advanced, hierarchical models only: fit every group alone first and sample the pooled
-        groups in the frame those fits give (:mod:`bayescale.model.pilot`). The posterior is
-        the same either way; only the sampler's cost differs (``docs/hierarchy.md``).
+    pilot : bool, optional
+        Advanced, hierarchical models only. By default (``None``) a fit first fits every group
+        alone and samples the pooled groups in the frame those fits give
+        (:mod:`bayescale.model.pilot`, :mod:`bayescale.model.pooled`); ``fit_many`` does not
+        (its groups are padded across data sets). ``False`` skips the pilot, ``True`` runs it
+        in ``fit_many`` too (for its centring of exponents). The posterior is the same either
+        way; only the sampler's cost and health differ (``docs/hierarchy.md``).
     discrepancy : bs.discrepancy.Drift, None or "auto"
         The risk that the law itself is wrong beyond the fitted data, added to predictions
         (:mod:`bayescale.model.discrepancy`): zero inside the data's range, growing with the
@@ -101,7 +104,7 @@ class ScalingModel:
         pooled: list[str] | None = None,
         shared: list[str] | None = None,
         independent: list[str] | None = None,
-        pilot: bool = False,
+        pilot: bool | None = None,
         discrepancy: discrepancies.Drift | None | str = "auto",
     ) -> None:
         self.law = laws.get(law) if isinstance(law, str) else law
@@ -136,8 +139,8 @@ class ScalingModel:
             raise TypeError(f"group must be a column name (str), got {group!r}")
         self.group = group
         self.treatments = self._check_treatments({"pooled": pooled, "shared": shared, "independent": independent})
-        if not isinstance(pilot, bool):
-            raise TypeError(f"pilot must be True or False, got {pilot!r}")
+        if pilot is not None and not isinstance(pilot, bool):
+            raise TypeError(f"pilot must be True, False or None, got {pilot!r}")
         self.pilot = pilot
         self.discrepancy = self._check_discrepancy(discrepancy)
 
@@ -497,7 +500,7 @@ class ScalingModel:
             reference=config["reference"],
             group=config.get("group"),
             **_lists(config.get("treatments", {})),
-            pilot=config.get("pilot", False),
+            pilot=config.get("pilot"),
             discrepancy=discrepancies.from_config(config.get("discrepancy")),  # files from before it: none
         )
 
@@ -508,7 +511,7 @@ class ScalingModel:
                 how: [k for k, v in self.treatments.items() if v == how] for how in ("pooled", "shared", "independent")
             }
             grouping = f", group={self.group!r}, " + ", ".join(f"{how}={names}" for how, names in by.items() if names)
-            grouping += ", pilot=True" if self.pilot else ""
+            grouping += f", pilot={self.pilot}" if self.pilot is not None else ""
         return (
             f"ScalingModel({self.law!r}, target={self.target!r}, inputs={self.inputs}, "
             f"likelihood={self.likelihood}{grouping})"

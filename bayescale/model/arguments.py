@@ -11,7 +11,7 @@ import numpy as np
 
 from bayescale.data import DataError, ScalingData
 from bayescale.model.args import ModelArgs
-from bayescale.model.build import centring, measured_by_design
+from bayescale.model.build import centring, measured_by_design, pooled_names
 from bayescale.model.pilot import exponent_centring, fit_groups, pooled_basis, starting_point
 
 
@@ -44,11 +44,12 @@ def model_args(
 ) -> ModelArgs:
     """Numeric arguments of the NumPyro model for these data and reference scales.
 
-    ``pilot`` (default: the spec's) fits every group alone first
-    (:mod:`bayescale.model.pilot`): it decides where pooled exponents are centred, where
-    the chains may start (``args.start``) and, with ``frame``, the pooled groups' frame
-    (``args.basis``; ``False`` for many fits, whose groups are padded); ``pilot=False``
-    for a design without observations yet.
+    ``pilot`` (default: the spec's, and where the spec leaves it ``None``, ``frame``) fits
+    every group alone first where law parameters are pooled (:mod:`bayescale.model.pilot`):
+    it decides where pooled exponents are centred, where the chains may start
+    (``args.start``) and, with ``frame``, the pooled groups' frame (``args.basis``;
+    ``False`` for many fits, whose groups are padded); ``pilot=False`` for a design without
+    observations yet.
     """
     raw = inputs if inputs is not None else scaling_data.inputs
     log_x = {x: jnp.asarray(np.log(raw[x]) - log_refs[x]) for x in spec.law.inputs}
@@ -77,7 +78,9 @@ def model_args(
     args = ModelArgs(log_x, observed, noise, loc, scale, log_ref, group, group_ids, centred, trials)
     if centred is not None:
         start = None
-        if (spec.pilot if pilot is None else pilot) and observed is not None:
+        if pilot is None:  # the spec's choice; by default the pilot runs where its frame is used
+            pilot = frame if spec.pilot is None else spec.pilot
+        if pilot and observed is not None and pooled_names(spec.law, spec.treatments):
             measured = measured_by_design(spec.law, spec.treatments, raw, scaling_data.groups, n_groups)
             exponents = {k: measured[k] for k in measured if not spec.law.parameter(k).in_target_units}
             fits = fit_groups(spec.law, spec.likelihood, args, scaling_data.groups)

@@ -1,6 +1,7 @@
 """A Laplace pilot of every group on its own: the frame of the pooled groups, where chains start.
 
-With ``ScalingModel(..., pilot=True)`` every group is fitted alone first, and
+Before a hierarchical fit (by default; ``ScalingModel(..., pilot=False)`` skips it) every
+group is fitted alone first, and
 :func:`pooled_basis` turns the fits into the frame in which :func:`bayescale.model.build.build`
 samples the pooled groups (:mod:`bayescale.model.pooled`: each group's mode and the Hessian of
 its likelihood there, in level coordinates where all level terms are pooled): on 8
@@ -38,17 +39,18 @@ matrix from the groups' posterior variances instead of NumPyro's identity. From 
 with the identity, the first 100 warmup iterations of 8 Chinchilla families x 40 runs took
 ~50,000-90,000 of a chain's ~95,000-135,000 warmup leapfrog steps (trajectories at the
 tree-depth limit while the chain travels in and the first windows' estimates come from
-those draws); from the pilot's start ~22,000 of ~60,000. Opt-in, ``fit(..., init="pilot")``
-(each warmup window's estimate then shrunk towards the matrix in force,
-:mod:`bayescale.sampler.adaptation`): on a design with centred exponents and a small spread some fits
-had a chain with dozens of divergences, which random starts did not (see
-:class:`bayescale.sampler.options.NUTSOptions`).
+those draws); from the pilot's start ~22,000 of ~60,000. The default where the pilot ran,
+``init="pilot"`` (each warmup window's estimate then shrunk towards the matrix in force,
+:mod:`bayescale.sampler.adaptation`). With the binary centring (in :meth:`~bayescale.ScalingModel.fit_many`
+with ``pilot=True``) on a design with centred exponents and a small spread some fits had a
+chain with dozens of divergences, which random starts did not; in the frame neither start has
+any there.
 
-Opt-in (``ScalingModel(..., pilot=True)``), because the spread it detects is biased
-upwards on families that share their exponents: the Laplace variance at the joint mode
-(noise scale included) understates each group's uncertainty, so it centres some groups
-anyway (8 such families x 40 runs: 50 steps per draw and 1-4 divergences, against 60
-and none without the pilot).
+The binary choice has a bias: the spread it detects is biased upwards on families that share
+their exponents (the Laplace variance at the joint mode, noise scale included, understates
+each group's uncertainty), so it centres some groups anyway (8 such families x 40 runs: 50
+steps per draw and 1-4 divergences, against 60 and none without the pilot). The frame has no
+such choice to make, and is what a single fit uses.
 
 Everything here is in the sampling coordinates of :mod:`bayescale.model.build` (prior-
 standardised values times ``Z_SCALE``); the numbers decide a parameterisation only, so

@@ -47,8 +47,9 @@ class NUTSOptions:
         for dense matrices of 25 or more dimensions.
     init : {"mode", "random", "pilot"}, optional
         Where chains start: at a draw from the Laplace approximation at the nearest mode, at
-        a random point, or at the hierarchy pilot's point. Default: ``"mode"`` from
-        :data:`MODE_START_ROWS` rows, else ``"random"``.
+        a random point, or at the hierarchy pilot's point. Default: ``"pilot"`` where the
+        hierarchy's pilot ran (:class:`~bayescale.ScalingModel`'s ``pilot``), else ``"mode"``
+        from :data:`MODE_START_ROWS` rows, else ``"random"``.
 
     Examples
     --------
@@ -105,11 +106,11 @@ class NUTSOptions:
             raise ValueError("diagonal_shrinkage=True needs dense_mass=True and adapt_mass_matrix=True")
         if options.init is None:
             init = "mode" if dimension <= LAPLACE_MAX_DIM and rows >= MODE_START_ROWS else "random"
-            options = replace(options, init=init)
+            options = replace(options, init="pilot" if has_start else init)
         elif options.init == "pilot" and not has_start:
             raise ValueError(
-                'init="pilot" needs a hierarchical model with pilot=True (ScalingModel(..., group=..., pilot=True)); '
-                "fit_many and calibration studies start at random"
+                'init="pilot" needs the pilot\'s fits of every group: a hierarchical model without pilot=False '
+                "(ScalingModel(..., group=...)); fit_many and calibration studies start at random"
             )
         elif options.init == "mode" and dimension > LAPLACE_MAX_DIM:
             raise ValueError(
