@@ -53,6 +53,8 @@ def test_short_chains_report_rhat_and_ess_with_parameter_names(model, quickstart
     messages = [str(w.message) for w in record]
     assert any(m.startswith("R-hat above 1.01 for ") and "Run more warmup" in m for m in messages)
     assert any(m.startswith("low effective sample size for ") and "increase draws" in m for m in messages)
+    # the law has published fits and the model uses none of them: the stronger prior to try is named
+    assert all('such as priors="literature" (published fits of alpha, beta)' in m for m in messages if "R-hat" in m)
     assert not fit.healthy
     assert set(fit.health.table.index) == set(fit.parameter_names)
 
@@ -97,3 +99,18 @@ def test_divergences_in_a_funnel_name_the_spread():
         health = diagnostics.assess(_idata_with_divergences(ranks), ["alpha_spread", "sigma"], 10)
         (message,) = [p for p in health.problems if "divergent" in p]
         assert "smallest values" not in message and "target_accept_prob=0.95" in message
+
+
+def test_weak_identification_names_a_stronger_prior_only_where_there_is_one():
+    rng = np.random.default_rng(0)
+    apart = np.stack([rng.normal(0.0, 1.0, 500), rng.normal(3.0, 1.0, 500)])  # two chains that disagree
+    idata = az.from_dict(
+        posterior={"alpha": apart},
+        sample_stats={"diverging": np.zeros((2, 500), bool), "tree_depth": np.full((2, 500), 3)},
+    )
+    (plain,) = [p for p in diagnostics.assess(idata, ["alpha"], 10).problems if "R-hat" in p]
+    assert plain.endswith("(consider stronger priors on these parameters).")
+    named = diagnostics.assess(idata, ["alpha"], 10, stronger_prior='priors="literature"').problems
+    assert any('stronger priors on these parameters, such as priors="literature")' in p for p in named)
+    assert any('weakly identified, such as priors="literature".' in p for p in named)
+    assert bs.ScalingModel("chinchilla", priors="literature").priors.keys() >= {"alpha", "beta"}

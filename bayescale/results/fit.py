@@ -96,6 +96,7 @@ class ScalingFit:
             self.options.max_tree_depth,
             dense_mass=bool(self.options.dense_mass),
             target_accept_prob=self.options.target_accept_prob or 0.9,
+            stronger_prior=_literature_advice(model),
         )
         if warn:
             diagnostics.warn(self.health, stacklevel=6)  # the user's call of ScalingModel.fit
@@ -1018,3 +1019,15 @@ def _positive_scalar(name: str, value) -> float:
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be positive and finite, got {value!r}")
     return float(value)
+
+
+def _literature_advice(model) -> str:
+    """``priors="literature"`` where the law has published fits and the model uses none of its priors.
+
+    On the README's ColPret families (default priors, seeds 0-2) the population exponent is
+    weakly identified and R-hat reached 1.011-1.204; with the literature's priors, 1.006-1.035.
+    """
+    published = set(model.law.literature)
+    if not published or published & set(model.priors):
+        return ""
+    return f'priors="literature" (published fits of {", ".join(sorted(published))})'

@@ -70,8 +70,18 @@ class Health:
         return "\n".join(lines)
 
 
+def _such_as(prior: str) -> str:
+    return f", such as {prior}" if prior else ""
+
+
 def assess(
-    idata, var_names: list[str], max_tree_depth: int, *, dense_mass: bool = True, target_accept_prob: float = 0.9
+    idata,
+    var_names: list[str],
+    max_tree_depth: int,
+    *,
+    dense_mass: bool = True,
+    target_accept_prob: float = 0.9,
+    stronger_prior: str = "",
 ) -> Health:
     """Check a fit's posterior and sample statistics.
 
@@ -85,6 +95,9 @@ def assess(
         The NUTS setting used, to detect saturated trees.
     dense_mass, target_accept_prob
         The settings used, so that the advice names only options that would change something.
+    stronger_prior : str
+        A stronger prior the model could use, named where weak identification is the advice
+        (e.g. ``'priors="literature"'``); empty: none to name.
 
     Examples
     --------
@@ -117,7 +130,7 @@ def assess(
             problems.append(
                 f"R-hat above {RHAT_MAX} for {', '.join(bad)} (max {worst:.3f}): chains disagree. "
                 "Run more warmup and draws; if it persists the posterior is multimodal or weakly identified "
-                "(consider stronger priors on these parameters)."
+                f"(consider stronger priors on these parameters{_such_as(stronger_prior)})."
             )
     wanted = ess_wanted(n_chains, n_draws)
     low = table.index[~(table[["ess_bulk", "ess_tail"]].min(axis=1) >= wanted)].tolist()
@@ -128,7 +141,7 @@ def assess(
         )
         problems.append(
             f"low effective sample size for {', '.join(low)} (min {worst:.0f}, want {wanted:.0f}): {remedy}; "
-            "a stronger prior helps where a parameter is weakly identified."
+            f"a stronger prior helps where a parameter is weakly identified{_such_as(stronger_prior)}."
         )
     if saturation > SATURATION_MAX:
         remedy = "Use dense_mass=True, " if not dense_mass else ""
