@@ -99,7 +99,7 @@ def pad_rows(args: ModelArgs, rows: int) -> ModelArgs:
     """
     n = n_rows(args)
     index = padding_index(n, rows)
-    take = lambda a: None if a is None else jnp.asarray(np.asarray(a)[..., index])  # noqa: E731  (on the host: no program to compile per shape)
+    take = lambda a: take_rows(a, index)  # noqa: E731
     mask = np.arange(rows) < n
     if args.mask is not None:
         mask &= np.asarray(args.mask)[index]
@@ -108,6 +108,12 @@ def pad_rows(args: ModelArgs, rows: int) -> ModelArgs:
         mask=jnp.asarray(mask),
         **{name: take(getattr(args, name)) for name in ROW_FIELDS},
     )
+
+
+def take_rows(values, index: np.ndarray):
+    """``values`` (rows on the last axis, or ``None``) at the rows ``index``, taken on the host with NumPy
+    (exact copies, and no gather program compiled for every new shape)."""
+    return None if values is None else jnp.asarray(np.asarray(values)[..., index])
 
 
 def z_site(name: str) -> str:

@@ -79,6 +79,7 @@ from bayescale.model.args import (
     pad_rows,
     row_bucket,
     standardising_scale,
+    take_rows,
     z_site,
 )
 from bayescale.model.build import (
@@ -430,7 +431,7 @@ def _per_group(args: ModelArgs, groups: np.ndarray, which: np.ndarray) -> ModelA
 
 def _rows(args: ModelArgs, rows: np.ndarray) -> ModelArgs:
     """The rows ``rows`` of ``args`` as a model without groups."""
-    take = lambda a: None if a is None else jnp.asarray(np.asarray(a)[rows])  # noqa: E731  (on the host)
+    take = lambda a: take_rows(a, rows)  # noqa: E731
     return args._replace(
         log_x={k: take(v) for k, v in args.log_x.items()},
         mask=None,

@@ -1022,11 +1022,8 @@ def _positive_scalar(name: str, value) -> float:
 
 
 def _literature_advice(model) -> str:
-    """``priors="literature"`` where the law has published fits and the model uses none of its priors.
-
-    On the README's ColPret families (default priors, seeds 0-2) the population exponent is
-    weakly identified and R-hat reached 1.011-1.204; with the literature's priors, 1.006-1.035.
-    """
+    """``priors="literature"``, named in the advice on weak identification, where the law has published
+    fits and the model uses none of them (``docs/hierarchy.md`` has what they did on ColPret's families)."""
     published = set(model.law.literature)
     if not published or published & set(model.priors):
         return ""

@@ -105,8 +105,11 @@ class NUTSOptions:
         elif options.diagonal_shrinkage and not (options.dense_mass and options.adapt_mass_matrix):
             raise ValueError("diagonal_shrinkage=True needs dense_mass=True and adapt_mass_matrix=True")
         if options.init is None:
-            init = "mode" if dimension <= LAPLACE_MAX_DIM and rows >= MODE_START_ROWS else "random"
-            options = replace(options, init="pilot" if has_start else init)
+            if has_start:
+                init = "pilot"
+            else:
+                init = "mode" if dimension <= LAPLACE_MAX_DIM and rows >= MODE_START_ROWS else "random"
+            options = replace(options, init=init)
         elif options.init == "pilot" and not has_start:
             raise ValueError(
                 'init="pilot" needs the pilot\'s fits of every group: a hierarchical model without pilot=False '
