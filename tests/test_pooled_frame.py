@@ -15,7 +15,7 @@ import bayescale as bs
 from bayescale.model import pooled
 from bayescale.model.args import Z_SCALE
 from bayescale.model.build import measured_by_design, pooled_level_terms, pooled_names, sample_pooled
-from bayescale.model.pilot import GroupFits, fit_groups, pooled_basis
+from bayescale.model.pilot import GroupFits, fit_groups, pooled_basis, population_of
 from tests.conftest import args_of, assert_same_posterior, simulate
 
 LAW = bs.laws.Chinchilla()
@@ -126,13 +126,13 @@ def test_the_frame_samples_the_same_posterior(fits):
 
 
 def test_the_frame_cuts_leapfrog_steps_without_divergences(fits):
-    # measured on these data, seeds 0-3: 18.0-22.5 steps per draw, min bulk ESS 1,564-2,340 of 4,000 draws and
-    # no divergences (0.95 target acceptance); without the frame, 4 x (500 + 500), seeds 0-5: 91-104 steps, min
-    # ESS 64-331 of 2,000 draws
+    # measured on these data, chain seeds 0-2: 31-36 steps per draw (15-23 on data seeds 1-5), min bulk ESS
+    # ~2,000 of 4,000 draws and no divergences (0.95 target acceptance); without the frame, 4 x (500 + 500),
+    # seeds 0-5: 91-104 steps, min ESS 64-331 of 2,000 draws
     framed, plain = fits
     steps = [float(f.idata.sample_stats["n_steps"].mean()) for f in fits]
     ess_per_draw = [float(f.summary()["ess_bulk"].min()) / f.idata.posterior.sizes["draw"] for f in fits]
-    assert steps[0] < steps[1] / 3, steps
+    assert steps[0] < steps[1] / 2.5, steps
     assert ess_per_draw[0] > 2 * ess_per_draw[1], ess_per_draw
     assert int(framed.idata.sample_stats["diverging"].sum()) <= 1
 
@@ -156,7 +156,9 @@ def test_a_group_whose_fit_failed_is_sampled_as_without_the_frame():
     df = simulate_families(4)
     model, args = framed_args(df)
     data = model.validate(df)
-    fits = fit_groups(LAW, model.likelihood, args, data.groups)
+    alone = fit_groups(LAW, model.likelihood, args, data.groups)
+    population = population_of(alone, pooled_names(LAW, model.treatments))
+    fits = fit_groups(LAW, model.likelihood, args, data.groups, population)  # as model_args fits them
     broken = GroupFits({k: v.copy() for k, v in fits.modes.items()}, fits.variances)
     broken.modes["alpha_z"][1] = np.nan
     measured = measured_by_design(LAW, model.treatments, data.inputs, data.groups, 4)
@@ -166,6 +168,27 @@ def test_a_group_whose_fit_failed_is_sampled_as_without_the_frame():
     np.testing.assert_allclose(np.asarray(basis.information)[0], np.asarray(args.basis.information)[0])
     eigenvalues = np.linalg.eigvalsh(np.asarray(basis.information))
     assert eigenvalues.min() >= -1e-9 * eigenvalues.max()
+
+
+def test_the_frame_is_expanded_where_each_group_sits_given_the_population():
+    # At the population the groups' own fits place, a framed group's conditional mean is its mode
+    # given that population: the likelihood's gradient there is what keeps it from its fit alone.
+    df = simulate_families(4, seed=3)
+    model, args = framed_args(df)
+    data = model.validate(df)
+    names = pooled_names(LAW, model.treatments)
+    alone = fit_groups(LAW, model.likelihood, args, data.groups)
+    population = population_of(alone, names)
+    location = jnp.array([float(args.prior_loc[k] + args.prior_scale[k] * population[k][0]) for k in names])
+    spread = jnp.array([float(args.prior_scale[k] * population[k][1]) for k in names])
+    mean, _ = pooled.frame(location, spread, args.basis)
+    framed = np.asarray(args.basis.framed) > 0
+    assert framed.all()
+    np.testing.assert_allclose(np.asarray(mean), np.asarray(args.basis.mode), atol=1e-5)
+    gradient = np.asarray(args.basis.gradient)
+    assert np.abs(gradient).max() > 1e-2  # not the fit alone, where the gradient vanishes
+    without = pooled.frame(location, spread, args.basis._replace(gradient=jnp.zeros_like(args.basis.gradient)))[0]
+    assert np.abs(np.asarray(without) - np.asarray(args.basis.mode)).max() > 1e-3
 
 
 def test_the_frame_does_not_depend_on_the_target_s_units():

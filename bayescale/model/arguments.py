@@ -12,7 +12,7 @@ import numpy as np
 from bayescale.data import DataError, ScalingData
 from bayescale.model.args import ModelArgs
 from bayescale.model.build import centring, measured_by_design, pooled_names
-from bayescale.model.pilot import exponent_centring, fit_groups, pooled_basis, starting_point
+from bayescale.model.pilot import exponent_centring, fit_groups, pooled_basis, population_of, starting_point
 
 
 def log_references(spec, scaling_data: ScalingData) -> dict[str, float]:
@@ -85,9 +85,11 @@ def model_args(
             exponents = {k: measured[k] for k in measured if not spec.law.parameter(k).in_target_units}
             fits = fit_groups(spec.law, spec.likelihood, args, scaling_data.groups)
             centred.update(exponent_centring(spec.law, spec.likelihood, args, scaling_data.groups, exponents, fits))
-            if frame:
+            if frame:  # linearised where each group sits given the population its own fits place
+                population = population_of(fits, pooled_names(spec.law, spec.treatments))
+                at = fit_groups(spec.law, spec.likelihood, args, scaling_data.groups, population)
                 basis = pooled_basis(
-                    spec.law, spec.likelihood, spec.treatments, args, scaling_data.groups, fits, measured
+                    spec.law, spec.likelihood, spec.treatments, args, scaling_data.groups, at, measured
                 )
                 args = args._replace(basis=basis)
             start = starting_point(spec.law, spec.likelihood, spec.treatments, centred, fits, args)

@@ -1,10 +1,11 @@
 """A Laplace pilot of every group on its own: the frame of the pooled groups, where chains start.
 
 Before a hierarchical fit (by default; ``ScalingModel(..., pilot=False)`` skips it) every
-group is fitted alone first, and
-:func:`pooled_basis` turns the fits into the frame in which :func:`bayescale.model.build.build`
-samples the pooled groups (:mod:`bayescale.model.pooled`: each group's mode and the Hessian of
-its likelihood there, in level coordinates where all level terms are pooled): on 8
+group is fitted alone first, then again given the population those fits place
+(:func:`population_of`), and :func:`pooled_basis` turns the second fits into the frame in
+which :func:`bayescale.model.build.build` samples the pooled groups
+(:mod:`bayescale.model.pooled`: each group's mode and the derivatives of its likelihood
+there, in level coordinates where all level terms are pooled): on 8
 Chinchilla families x 40 runs ~15 leapfrog steps per draw and a minimum bulk ESS of
 2,200-3,000, against 27-39 steps and 965-1,180 with the binary choice below, which
 :meth:`~bayescale.ScalingModel.fit_many` still uses (its groups are padded across data
@@ -112,10 +113,12 @@ class GroupFits(NamedTuple):
     variances: dict
 
 
-def fit_groups(law, likelihood, args: ModelArgs, groups: np.ndarray) -> GroupFits:
+def fit_groups(law, likelihood, args: ModelArgs, groups: np.ndarray, population: Mapping | None = None) -> GroupFits:
     """Fit every group on its own with the law's priors (Laplace, vectorised over the groups).
 
-    The arguments are :func:`exponent_centring`'s first four.
+    The arguments are :func:`exponent_centring`'s first four. ``population``: pooled
+    parameter -> ``(mean, sd)`` of its standardised value (:func:`population_of`), the
+    prior there instead of the law's: each group's fit given that population.
 
     Examples
     --------
@@ -132,7 +135,7 @@ def fit_groups(law, likelihood, args: ModelArgs, groups: np.ndarray) -> GroupFit
     (2,)
     """
     n_groups = len(args.group_ids)
-    modes, variances = _laplace(law, likelihood, _per_group(args, groups, np.arange(n_groups)))
+    modes, variances = _laplace(law, likelihood, _per_group(args, groups, np.arange(n_groups)), population)
     return GroupFits({k: np.asarray(v) for k, v in modes.items()}, {k: np.asarray(v) for k, v in variances.items()})
 
 
@@ -243,10 +246,7 @@ def starting_point(
     point, sd = {}, {}
     for par in law.parameters:
         site = z_site(par.name)
-        w, v = fits.modes[site] / Z_SCALE, fits.variances[site] / Z_SCALE**2
-        failed = ~_fitted(w, v)
-        w, v = np.where(failed, 0.0, w), np.where(failed, 1.0, v)  # the prior, standardised
-        mean = float(np.sum(w / v) / np.sum(1.0 / v))
+        w, v, mean = _estimates(fits, par.name)
         how = treatments.get(par.name, "shared")
         if how == "independent":
             point[site], sd[site] = Z_SCALE * w, Z_SCALE * np.sqrt(v)
@@ -303,6 +303,27 @@ def starting_point(
     return point, sd
 
 
+def population_of(fits: GroupFits, names) -> dict:
+    """The pooled parameters' population as the groups' own fits place it: name -> (mean, sd), standardised.
+
+    The precision-weighted mean of the groups' modes and their :func:`between_group_sd`
+    (at least :data:`SPREAD_FLOOR`); a group whose fit failed counts as its prior.
+    """
+    out = {}
+    for name in names:
+        w, v, mean = _estimates(fits, name)
+        out[name] = (mean, max(between_group_sd(w, v), SPREAD_FLOOR))
+    return out
+
+
+def _estimates(fits: GroupFits, name: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """Standardised modes and variances of a parameter per group (a failed fit: the prior), and their weighted mean."""
+    w, v = fits.modes[z_site(name)] / Z_SCALE, fits.variances[z_site(name)] / Z_SCALE**2
+    failed = ~_fitted(w, v)
+    w, v = np.where(failed, 0.0, w), np.where(failed, 1.0, v)  # the prior, standardised
+    return w, v, float(np.sum(w / v) / np.sum(1.0 / v))
+
+
 def pooled_basis(
     law,
     likelihood,
@@ -314,20 +335,23 @@ def pooled_basis(
 ) -> PooledBasis | None:
     """Every group's pooled parameters as its own fit measured them: the frame of :mod:`bayescale.model.pooled`.
 
-    Per group: the mode of its fit (:func:`fit_groups`) in the pooled coordinates, the
-    Jacobian of the map back, and the Hessian of its negative log likelihood there (the
-    law's prior taken out, every other site at the mode), its negative eigenvalues (a
-    direction the data do not measure, where the mode is not a minimum of the likelihood
-    alone) set to 0. Only groups whose design measures every pooled parameter (``measured``:
-    parameter -> bool per group, :func:`bayescale.model.build.measured_by_design`) and whose fit
-    succeeded are sampled in the frame; the others as without it. ``None`` where nothing is
-    pooled.
+    Per group: the mode of its fit (:func:`fit_groups`, given the population) in the pooled
+    coordinates, the Jacobian of the map back, and the gradient and Hessian of its negative
+    log likelihood there (the prior taken out, every other site at the mode), the Hessian's
+    negative eigenvalues (a direction the data do not measure) set to 0. Only groups whose
+    design measures every pooled parameter (``measured``: parameter -> bool per group,
+    :func:`bayescale.model.build.measured_by_design`) and whose fit succeeded are sampled in
+    the frame; the others as without it. ``None`` where nothing is pooled.
 
     Why not all groups: in level coordinates, a group that measures little has its values'
-    map linearised at its own fit, which its prior and a run or two place, not the
-    population, and its coordinates curve. On the 12 ColPret families (1-33 runs each, 5 of
-    them with 1-3) framing every group took 280-380 leapfrog steps per draw and gave 0-58
-    divergences, against 250-265 steps and 0-1 without the pilot.
+    map linearised where its prior and a run or two place it, and its coordinates curve
+    where the population takes it. On the 12 ColPret families (1-33 runs each, 5 of them
+    with 1-3) framing every group took 280-380 leapfrog steps per draw and gave 0-58
+    divergences, against 250-265 steps and 0-1 without the pilot; on the README's 10
+    families, expanded given the population, 10-29 divergences (seeds 0-2) against 0-2.
+    Framing those groups in their values' own coordinates instead gave 0-2 divergences and
+    a minimum ESS of 250-630 there (165-380 as they are), but 13 divergences on 6 saturating
+    families of 8 runs and one of 2 (at most 8 as they are).
 
     Examples
     --------
@@ -360,12 +384,13 @@ def pooled_basis(
     sites = {k: jnp.asarray(np.where(_along(framed, v), v, 0.0)) for k, v in fits.modes.items()}
     key = (law, likelihood, names, terms, jax.tree.structure(batch), tuple(np.shape(x) for x in jax.tree.leaves(batch)))
     derivatives = _DERIVATIVES.get(key, lambda: _frame_derivatives(law, likelihood, names, terms))
-    raw, jacobian = derivatives(jnp.asarray(mode), sites, batch, jnp.asarray(loc), jnp.asarray(scale))
+    raw, jacobian, gradient = derivatives(jnp.asarray(mode), sites, batch, jnp.asarray(loc), jnp.asarray(scale))
+    gradient = np.where(framed[:, None], np.asarray(gradient), 0.0)
     information = np.where(framed[:, None, None], np.asarray(raw), 0.0)
     eigenvalues, vectors = np.linalg.eigh(information)
     information = np.einsum("gij,gj,gkj->gik", vectors, np.maximum(eigenvalues, 0.0), vectors)
     log_noise = np.where(framed, fits.modes["sigma"], 0.0) if "sigma" in fits.modes else np.zeros(len(framed))
-    fields = (mode, values, jacobian, information, framed.astype(float), log_noise)
+    fields = (mode, values, jacobian, information, framed.astype(float), log_noise, gradient)
     return PooledBasis(*(jnp.asarray(a) for a in fields))
 
 
@@ -391,7 +416,8 @@ def _frame_derivatives(law, likelihood, names, terms):
 
     def both(y, sites, args, loc, scale):
         values = lambda v: pooled.from_coordinates(v, names, terms)  # noqa: E731
-        return jax.hessian(energy)(y, sites, args, loc, scale), jax.jacobian(values)(y)
+        gradient = jax.grad(energy)(y, sites, args, loc, scale)
+        return jax.hessian(energy)(y, sites, args, loc, scale), jax.jacobian(values)(y), gradient
 
     return compiled(jax.vmap(both, in_axes=(0, 0, 0, None, None)), runs="once")
 
@@ -442,11 +468,15 @@ def _rows(args: ModelArgs, rows: np.ndarray) -> ModelArgs:
     )
 
 
-def _laplace(law, likelihood, batch: ModelArgs) -> tuple[dict, dict]:
+def _laplace(law, likelihood, batch: ModelArgs, population: Mapping | None = None) -> tuple[dict, dict]:
     """Posterior modes and marginal variances of every site, per group (vectorised)."""
     key = (law, likelihood, jax.tree.structure(batch), tuple(np.shape(x) for x in jax.tree.leaves(batch)))
     solver = _SOLVERS.get(key, lambda: _solver(law, likelihood, jax.tree.map(lambda x: x[0], batch)))
-    return solver(batch)
+    population = population or {}
+    prior = {z_site(p.name): population.get(p.name, (0.0, 1.0)) for p in law.parameters}
+    mean = {k: jnp.asarray(v[0], dtype=float) for k, v in prior.items()}
+    sd = {k: jnp.asarray(v[1], dtype=float) for k, v in prior.items()}
+    return solver(batch, mean, sd)
 
 
 def _solver(law, likelihood, example: ModelArgs):
@@ -459,12 +489,15 @@ def _solver(law, likelihood, example: ModelArgs):
     # the search runs on prior-standardised coordinates (the z sites divided by Z_SCALE)
     scale = standardising_scale(start)
 
-    def energy(y, args):
-        return potential_energy(model, (args,), {}, unravel(y * scale))
+    def energy(y, args, mean, sd):
+        sites = unravel(y * scale)
+        # the law's Normal(0, 1) on a standardised value replaced by Normal(mean, sd) (by default the same)
+        prior = sum(jnp.sum(((sites[k] / Z_SCALE - mean[k]) / sd[k]) ** 2 - (sites[k] / Z_SCALE) ** 2) for k in mean)
+        return potential_energy(model, (args,), {}, sites) + 0.5 * prior
 
-    def one(args):
-        y = newton(lambda y: energy(y, args), y0, NEWTON_STEPS)
-        covariance = jnp.linalg.inv(jax.hessian(energy)(y, args))
+    def one(args, mean, sd):
+        y = newton(lambda y: energy(y, args, mean, sd), y0, NEWTON_STEPS)
+        covariance = jnp.linalg.inv(jax.hessian(energy)(y, args, mean, sd))
         return unravel(y * scale), unravel(jnp.diag(covariance) * scale**2)
 
-    return compiled(jax.vmap(one), runs="once")
+    return compiled(jax.vmap(one, in_axes=(0, None, None)), runs="once")

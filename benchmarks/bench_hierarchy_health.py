@@ -1,0 +1,111 @@
+"""Benchmark: the sampler's health on small hierarchical designs, over many seeds.
+
+Divergence counts are heavy-tailed (most fits 0-5, now and then one chain with dozens), so a
+design is judged over many seeds, each a new simulated data set and chain seed:
+
+- ``contract``: the hierarchy issue's usage block, 4 simulated Chinchilla families x 8 runs
+  (4 sizes x 2 tokens per parameter), ``pooled=["alpha", "beta", "E"]`` (the prefactors
+  pooled too), exponents scattered by 10%, E by 5%, 1% noise;
+- ``six``: 6 simulated Chinchilla families x 20 runs (4 sizes x 5 ratios), every parameter
+  pooled, scattered as in ``bench_hierarchical_fit.py`` (like ``tests/test_pooled_frame.py``'s);
+- ``colpret``: the README's multi-family example (ColPret's final checkpoints of single-epoch
+  runs, 10 families, default priors; needs the public datasets), the chain seed varied.
+
+Prints one line per fit (divergences, max R-hat, min bulk ESS, leapfrog steps per draw,
+SamplerWarnings, wall time) and per design the totals: divergences, fits without any
+SamplerWarning, the largest count in one fit.
+
+    python benchmarks/bench_hierarchy_health.py [--designs contract six colpret] [--seeds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+import bayescale as bs
+
+CHINCHILLA = {"E": 1.82, "A": 482.0, "alpha": 0.348, "B": 2085.0, "beta": 0.366}
+SPREAD = {"E": 0.1, "A": 0.3, "alpha": 0.15, "B": 0.3, "beta": 0.15}
+
+
+def contract(seed: int) -> tuple[bs.ScalingModel, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    law = bs.laws.Chinchilla()
+    n, r = (a.ravel() for a in np.meshgrid(np.geomspace(3e7, 2e9, 4), [10.0, 40.0], indexing="ij"))
+    frames = []
+    for f in range(4):
+        p = {
+            "E": 1.8 * np.exp(0.05 * rng.standard_normal()),
+            "A": 450.0,
+            "alpha": 0.34 * np.exp(0.1 * rng.standard_normal()),
+            "B": 2000.0,
+            "beta": 0.36 * np.exp(0.1 * rng.standard_normal()),
+        }
+        y = np.asarray(law.mean(p, N=n, D=n * r)) * np.exp(0.01 * rng.standard_normal(n.size))
+        frames.append(pd.DataFrame({"family": f"f{f}", "N": n, "D": n * r, "loss": y}))
+    model = bs.ScalingModel(law, target="loss", group="family", pooled=["alpha", "beta", "E"])
+    return model, pd.concat(frames, ignore_index=True)
+
+
+def six(seed: int) -> tuple[bs.ScalingModel, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    law = bs.laws.Chinchilla()
+    n, r = (g.ravel() for g in np.meshgrid(np.geomspace(5e7, 5e9, 4), [5.0, 10.0, 20.0, 40.0, 80.0], indexing="ij"))
+    frames = []
+    for f in range(6):
+        truth = {k: v * np.exp(SPREAD[k] * rng.standard_normal()) for k, v in CHINCHILLA.items()}
+        y = np.asarray(law.mean(truth, N=n, D=n * r)) * np.exp(0.01 * rng.standard_normal(n.size))
+        frames.append(pd.DataFrame({"family": f"f{f}", "N": n, "D": n * r, "loss": y}))
+    return bs.ScalingModel(law, target="loss", group="family"), pd.concat(frames, ignore_index=True)
+
+
+def colpret(seed: int) -> tuple[bs.ScalingModel, pd.DataFrame]:
+    runs = bs.datasets.load("colpret_final")
+    runs = runs[runs["epochs"].fillna(1) <= 1].dropna(subset=["loss_nats"])
+    model = bs.ScalingModel(bs.laws.Chinchilla(), target="loss_nats", group="family", pooled=["alpha", "beta", "E"])
+    return model, runs
+
+
+DESIGNS = {"contract": contract, "six": six, "colpret": colpret}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--designs", nargs="+", default=["contract", "six"], choices=sorted(DESIGNS))
+    parser.add_argument("--seeds", type=int, default=20)
+    options = parser.parse_args()
+    for name in options.designs:
+        divergences, healthy = [], 0
+        for seed in range(options.seeds):
+            model, df = DESIGNS[name](seed)
+            start = time.perf_counter()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", bs.SamplerWarning)
+                fit = model.fit(df, seed=seed)
+            wall = time.perf_counter() - start
+            stats = fit.idata.sample_stats
+            table = az.summary(fit.idata, kind="diagnostics")
+            count = int(stats["diverging"].sum())
+            divergences.append(count)
+            healthy += not caught
+            print(
+                f"{name} seed {seed}: {count} divergences, R-hat {table['r_hat'].max():.3f}, "
+                f"min ESS {table['ess_bulk'].min():.0f}, {float(stats['n_steps'].mean()):.1f} steps/draw, "
+                f"{len(caught)} warnings, {wall:.1f} s",
+                flush=True,
+            )
+        print(
+            f"{name}: {sum(divergences)} divergences in {len(divergences)} fits (largest {max(divergences)}), "
+            f"{healthy} without a SamplerWarning\n",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
