@@ -8,6 +8,8 @@ design is judged over many seeds, each a new simulated data set and chain seed:
   pooled too), exponents scattered by 10%, E by 5%, 1% noise;
 - ``six``: 6 simulated Chinchilla families x 20 runs (4 sizes x 5 ratios), every parameter
   pooled, scattered as in ``bench_hierarchical_fit.py`` (like ``tests/test_pooled_frame.py``'s);
+- ``saturating``: 6 simulated families x 8 model sizes and one of 2, ``E + A N^-alpha``, every
+  parameter pooled, scattered by 10-30%, Student-t noise of 1% (like ``tests/test_hierarchy.py``'s);
 - ``colpret``: the README's multi-family example (ColPret's final checkpoints of single-epoch
   runs, 10 families, default priors; needs the public datasets), the chain seed varied.
 
@@ -15,7 +17,7 @@ Prints one line per fit (divergences, max R-hat, min bulk ESS, leapfrog steps pe
 SamplerWarnings, wall time) and per design the totals: divergences, fits without any
 SamplerWarning, the largest count in one fit.
 
-    python benchmarks/bench_hierarchy_health.py [--designs contract six colpret] [--seeds 20]
+    python benchmarks/bench_hierarchy_health.py [--designs contract six saturating colpret] [--seeds 20]
 """
 
 from __future__ import annotations
@@ -65,6 +67,19 @@ def six(seed: int) -> tuple[bs.ScalingModel, pd.DataFrame]:
     return bs.ScalingModel(law, target="loss", group="family"), pd.concat(frames, ignore_index=True)
 
 
+def saturating(seed: int) -> tuple[bs.ScalingModel, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    law = bs.laws.SaturatingPowerLaw("N")
+    population, spread = {"E": 1.8, "A": 400.0, "alpha": 0.3}, {"E": 0.1, "A": 0.3, "alpha": 0.15}
+    frames = []
+    for f in range(7):
+        truth = {k: v * np.exp(spread[k] * rng.standard_normal()) for k, v in population.items()}
+        n = np.geomspace(2e7, 2e9, 8)[: 8 if f < 6 else 2]
+        y = np.asarray(law.mean(truth, N=n)) * np.exp(0.01 * rng.standard_t(4, size=n.size))
+        frames.append(pd.DataFrame({"family": f"f{f}", "N": n, "loss": y}))
+    return bs.ScalingModel(law, target="loss", group="family"), pd.concat(frames, ignore_index=True)
+
+
 def colpret(seed: int) -> tuple[bs.ScalingModel, pd.DataFrame]:
     runs = bs.datasets.load("colpret_final")
     runs = runs[runs["epochs"].fillna(1) <= 1].dropna(subset=["loss_nats"])
@@ -72,12 +87,12 @@ def colpret(seed: int) -> tuple[bs.ScalingModel, pd.DataFrame]:
     return model, runs
 
 
-DESIGNS = {"contract": contract, "six": six, "colpret": colpret}
+DESIGNS = {"contract": contract, "six": six, "saturating": saturating, "colpret": colpret}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--designs", nargs="+", default=["contract", "six"], choices=sorted(DESIGNS))
+    parser.add_argument("--designs", nargs="+", default=["contract", "six", "saturating"], choices=sorted(DESIGNS))
     parser.add_argument("--seeds", type=int, default=20)
     options = parser.parse_args()
     for name in options.designs:
