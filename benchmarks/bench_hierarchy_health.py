@@ -10,6 +10,10 @@ design is judged over many seeds, each a new simulated data set and chain seed:
   pooled, scattered as in ``bench_hierarchical_fit.py`` (like ``tests/test_pooled_frame.py``'s);
 - ``saturating``: 6 simulated families x 8 model sizes and one of 2, ``E + A N^-alpha``, every
   parameter pooled, scattered by 10-30%, Student-t noise of 1% (like ``tests/test_hierarchy.py``'s);
+- ``overtraining``: 3 training sets as groups (as Gadre et al.'s over-training study), models of
+  11M-411M parameters at 20 tokens per parameter and over-trained to 80 and 320, Gadre et al.'s
+  law (``E + A N^-alpha + B D^-alpha``), every parameter pooled, scattered as in ``six``;
+- ``three``: the same three training sets fitted with Chinchilla's law (every parameter pooled);
 - ``colpret``: the README's multi-family example (ColPret's final checkpoints of single-epoch
   runs, 10 families, default priors; needs the public datasets), the chain seed varied.
 
@@ -17,7 +21,7 @@ Prints one line per fit (divergences, max R-hat, min bulk ESS, leapfrog steps pe
 SamplerWarnings, wall time) and per design the totals: divergences, fits without any
 SamplerWarning, the largest count in one fit.
 
-    python benchmarks/bench_hierarchy_health.py [--designs contract six saturating colpret] [--seeds 20]
+    python benchmarks/bench_hierarchy_health.py [--designs contract six saturating ...] [--seeds 20]
 """
 
 from __future__ import annotations
@@ -80,6 +84,23 @@ def saturating(seed: int) -> tuple[bs.ScalingModel, pd.DataFrame]:
     return bs.ScalingModel(law, target="loss", group="family"), pd.concat(frames, ignore_index=True)
 
 
+def overtraining(seed: int) -> tuple[bs.ScalingModel, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    law = bs.laws.get("overtraining")
+    n, m = (g.ravel() for g in np.meshgrid([1.1e7, 7.9e7, 1.54e8, 4.11e8], [20.0, 80.0, 320.0], indexing="ij"))
+    frames = []
+    for name in ("c4", "redpajama", "refinedweb"):
+        truth = {k: CHINCHILLA[k] * np.exp(SPREAD[k] * rng.standard_normal()) for k in law.parameter_names}
+        y = np.asarray(law.mean(truth, N=n, D=n * m)) * np.exp(0.01 * rng.standard_normal(n.size))
+        frames.append(pd.DataFrame({"data": name, "N": n, "D": n * m, "loss": y}))
+    return bs.ScalingModel(law, target="loss", group="data"), pd.concat(frames, ignore_index=True)
+
+
+def three(seed: int) -> tuple[bs.ScalingModel, pd.DataFrame]:
+    _, df = overtraining(seed)
+    return bs.ScalingModel(bs.laws.Chinchilla(), target="loss", group="data"), df
+
+
 def colpret(seed: int) -> tuple[bs.ScalingModel, pd.DataFrame]:
     runs = bs.datasets.load("colpret_final")
     runs = runs[runs["epochs"].fillna(1) <= 1].dropna(subset=["loss_nats"])
@@ -87,12 +108,24 @@ def colpret(seed: int) -> tuple[bs.ScalingModel, pd.DataFrame]:
     return model, runs
 
 
-DESIGNS = {"contract": contract, "six": six, "saturating": saturating, "colpret": colpret}
+DESIGNS = {
+    "contract": contract,
+    "six": six,
+    "saturating": saturating,
+    "overtraining": overtraining,
+    "three": three,
+    "colpret": colpret,
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--designs", nargs="+", default=["contract", "six", "saturating"], choices=sorted(DESIGNS))
+    parser.add_argument(
+        "--designs",
+        nargs="+",
+        default=["contract", "six", "saturating", "overtraining", "three"],
+        choices=sorted(DESIGNS),
+    )
     parser.add_argument("--seeds", type=int, default=20)
     options = parser.parse_args()
     for name in options.designs:
