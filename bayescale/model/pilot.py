@@ -333,7 +333,7 @@ def pooled_basis(
     fits: GroupFits,
     measured: Mapping[str, np.ndarray],
 ) -> PooledBasis | None:
-    """Every group's pooled parameters as its own fit measured them: the frame of :mod:`bayescale.model.pooled`.
+    """Every group's pooled parameters as its fit given the population measured them (:mod:`bayescale.model.pooled`).
 
     Per group: the mode of its fit (:func:`fit_groups`, given the population) in the pooled
     coordinates, the Jacobian of the map back, and the gradient and Hessian of its negative
@@ -350,8 +350,8 @@ def pooled_basis(
     divergences, against 250-265 steps and 0-1 without the pilot; on the README's 10
     families, expanded given the population, 10-29 divergences (seeds 0-2) against 0-2.
     Framing those groups in their values' own coordinates instead gave 0-2 divergences and
-    a minimum ESS of 250-630 there (165-380 as they are), but 13 divergences on 6 saturating
-    families of 8 runs and one of 2 (at most 8 as they are).
+    a minimum ESS of 250-630 there (165-380 as they are), but 118 divergences in 8 fits of 6
+    saturating families of 8 runs and one of 2 (3 as they are).
 
     Examples
     --------
