@@ -365,7 +365,7 @@ def test_the_pilot_s_starting_point(families):
     names, terms = pooled_names(LAW, model.treatments), pooled_level_terms(LAW, model.treatments)
     location = jnp.asarray([args.prior_loc[k] + args.prior_scale[k] * point[f"{k}_pop_z"] / Z_SCALE for k in names])
     spread = jnp.asarray([args.prior_scale[k] * np.exp(point[f"{k}_tau"]) for k in names])
-    mean, lower = pooled.frame(location, spread, args.basis)
+    mean, lower = pooled.frame(location, spread, args.basis, coordinates=(names, terms))
     u = jnp.stack([jnp.asarray(point[f"{k}_z"]) for k in names], axis=-1)
     x = np.asarray(pooled.from_coordinates(mean + pooled.solve_upper(lower, u / Z_SCALE), names, terms))
     framed = np.asarray(args.basis.framed) > 0

@@ -181,14 +181,53 @@ def test_the_frame_is_expanded_where_each_group_sits_given_the_population():
     population = population_of(alone, names)
     location = jnp.array([float(args.prior_loc[k] + args.prior_scale[k] * population[k][0]) for k in names])
     spread = jnp.array([float(args.prior_scale[k] * population[k][1]) for k in names])
-    mean, _ = pooled.frame(location, spread, args.basis)
+    terms = pooled_level_terms(LAW, model.treatments)
+    mean, _ = pooled.frame(location, spread, args.basis, coordinates=(names, terms))
     framed = np.asarray(args.basis.framed) > 0
     assert framed.all()
     np.testing.assert_allclose(np.asarray(mean), np.asarray(args.basis.mode), atol=1e-5)
     gradient = np.asarray(args.basis.gradient)
     assert np.abs(gradient).max() > 1e-2  # not the fit alone, where the gradient vanishes
-    without = pooled.frame(location, spread, args.basis._replace(gradient=jnp.zeros_like(args.basis.gradient)))[0]
+    flat = args.basis._replace(gradient=jnp.zeros_like(args.basis.gradient))
+    without = pooled.frame(location, spread, flat, coordinates=(names, terms))[0]
     assert np.abs(np.asarray(without) - np.asarray(args.basis.mode)).max() > 1e-3
+
+
+def test_a_second_gauss_newton_step_finds_the_conditional_mode():
+    # With a small spread the groups' values sit close to the population's location, away from the pilot's
+    # modes, where one linearisation of the map from coordinates to values is off; the frame's second step
+    # linearises it again at the first step's mean. Against the mode (steps repeated until they converge),
+    # in units of the spread, the second step must be far closer than the first.
+    df = simulate_families(4, seed=3)
+    model, args = framed_args(df)
+    names, terms = pooled_names(LAW, model.treatments), pooled_level_terms(LAW, model.treatments)
+    basis = args.basis
+    location = jnp.asarray(np.asarray(basis.values).mean(axis=0) + np.array([0.1, -0.1, 0.05, 0.1, -0.05]))
+    spread = jnp.full(len(names), 1e-3)
+    once = pooled.frame(location, spread, basis)[0]
+    twice = pooled.frame(location, spread, basis, coordinates=(names, terms))[0]
+    mode = once
+    for _ in range(30):  # the likelihood's expansion kept, the population linearised at the last mean
+        moved = jnp.einsum("gij,gj->gi", basis.information, mode - basis.mode)
+        at = basis._replace(
+            jacobian=pooled.jacobian(mode, names, terms),
+            mode=mode,
+            values=pooled.from_coordinates(mode, names, terms),
+            gradient=basis.gradient + moved,
+        )
+        mode = pooled.frame(location, spread, at)[0]
+    off = {
+        how: np.abs(
+            np.asarray(pooled.from_coordinates(m, names, terms) - pooled.from_coordinates(mode, names, terms))
+        ).max()
+        / 1e-3
+        for how, m in (("once", once), ("twice", twice))
+    }
+    assert off["once"] > 10 and off["twice"] < off["once"] / 10, off
+    # with more groups than pooled.FEW_GROUPS the spreads are measured and the frame takes one step
+    many = jax.tree.map(lambda a: jnp.concatenate([a, a]), basis)
+    assert many.mode.shape[0] > pooled.FEW_GROUPS >= basis.mode.shape[0]
+    np.testing.assert_array_equal(pooled.frame(location, spread, many, coordinates=(names, terms))[0][:4], once)
 
 
 def test_the_frame_does_not_depend_on_the_target_s_units():

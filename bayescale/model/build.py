@@ -282,7 +282,7 @@ def sample_pooled(
     loc, scale = args.prior_loc, args.prior_scale
     location = jnp.stack([loc[k] + scale[k] * hyper[k][0] for k in names])
     spread = jnp.stack([scale[k] * hyper[k][1] for k in names])
-    mean, lower = pooled.frame(location, spread, args.basis, log_noise)
+    mean, lower = pooled.frame(location, spread, args.basis, log_noise, (names, terms))
     with numpyro.plate(GROUP_PLATE, n_groups):
         flat = dist.ImproperUniform(constraints.real, (), ())
         u = jnp.stack([numpyro.sample(z_site(k), flat) for k in names], axis=-1)

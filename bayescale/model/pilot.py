@@ -271,7 +271,8 @@ def starting_point(
         scale = np.array([float(args.prior_scale[k]) for k in names])
         location = loc + scale * np.array([float(point[f"{k}_pop_z"]) / Z_SCALE for k in names])
         spread = scale * np.exp([float(point[f"{k}_tau"]) for k in names])
-        mean, lower = pooled.frame(jnp.asarray(location), jnp.asarray(spread), args.basis)
+        coordinates = (names, pooled_level_terms(law, treatments))
+        mean, lower = pooled.frame(jnp.asarray(location), jnp.asarray(spread), args.basis, coordinates=coordinates)
         u = Z_SCALE * np.einsum("gji,gj->gi", np.asarray(lower), np.asarray(args.basis.mode - mean))  # L'(y - m)
         framed = np.asarray(args.basis.framed) > 0  # the others start as without the frame (above)
         for i, k in enumerate(names):
