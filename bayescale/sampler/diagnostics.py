@@ -127,11 +127,18 @@ def assess(
         bad = table.index[~(table["r_hat"] <= RHAT_MAX)].tolist()
         if bad:
             worst = table.loc[bad, "r_hat"].max()
-            problems.append(
-                f"R-hat above {RHAT_MAX} for {', '.join(bad)} (max {worst:.3f}): chains disagree. "
+            ordered = table.loc[bad, "r_hat"].sort_values(ascending=False).index
+            apart = next(filter(None, (_chains_apart(idata.posterior, label) for label in ordered)), None)
+            advice = (
                 "Run more warmup and draws; if it persists the posterior is multimodal or weakly identified "
                 f"(consider stronger priors on these parameters{_such_as(stronger_prior)})."
+                if apart is None
+                else f"{apart}. If more warmup does not bring {'it' if apart.startswith('Chain ') else 'them'} "
+                "to the others, the posterior has another mode there, or a region the chains do not cross, and "
+                f"more draws will not join them: stronger priors on these parameters{_such_as(stronger_prior)}, "
+                "or data that tell the modes apart, will."
             )
+            problems.append(f"R-hat above {RHAT_MAX} for {', '.join(bad)} (max {worst:.3f}): chains disagree. {advice}")
     wanted = ess_wanted(n_chains, n_draws)
     low = table.index[~(table[["ess_bulk", "ess_tail"]].min(axis=1) >= wanted)].tolist()
     if low:
@@ -153,6 +160,37 @@ def assess(
     min_ess = table[["ess_bulk", "ess_tail"]].fillna(0.0).min().min()
     ok = bool(healthy(divergences, max_rhat, min_ess, saturation, n_chains, n_draws))
     return Health(ok, tuple(problems), table, divergences, saturation)
+
+
+def _chains_apart(posterior, label: str) -> str | None:
+    """Which chains sit apart from the rest in the parameter ``label`` (as in :func:`assess`'s table), as
+    a sentence naming their medians; ``None`` where none does.
+
+    A chain sits apart where its median lies outside the central 90% of the other chains' draws
+    pooled, and their median outside its central 90%: the chains' bulks do not overlap, which
+    longer chains do not mend (a chain merely slow to mix overlaps the others).
+    """
+    name, _, index = label.partition("[")
+    values = posterior[name]
+    if index:
+        dim = values.dims[-1]
+        values = values.isel({dim: [str(v) for v in values[dim].values].index(index.removesuffix("]"))})
+    draws = np.asarray(values.values).reshape(values.sizes["chain"], -1)
+    if not np.isfinite(draws).all():
+        return None
+    apart = []
+    for c in range(len(draws)):
+        own, rest = draws[c], np.delete(draws, c, axis=0).ravel()
+        lo, hi = np.quantile(rest, [0.05, 0.95])
+        own_lo, own_hi = np.quantile(own, [0.05, 0.95])
+        if not lo <= np.median(own) <= hi and not own_lo <= np.median(rest) <= own_hi:
+            apart.append((c, np.median(own), np.median(rest)))
+    if not apart or len(apart) > len(draws) // 2:
+        return None
+    which = ", ".join(f"{c}" for c, _, _ in apart)
+    medians = "; ".join(f"{m:.4g} against {r:.4g}" for _, m, r in apart)
+    chains, sit = ("Chain", "sits") if len(apart) == 1 else ("Chains", "sit")
+    return f"{chains} {which} of {len(draws)} {sit} apart from the others ({label}: median {medians})"
 
 
 def _divergence_advice(divergences: int, funnels: list[str], target_accept_prob: float) -> str:
