@@ -191,8 +191,8 @@ def frame(
     pilot's (``None``: the pilot's). ``coordinates``: the pooled ``(names, terms)`` of
     :func:`to_coordinates`; where there are level terms and at most :data:`FEW_GROUPS`
     groups, a second Gauss-Newton step linearises the population at the first step's mean
-    instead of at the pilot's mode (module docstring). Returns ``m`` ``(groups, K)`` and ``L`` ``(groups, K, K)``, lower
-    triangular.
+    instead of at the pilot's mode (module docstring). Returns ``m`` ``(groups, K)`` and
+    ``L`` ``(groups, K, K)``, lower triangular.
     """
     weight = 1.0 / spread**2
     information, gradient = basis.information, basis.gradient
