@@ -228,6 +228,9 @@ def test_a_second_gauss_newton_step_finds_the_conditional_mode():
     many = jax.tree.map(lambda a: jnp.concatenate([a, a]), basis)
     assert many.mode.shape[0] > pooled.FEW_GROUPS >= basis.mode.shape[0]
     np.testing.assert_array_equal(pooled.frame(location, spread, many, coordinates=(names, terms))[0][:4], once)
+    # and where a group is outside the frame, one step too (a second one did harm there, pooled's docstring)
+    mixed = basis._replace(framed=basis.framed.at[1].set(0.0))
+    np.testing.assert_array_equal(pooled.frame(location, spread, mixed, coordinates=(names, terms))[0], once)
 
 
 def test_the_frame_does_not_depend_on_the_target_s_units():

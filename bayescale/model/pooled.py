@@ -34,15 +34,19 @@ fits, at most 8 in one, against 222 and 43 expanded at the fit alone).
 
 Where the law has level terms ``f`` is not linear, and one linearisation of the population at
 ``y_hat`` leaves the values off by ``f``'s curvature: at a small spread that is many spreads,
-a funnel. With few groups (at most :data:`FEW_GROUPS`) the spreads' posterior reaches down
-there, so the step above is taken twice, the second time with ``J`` and ``x_hat`` at the first
-step's ``m`` (:func:`jacobian`, a Gauss-Newton step towards the conditional mode); ``m`` and
-``L`` still depend on the population and the noise scale only. On 3 simulated training sets x
-12 runs fitted with Chinchilla's law (20 seeds) that took the divergences from 176 to 18, on 4
-families x 8 runs from 50 to 26, at twice the cost of a leapfrog step (a second Cholesky factor
-per group). With more groups the spreads are measured, and the second step cost more than it
-saved: on 8 families x 40 runs 494 min-ESS/s against 620, on the README's 10 ColPret families
-3-9 divergences per fit against 1.
+a funnel. With few groups (at most :data:`FEW_GROUPS`), all of them in the frame, the spreads'
+posterior reaches down there, so the step above is taken twice, the second time with ``J`` and
+``x_hat`` at the first step's ``m`` (:func:`jacobian`, a Gauss-Newton step towards the
+conditional mode); ``m`` and ``L`` still depend on the population and the noise scale only. On 3
+simulated training sets x 12 runs fitted with Chinchilla's law (20 seeds) that took the
+divergences from 176 to 18-35 (two runs), on 4 families x 8 runs from 50 to 26, at twice the
+cost of a leapfrog step (a second Cholesky factor per group). With more groups the spreads are
+measured, and the second step cost more than it saved: on 8 families x 40 runs 494 min-ESS/s
+against 620. Where some groups are outside the frame it did not help: on 4 ColPret families
+(GPT-3 and OPT outside the frame, seeds 0-23) 94 divergences and 5 fits with R-hat above 1.05,
+against 60 and 0 with one step, and on the README's 10 families 3-9 divergences per fit against
+1 (seeds 0-3), though the same one-step sampler with its arithmetic reordered gave 40 and 3
+against 19 and 0 on seeds 0-11 of the 4: such differences are near seed-to-seed chance.
 
 Where the spread is small against what the group's data say, ``P ~ J' S^-2 J`` and the map
 is the non-centred one; where it is large, ``P ~ H`` and ``u`` is the group's own
@@ -189,9 +193,9 @@ def frame(
     shape ``(K,)``; ``log_noise`` the current ``log sigma`` (per group, or one value), at which
     the likelihood's information is ``exp(2 (basis.log_noise - log_noise))`` times the
     pilot's (``None``: the pilot's). ``coordinates``: the pooled ``(names, terms)`` of
-    :func:`to_coordinates`; where there are level terms and at most :data:`FEW_GROUPS`
-    groups, a second Gauss-Newton step linearises the population at the first step's mean
-    instead of at the pilot's mode (module docstring). Returns ``m`` ``(groups, K)`` and
+    :func:`to_coordinates`; where there are level terms and at most :data:`FEW_GROUPS` groups,
+    all in the frame, a second Gauss-Newton step linearises the population at the first step's
+    mean instead of at the pilot's mode (module docstring). Returns ``m`` ``(groups, K)`` and
     ``L`` ``(groups, K, K)``, lower triangular.
     """
     weight = 1.0 / spread**2
@@ -211,7 +215,9 @@ def frame(
     mean, lower = solve(basis.jacobian, basis.mode, basis.values)
     if coordinates is not None and coordinates[1] and basis.mode.shape[0] <= FEW_GROUPS:  # once more, at that mean
         names, terms = coordinates
-        mean, lower = solve(jacobian(mean, names, terms), mean, from_coordinates(mean, names, terms))
+        again = solve(jacobian(mean, names, terms), mean, from_coordinates(mean, names, terms))
+        every = jnp.all(basis.framed > 0)  # where a group is outside the frame, one step (module docstring)
+        mean, lower = jnp.where(every, again[0], mean), jnp.where(every, again[1], lower)
     return mean, lower
 
 
