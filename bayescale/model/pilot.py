@@ -346,13 +346,8 @@ def pooled_basis(
 
     Why not all groups: in level coordinates, a group that measures little has its values'
     map linearised where its prior and a run or two place it, and its coordinates curve
-    where the population takes it. On the 12 ColPret families (1-33 runs each, 5 of them
-    with 1-3) framing every group took 280-380 leapfrog steps per draw and gave 0-58
-    divergences, against 250-265 steps and 0-1 without the pilot; on the README's 10
-    families, expanded given the population, 10-29 divergences (seeds 0-2) against 0-2.
-    Framing those groups in their values' own coordinates instead gave 0-2 divergences and
-    a minimum ESS of 250-630 there (165-380 as they are), but 118 divergences in 8 fits of 6
-    saturating families of 8 runs and one of 2 (3 as they are).
+    where the population takes it; framing such groups, in level coordinates or in their
+    values' own, gave more divergences on real or simulated families (docs/hierarchy.md).
 
     Examples
     --------
@@ -403,9 +398,10 @@ def _along(flags: np.ndarray, values: np.ndarray) -> np.ndarray:
 def _frame_derivatives(law, likelihood, names, terms):
     """The compiled per-group derivatives of :func:`pooled_basis`, as one program.
 
-    ``(coordinates, sites, batch, loc, scale) -> (hessian, jacobian)``, each ``(groups, K, K)``:
-    the Hessian of the likelihood's energy and the Jacobian of the map from coordinates to
-    values. The priors' ``loc`` and ``scale`` are arguments, not constants: they depend on
+    ``(coordinates, sites, batch, loc, scale) -> (hessian, jacobian, gradient)``: the Hessian
+    of the likelihood's energy and the Jacobian of the map from coordinates to values
+    (:func:`bayescale.model.pooled.jacobian`), each ``(groups, K, K)``, and the energy's
+    gradient ``(groups, K)``. The priors' ``loc`` and ``scale`` are arguments, not constants: they depend on
     the data's reference scales.
     """
     model = build(law, likelihood, level_coordinates=False)
@@ -416,9 +412,8 @@ def _frame_derivatives(law, likelihood, names, terms):
         return potential_energy(model, (args,), {}, sites) - 0.5 * jnp.sum(w**2)  # the law's Normal(0, 1) out
 
     def both(y, sites, args, loc, scale):
-        values = lambda v: pooled.from_coordinates(v, names, terms)  # noqa: E731
         gradient = jax.grad(energy)(y, sites, args, loc, scale)
-        return jax.hessian(energy)(y, sites, args, loc, scale), jax.jacobian(values)(y), gradient
+        return jax.hessian(energy)(y, sites, args, loc, scale), pooled.jacobian(y, names, terms), gradient
 
     return compiled(jax.vmap(both, in_axes=(0, 0, 0, None, None)), runs="once")
 

@@ -37,16 +37,9 @@ Where the law has level terms ``f`` is not linear, and one linearisation of the 
 a funnel. With few groups (at most :data:`FEW_GROUPS`), all of them in the frame, the spreads'
 posterior reaches down there, so the step above is taken twice, the second time with ``J`` and
 ``x_hat`` at the first step's ``m`` (:func:`jacobian`, a Gauss-Newton step towards the
-conditional mode); ``m`` and ``L`` still depend on the population and the noise scale only. On 3
-simulated training sets x 12 runs fitted with Chinchilla's law (20 seeds) that took the
-divergences from 176 to 18-35 (two runs), on 4 families x 8 runs from 50 to 26, at twice the
-cost of a leapfrog step (a second Cholesky factor per group). With more groups the spreads are
-measured, and the second step cost more than it saved: on 8 families x 40 runs 494 min-ESS/s
-against 620. Where some groups are outside the frame it did not help: on 4 ColPret families
-(GPT-3 and OPT outside the frame, seeds 0-23) 94 divergences and 5 fits with R-hat above 1.05,
-against 60 and 0 with one step, and on the README's 10 families 3-9 divergences per fit against
-1 (seeds 0-3), though the same one-step sampler with its arithmetic reordered gave 40 and 3
-against 19 and 0 on seeds 0-11 of the 4: such differences are near seed-to-seed chance.
+conditional mode); ``m`` and ``L`` still depend on the population and the noise scale only. It
+costs a second Cholesky factor per group at every leapfrog step; with more groups, or with some
+outside the frame, it did not pay for itself (measurements in ``docs/hierarchy.md``).
 
 Where the spread is small against what the group's data say, ``P ~ J' S^-2 J`` and the map
 is the non-centred one; where it is large, ``P ~ H`` and ``u`` is the group's own
@@ -163,6 +156,8 @@ def jacobian(y: jnp.ndarray, names: Sequence[str], terms: Sequence[str]) -> jnp.
     >>> np.allclose(jacobian(y, names, names), auto)
     True
     """
+    if not terms:  # every parameter is its own coordinate
+        return jnp.broadcast_to(jnp.eye(len(names), dtype=y.dtype), (*y.shape, len(names)))
     i = {name: k for k, name in enumerate(names)}
     e, pairs = terms[0], list(zip(terms[1::2], terms[2::2], strict=True))
     splits = jnp.stack([y[..., i[a]] for a, _ in pairs], axis=-1)
