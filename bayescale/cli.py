@@ -117,6 +117,9 @@ def parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--group", default=None, metavar="COLUMN", help="column of model families or recipes: pooled")
     fit.add_argument(
+        "--within", default=None, metavar="COLUMN", help="column of the outer group each group sits in (two levels)"
+    )
+    fit.add_argument(
         "--target",
         type=_numbers("--target"),
         default=None,
@@ -156,6 +159,7 @@ def parser() -> argparse.ArgumentParser:
         help="law inputs of one row; repeat for more rows",
     )  # fmt: skip
     predict.add_argument("--group", default=None, help="the group (family, recipe) of a hierarchical fit")
+    predict.add_argument("--within", default=None, help="the outer group of a new group (a fit with --within)")
     predict.add_argument("--level", type=_level, default=0.9)
 
     compare = sub.add_parser(
@@ -248,6 +252,7 @@ def run_fit(args) -> None:
         noise=args.noise,
         likelihood=bs.likelihoods.get(args.likelihood),
         group=args.group,
+        within=args.within,
     )
     if args.target is not None:
         bs.plot.target_dict(args.target, law.inputs)  # check before the slow part
@@ -275,12 +280,16 @@ def run_fit(args) -> None:
         print(f"fit saved to {args.save}")
 
 
-def _print_prediction(fit, rows: list[dict], metric: str, level: float, group: str | None = None) -> None:
+def _print_prediction(fit, rows: list[dict], metric: str, level: float, group=None, within=None) -> None:
     import pandas as pd
 
     frame = pd.DataFrame(rows)
     if group is not None:
         frame[fit.model.group] = group
+    if within is not None:
+        if fit.model.within is None:
+            raise ValueError("--within places a new group in an outer group, and this fit has one grouping level")
+        frame[fit.model.within] = within
     pred = fit.predict(frame)
     observed, mean = pred.interval(level), pred.interval(level, kind="mean")
     far = fit.extrapolation(frame)
@@ -297,7 +306,7 @@ def run_predict(args) -> None:
     import bayescale as bs
 
     fit = bs.load_fit(args.fit)
-    _print_prediction(fit, args.at, fit.model.target, args.level, args.group)
+    _print_prediction(fit, args.at, fit.model.target, args.level, args.group, args.within)
 
 
 def run_compare(args) -> None:

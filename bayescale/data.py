@@ -54,6 +54,11 @@ class ScalingData:
         The groups, sorted.
     trials : ndarray or None
         Items per row for a Binomial likelihood; ``target`` then holds the counts right.
+    outer : ndarray or None
+        For groups nested in outer groups (``ScalingModel(..., within=...)``): the outer
+        group of every group (index into ``outer_labels``), one entry per group.
+    outer_labels : tuple of str
+        The outer groups, sorted.
     """
 
     inputs: dict[str, np.ndarray]
@@ -63,6 +68,8 @@ class ScalingData:
     groups: np.ndarray | None = None
     group_labels: tuple[str, ...] = ()
     trials: np.ndarray | None = None
+    outer: np.ndarray | None = None
+    outer_labels: tuple[str, ...] = ()
 
     @property
     def n_rows(self) -> int:
@@ -158,20 +165,40 @@ def count_columns(frame: pd.DataFrame, target: str, trials: str) -> tuple[np.nda
     return k, n
 
 
-def group_labels(frame: pd.DataFrame, column: str) -> np.ndarray:
+def group_labels(frame: pd.DataFrame, column: str, role: str = "group") -> np.ndarray:
     """The group column as strings, or a :class:`DataError` for a missing column or missing labels."""
     if column not in frame.columns:
         raise DataError(
-            f"column {column!r} (group) is not in the data; available columns: {list(map(str, frame.columns))}"
+            f"column {column!r} ({role}) is not in the data; available columns: {list(map(str, frame.columns))}"
         )
     series = frame[column]
     missing = series.isna().to_numpy()
     if missing.any():
         raise DataError(
-            f"column {column!r} (group) has missing labels at {rows_phrase(frame.index, missing)}; "
-            "every row needs a group"
+            f"column {column!r} ({role}) has missing labels at {rows_phrase(frame.index, missing)}; "
+            f"every row needs a {role}"
         )
     return series.astype(str).to_numpy()
+
+
+def nesting(frame: pd.DataFrame, group: str, within: str, codes: np.ndarray, n_groups: int):
+    """The outer group of every group (codes into the sorted outer labels) and the labels; a :class:`DataError`
+    naming the rows where one group's rows name two outer groups (each group must sit in one)."""
+    outer_rows = group_labels(frame, within, "outer group")
+    outer_codes, uniques = pd.factorize(outer_rows, sort=True)
+    outer = np.full(n_groups, -1)
+    for g in range(n_groups):
+        seen = np.unique(outer_codes[codes == g])
+        if len(seen) > 1:
+            label = frame[group].astype(str).to_numpy()[codes == g][0]
+            rows = (codes == g) & (outer_codes == seen[1])
+            raise DataError(
+                f"{group} {label!r} sits in {within} {uniques[seen[0]]!r} and {uniques[seen[1]]!r} (e.g. at "
+                f"{rows_phrase(frame.index, rows)}); each {group} must sit in one {within}. If the labels repeat "
+                f"across {within}s for different groups, make them unique, e.g. {within} + '/' + {group}"
+            )
+        outer[g] = seen[0]
+    return outer, tuple(uniques)
 
 
 def validate(
@@ -181,6 +208,7 @@ def validate(
     target: str,
     noise: str | None = None,
     group: str | None = None,
+    within: str | None = None,
     n_parameters: int | Callable[[int], int],
     few_rows: str = "error",
     varying: Iterable[str] = (),
@@ -201,6 +229,9 @@ def validate(
         Column holding the known standard deviation of the target per row.
     group : str, optional
         Column holding the group of every row (for hierarchical models).
+    within : str, optional
+        Column holding the outer group of every row, for groups nested in outer groups:
+        every group's rows must name one outer group.
     n_parameters : int or callable
         Number of free parameters of the model (a function of the number of groups
         for a hierarchical model); fewer rows is an error.
@@ -245,10 +276,12 @@ def validate(
     sd = None
     if noise is not None:
         sd = numeric_column(frame, noise, "known noise standard deviation")
-    codes, labels = None, ()
+    codes, labels, outer, outer_labels = None, (), None, ()
     if group is not None:
         codes, uniques = pd.factorize(group_labels(frame, group), sort=True)
         labels = tuple(uniques)
+        if within is not None:
+            outer, outer_labels = nesting(frame, group, within, codes, len(labels))
     if callable(n_parameters):
         n_parameters = n_parameters(len(labels))
     if len(frame) < n_parameters and few_rows == "warn":
@@ -273,7 +306,15 @@ def validate(
             )
     _warn_likely_mistakes(frame, inputs, values, target, group)
     return ScalingData(
-        inputs=values, target=y, noise=sd, index=frame.index.copy(), groups=codes, group_labels=labels, trials=n
+        inputs=values,
+        target=y,
+        noise=sd,
+        index=frame.index.copy(),
+        groups=codes,
+        group_labels=labels,
+        trials=n,
+        outer=outer,
+        outer_labels=outer_labels,
     )
 
 

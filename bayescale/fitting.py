@@ -49,7 +49,9 @@ def fit(
     args = model_args(spec, scaling_data, log_refs)
     rows = n_rows(args)
     padded = pad_rows(args, row_bucket(rows))
-    sites = latent_sites(spec.law, spec.likelihood, spec.treatments, len(scaling_data.group_labels))
+    sites = latent_sites(
+        spec.law, spec.likelihood, spec.treatments, len(scaling_data.group_labels), len(scaling_data.outer_labels)
+    )
     options = options.resolved(
         dimension(sites), n_rows(padded), has_start=args.start is not None, framed=args.basis is not None
     )
@@ -88,6 +90,12 @@ def fit_many(
 ) -> ScalingFits:
     """Fit ``spec`` to many data sets through one compiled sampler; see :meth:`bayescale.ScalingModel.fit_many`."""
     seed = check_seed(seed)
+    if spec.within is not None:
+        raise ValueError(
+            f"fit_many does not take groups nested in outer groups (within={spec.within!r}) yet: its groups are "
+            "padded to one count across data sets, which outer groups would have to be too. Fit each data set "
+            "with fit(), or drop within= to pool the groups in one population"
+        )
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     options = NUTSOptions.from_kwargs(**nuts_options)

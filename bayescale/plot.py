@@ -233,6 +233,8 @@ def _new_group_draws(fit, names):
         if par is not None and par.prefactor_of is not None:
             continue
         pop, spread = fit.draws(f"{k}_pop"), fit.draws(f"{k}_spread")
+        if f"{k}_outer_spread" in fit.parameter_names:  # nested: a new group of a new outer group
+            spread = np.hypot(spread, fit.draws(f"{k}_outer_spread"))
         z = rng.standard_normal(pop.shape)
         out[k] = pop * np.exp(spread * z) if par is None or par.transform == "log" else pop + spread * z
     return out

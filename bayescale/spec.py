@@ -14,7 +14,7 @@ from bayescale import data as data_mod
 from bayescale import fitting, laws, likelihoods, priors
 from bayescale.laws import Law
 from bayescale.model import discrepancy as discrepancies
-from bayescale.model.build import NOISE_DEFAULT, declared_level_terms, population_medians
+from bayescale.model.build import NOISE_DEFAULT, declared_level_terms, pooled_names, population_medians
 
 
 class ScalingModel:
@@ -53,6 +53,16 @@ class ScalingModel:
     group : str, optional
         Column naming the group of every row (model family, recipe, ...). Law parameters
         are then shared, pooled or independent across groups.
+    within : str, optional
+        Column naming the outer group every group sits in (a family of recipes, a family of
+        runs): two grouping levels. Each pooled parameter's groups then come from their outer
+        group's location, and the outer groups' locations from the population:
+        ``<name>_outer_spread`` is the spread between outer groups, ``<name>_spread`` the
+        spread within one, and ``<name>_outer_shift`` each outer group's shift from the
+        population median (on the parameter's log scale). A new group of a fitted outer
+        group draws its parameters around that outer group's location; a new outer group
+        from the population with both spreads. Group labels must be unique across outer
+        groups (one outer group per group).
     pooled, shared, independent : list of str, optional
         Law parameters treated each way (needs ``group``). ``pooled``: per-group values
         from a population whose location and spread are learned (non-centred);
@@ -101,6 +111,7 @@ class ScalingModel:
         noise: str | None = None,
         reference: Mapping[str, float] | None = None,
         group: str | None = None,
+        within: str | None = None,
         pooled: list[str] | None = None,
         shared: list[str] | None = None,
         independent: list[str] | None = None,
@@ -139,6 +150,7 @@ class ScalingModel:
             raise TypeError(f"group must be a column name (str), got {group!r}")
         self.group = group
         self.treatments = self._check_treatments({"pooled": pooled, "shared": shared, "independent": independent})
+        self.within = self._check_within(within)
         if pilot is not None and not isinstance(pilot, bool):
             raise TypeError(f"pilot must be True, False or None, got {pilot!r}")
         self.pilot = pilot
@@ -206,6 +218,25 @@ class ScalingModel:
             out.update({name: treatments.get(name, NOISE_DEFAULT) for name in self.noise_names})
         return out
 
+    def _check_within(self, within):
+        if within is None:
+            return None
+        if not isinstance(within, str):
+            raise TypeError(f"within must be a column name (str), got {within!r}")
+        if self.group is None:
+            raise ValueError(
+                f"within={within!r} nests groups in outer groups and needs a group column: "
+                f"ScalingModel(..., group='recipe', within={within!r})"
+            )
+        if within == self.group:
+            raise ValueError(f"within must name another column than group, got {within!r} for both")
+        if not pooled_names(self.law, self.treatments):
+            raise ValueError(
+                f"within={within!r} nests the pooled parameters' groups in outer groups, but no law parameter is "
+                "pooled; pool some (pooled=[...]) or leave within out"
+            )
+        return within
+
     @property
     def noise_names(self) -> tuple[str, ...]:
         """Likelihood parameters that may vary by group: the residual scale ``sigma`` (none for counts)."""
@@ -259,7 +290,7 @@ class ScalingModel:
     @property
     def structure_key(self) -> tuple:
         """What decides the compiled sampler besides data shapes: models with equal keys share one."""
-        return (self.law, self.likelihood, self.noise is not None, tuple(self.treatments.items()))
+        return (self.law, self.likelihood, self.noise is not None, tuple(self.treatments.items()), self.within)
 
     @property
     def parameter_names(self) -> tuple[str, ...]:
@@ -281,6 +312,7 @@ class ScalingModel:
         for name in self.law.parameter_names:
             if self.treatments[name] == "pooled":
                 out += [f"{name}_pop"] * (name in medians) + [f"{name}_spread"]
+                out += [f"{name}_outer_spread", f"{name}_outer_shift"] if self.within is not None else []
         for name in self.noise_names:
             if self.treatments[name] == "pooled":
                 out += [f"{name}_pop", f"{name}_spread"]
@@ -302,7 +334,7 @@ class ScalingModel:
         Pooled per-group values are tied together by their population, so they count as
         the population's location and spread; independent ones count once per group.
         """
-        per = {"shared": 1, "independent": n_groups, "pooled": 2}
+        per = {"shared": 1, "independent": n_groups, "pooled": 2 + (self.within is not None)}
         noise = [name for name in self.likelihood.parameter_names if name not in self.treatments]
         return sum(per[how] for how in self.treatments.values()) + len(noise)
 
@@ -325,6 +357,7 @@ class ScalingModel:
             target=self.target,
             noise=self.noise,
             group=self.group,
+            within=self.within,
             n_parameters=self.n_parameters,
             few_rows="warn" if self.informed else "error",
             varying=self.varying_inputs,
@@ -473,6 +506,7 @@ class ScalingModel:
             "noise": self.noise,
             "reference": self.reference,
             "group": self.group,
+            "within": self.within,
             "treatments": self.treatments if self.group is not None else {},
             "pilot": self.pilot,
             "discrepancy": None if self.discrepancy is None else self.discrepancy.config(),
@@ -499,6 +533,7 @@ class ScalingModel:
             noise=config["noise"],
             reference=config["reference"],
             group=config.get("group"),
+            within=config.get("within"),  # files from before it: one level
             **_lists(config.get("treatments", {})),
             pilot=config.get("pilot"),
             discrepancy=discrepancies.from_config(config.get("discrepancy")),  # files from before it: none
@@ -510,7 +545,8 @@ class ScalingModel:
             by = {
                 how: [k for k, v in self.treatments.items() if v == how] for how in ("pooled", "shared", "independent")
             }
-            grouping = f", group={self.group!r}, " + ", ".join(f"{how}={names}" for how, names in by.items() if names)
+            grouping = f", group={self.group!r}" + (f", within={self.within!r}" if self.within else "") + ", "
+            grouping += ", ".join(f"{how}={names}" for how, names in by.items() if names)
             grouping += f", pilot={self.pilot}" if self.pilot is not None else ""
         return (
             f"ScalingModel({self.law!r}, target={self.target!r}, inputs={self.inputs}, "

@@ -121,7 +121,7 @@ def run(df: pd.DataFrame, draws: int, seed: int, targets=None, dataset: str = ""
                 if (dataset, family, str(kept), kind) in done:
                     continue
                 key = {"dataset": dataset, "kept": str(kept), "model": kind}
-                rows.extend(fit_and_score(kind, train, held, draws, seed, key))
+                rows.extend(fit_and_score(model_for(kind), train, held, draws, seed, key))
     cut = CUTS.get(dataset)
     if cut is not None:
         for kind in MODELS:
@@ -129,23 +129,23 @@ def run(df: pd.DataFrame, draws: int, seed: int, targets=None, dataset: str = ""
                 continue
             train, held = df[df["N"] <= cut], df[(df["N"] > cut) & df["family"].isin(targets)]
             key = {"dataset": dataset, "kept": "cut", "model": kind}
-            rows.extend(fit_and_score(kind, train, held, draws, seed, key))
+            rows.extend(fit_and_score(model_for(kind), train, held, draws, seed, key))
     return pd.DataFrame(rows)
 
 
-def fit_and_score(kind: str, train: pd.DataFrame, held: pd.DataFrame, draws: int, seed: int, key: dict) -> list[dict]:
-    """Fit one model on ``train`` and score its predictions of ``held`` (runs with enough tokens): a row per family."""
+def fit_and_score(model, train: pd.DataFrame, held: pd.DataFrame, draws: int, seed: int, key: dict) -> list[dict]:
+    """Fit ``model`` on ``train`` and score its predictions of ``held`` (runs with enough tokens): a row per family."""
     held = held[held["D"] >= MIN_TOKENS_PER_PARAM * held["N"]]
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", bs.SamplerWarning)
         try:
-            fit = model_for(kind).fit(train, seed=seed, warmup=draws, draws=draws)
+            fit = model.fit(train, seed=seed, warmup=draws, draws=draws)
         except bs.DataError as err:  # e.g. independent fits with more parameters than rows
             rows = [key | {"family": family, "error": str(err)[:80]} for family in held["family"].unique()]
             print(*rows, sep="\n", flush=True)
             return rows
-    table = fit.predict(held[["N", "D", "family"]] if kind != "one law" else held[["N", "D"]]).interval(0.9)
+    table = fit.predict(held).interval(0.9)  # the columns the model reads: inputs and, where it has them, groups
     scored = held.assign(
         error=np.abs(table["median"].to_numpy() - held["target"].to_numpy()) / held["target"].to_numpy(),
         covered=(table["lower"].to_numpy() <= held["target"].to_numpy())

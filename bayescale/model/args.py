@@ -39,6 +39,8 @@ class ModelArgs(NamedTuple):
     basis: PooledBasis | None = (
         None  # the pilot's measure of every group's pooled parameters (:mod:`bayescale.model.pooled`)
     )
+    outer: jnp.ndarray | None = None  # outer group of every group, with ``ScalingModel(..., within=...)``
+    outer_ids: jnp.ndarray | None = None  # arange(number of outer groups); its length sets the outer plate's size
 
 
 ROW_FIELDS = ("observed", "noise_log_sd", "group", "trials")  # per-row leaves besides ``log_x``

@@ -76,6 +76,10 @@ def model_args(
         group_ids = jnp.arange(n_groups)
         centred = centring(spec.law, spec.treatments, raw, scaling_data.groups, n_groups)
     args = ModelArgs(log_x, observed, noise, loc, scale, log_ref, group, group_ids, centred, trials)
+    if centred is not None and scaling_data.outer is not None:
+        args = args._replace(
+            outer=jnp.asarray(scaling_data.outer), outer_ids=jnp.arange(len(scaling_data.outer_labels))
+        )
     if centred is not None:
         start = None
         if pilot is None:  # the spec's choice; by default the pilot runs where its frame is used

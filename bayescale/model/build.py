@@ -8,6 +8,9 @@ the reference scale of its inputs, standardised by its prior (:mod:`bayescale.mo
 - ``pooled``:      per-group values from a population ``Normal(mu, tau)`` whose location
   ``mu = loc + scale * z_mu`` and spread ``tau = scale * s`` are learned, with a
   zero-avoiding ``s ~ Gamma(2, 10)`` (mean 0.2 prior scales: groups similar, not equal).
+  With groups nested in outer groups (``within``), a group's location is its outer
+  group's, ``l_f ~ Normal(mu, scale * o)`` with ``o ~ Gamma(2, 10)`` too
+  (:func:`nested_density`).
 
 How the pooled values are parameterised changes the geometry, not the posterior. With the
 pilot (:mod:`bayescale.model.pilot`) each group's values come from standard coordinates
@@ -47,6 +50,7 @@ SPREAD_PRIOR = (2.0, 10.0)  # Gamma(shape, rate) of the between-group sd, in uni
 NOISE_DEFAULT = "shared"  # how the residual scale varies by group unless told
 NOISE_SPREAD_PRIOR = (2.0, 4.0)  # Gamma of the between-group sd of log(sigma): mean 0.5, groups' noise within ~3x
 GROUP_PLATE = "group"
+OUTER_PLATE = "outer"
 
 
 def build(
@@ -99,6 +103,9 @@ def build(
             s = numpyro.sample(f"{par.name}_tau", dist.Gamma(*SPREAD_PRIOR))
             numpyro.deterministic(f"{par.name}_spread", scale * s)
             population[par.name] = loc + scale * mu
+            if args.outer is not None:  # groups nested in outer groups: the spread between those too
+                hyper[par.name] = (mu, s, numpyro.sample(f"{par.name}_outer_tau", dist.Gamma(*SPREAD_PRIOR)))
+                continue
             if args.basis is not None:
                 hyper[par.name] = (mu, s)
                 continue
@@ -139,6 +146,36 @@ def build(
         numpyro.sample("obs", observation, obs=args.observed)
 
     return model
+
+
+def simulate_nested(names: tuple[str, ...], location, within, between, args: ModelArgs, n_groups: int) -> dict:
+    """Groups nested in outer groups in the model's generative form: outer locations about the population's,
+    groups about them, both non-centred. What simulation (``Predictive``) and a fit without the pilot sample; a
+    fit with it samples the form of :func:`nested_density`, with the same sites and records."""
+    with numpyro.plate(OUTER_PLATE, args.outer_ids.shape[0]):
+        outer = location + between * jnp.stack([_standard(f"{k}_outer_z") for k in names], axis=-1)
+    with numpyro.plate(GROUP_PLATE, n_groups):
+        x = outer[args.outer] + within * jnp.stack([_standard(z_site(k)) for k in names], axis=-1)
+    for i, k in enumerate(names):
+        numpyro.deterministic(f"{k}_outer_shift", outer[:, i] - location[i])
+        numpyro.deterministic(f"{k}_outer_spread", between[i])
+    return {k: x[:, i] for i, k in enumerate(names)}
+
+
+def nested_density(outer, factor, location, within, between, x, groups_outer) -> jnp.ndarray:
+    """Log density of outer groups' locations ``outer`` ``(outer groups, K)`` and of the groups ``x`` ``(groups, K)``
+    nested in them (``groups_outer``: each group's), sampled as ``l_f = m_f + L_f'^-1 e_f``.
+
+    The model's ``Normal(l_f; M, O) prod_g Normal(x_g; l_f(g), S)`` (``location``, ``between``,
+    ``within``, each ``(K,)``) times the map's Jacobian ``prod_f |det L_f|^-1`` (``factor``, from
+    :func:`bayescale.model.pooled.outer_frame`, which does not depend on ``x``: the groups are
+    sampled given the outer locations).
+    """
+    return (
+        jnp.sum(dist.Normal(location, between).log_prob(outer))
+        + jnp.sum(dist.Normal(outer[groups_outer], within).log_prob(x))
+        - jnp.sum(jnp.log(jnp.diagonal(factor, axis1=-2, axis2=-1)))
+    )
 
 
 def sample_noise(likelihood, treatments: Mapping[str, str], args: ModelArgs, n_groups: int) -> dict:
@@ -278,24 +315,52 @@ def sample_pooled(
     coordinates as without the pilot: ``x = a + b u``, centred (``a = loc``, ``b = scale``)
     or not (``a = mu``, ``b = tau``) as ``args.centred`` says. ``log_noise``: the current
     ``log sigma`` (per group or shared), at which the frame weighs each group's data.
+
+    Groups nested in outer groups (``args.outer``): the outer groups' locations are sampled
+    first, from standard coordinates ``<name>_outer_z`` through the Gaussian approximation of
+    each one's posterior given the population and its groups' data
+    (:func:`bayescale.model.pooled.outer_frame`); then each group in the frame at its outer
+    group's location and the spread within (:func:`nested_density` is the density). Without
+    the pilot's frame (simulation, ``pilot=False``), :func:`simulate_nested`.
     """
     loc, scale = args.prior_loc, args.prior_scale
     location = jnp.stack([loc[k] + scale[k] * hyper[k][0] for k in names])
     spread = jnp.stack([scale[k] * hyper[k][1] for k in names])
-    mean, lower = pooled.frame(location, spread, args.basis, log_noise, (names, terms))
+    group_location = location
+    if args.outer is not None:  # nested: each group about its outer group's location, sampled first
+        between = jnp.stack([scale[k] * hyper[k][2] for k in names])
+        if args.basis is None:  # no pilot (simulation, pilot=False): the generative form
+            return simulate_nested(names, location, spread, between, args, n_groups)
+        n_outer = args.outer_ids.shape[0]
+        with numpyro.plate(OUTER_PLATE, n_outer):
+            flat = dist.ImproperUniform(constraints.real, (), ())
+            e = jnp.stack([numpyro.sample(f"{k}_outer_z", flat) for k in names], axis=-1) / Z_SCALE
+        centre, factor = pooled.outer_frame(location, spread, between, args.basis, args.outer, n_outer, log_noise)
+        outer = centre + pooled.solve_upper(factor, e)
+        group_location = outer[args.outer]
+        for i, k in enumerate(names):
+            numpyro.deterministic(f"{k}_outer_shift", outer[:, i] - location[i])
+            numpyro.deterministic(f"{k}_outer_spread", between[i])
+    # nested: the spread within an outer group is measured by its few groups, and reaches down to zero
+    few = True if args.outer is not None else None
+    mean, lower = pooled.frame(group_location, spread, args.basis, log_noise, (names, terms), few)
     with numpyro.plate(GROUP_PLATE, n_groups):
         flat = dist.ImproperUniform(constraints.real, (), ())
         u = jnp.stack([numpyro.sample(z_site(k), flat) for k in names], axis=-1)
     framed = args.basis.framed[:, None] > 0
     c = jnp.stack([args.centred[k] for k in names], axis=-1)
-    offset = c * jnp.stack([loc[k] for k in names]) + (1.0 - c) * location
+    offset = c * jnp.stack([loc[k] for k in names]) + (1.0 - c) * group_location
     unit = c * jnp.stack([scale[k] for k in names]) + (1.0 - c) * spread
     in_frame = pooled.from_coordinates(mean + pooled.solve_upper(lower, u / Z_SCALE), names, terms)
     x = jnp.where(framed, in_frame, offset + unit * u / Z_SCALE)
     # |det dx/du| = Z_SCALE^-K / prod(diag L) in the frame (the coordinates' map has unit Jacobian),
     # Z_SCALE^-K prod(b) outside; the common constant is dropped
     log_jacobian = jnp.where(framed, -jnp.log(jnp.diagonal(lower, axis1=-2, axis2=-1)), jnp.log(unit))
-    numpyro.factor("pooled_groups", jnp.sum(dist.Normal(location, spread).log_prob(x) + log_jacobian))
+    if args.outer is None:
+        density = jnp.sum(dist.Normal(location, spread).log_prob(x))
+    else:
+        density = nested_density(outer, factor, location, spread, between, x, args.outer)
+    numpyro.factor("pooled_groups", density + jnp.sum(log_jacobian))
     return {k: x[:, i] for i, k in enumerate(names)}
 
 
@@ -436,8 +501,9 @@ def _population_sites(law: Law, treatments: Mapping[str, str], population: dict,
         numpyro.deterministic(f"{name}_pop", pop_user[name])
 
 
-def latent_sites(law: Law, likelihood, treatments: Mapping[str, str], n_groups: int = 0) -> dict:
-    """The model's latent sites for ``n_groups`` groups: shape, and the half-width of the uniform initialisation.
+def latent_sites(law: Law, likelihood, treatments: Mapping[str, str], n_groups: int = 0, n_outer: int = 0) -> dict:
+    """The model's latent sites for ``n_groups`` groups (in ``n_outer`` outer groups, where they nest): shape, and
+    the half-width of the uniform initialisation.
 
     Chains start uniformly within two prior standard deviations of the prior median (in the
     sampling coordinates, ``Z_SCALE`` times standardised values for the ``*_z`` sites), so
@@ -457,6 +523,9 @@ def latent_sites(law: Law, likelihood, treatments: Mapping[str, str], n_groups: 
         if how == "pooled":
             sites[f"{par.name}_pop_z"] = ((), 2.0 * Z_SCALE)
             sites[f"{par.name}_tau"] = ((), 2.0)
+            if n_outer:
+                sites[f"{par.name}_outer_z"] = ((n_outer,), 2.0 * Z_SCALE)
+                sites[f"{par.name}_outer_tau"] = ((), 2.0)
     for name in likelihood.parameter_names:
         how = treatments.get(name, "shared")
         sites[name if how != "pooled" else noise_site(name)] = (() if how == "shared" else (n_groups,), 2.0)

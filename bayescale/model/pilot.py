@@ -264,6 +264,11 @@ def starting_point(
                 np.sqrt(1.0 / (2 * max(n_groups - 1, 1)) if spread > 0 else float(polygamma(1, SPREAD_PRIOR[0])))
             )
             point[site] = Z_SCALE * np.where(c, w, np.clip((w - mean) / s, -START_CLIP, START_CLIP))
+            if args is not None and args.outer is not None:  # outer groups start at the population, as far apart
+                point[f"{par.name}_outer_z"] = np.zeros(len(args.outer_ids))
+                sd[f"{par.name}_outer_z"] = np.full(len(args.outer_ids), Z_SCALE)
+                point[f"{par.name}_outer_tau"] = point[f"{par.name}_tau"]
+                sd[f"{par.name}_outer_tau"] = sd[f"{par.name}_tau"]
             sd[site] = Z_SCALE * np.where(c, np.sqrt(v), np.minimum(1.0, np.sqrt(v) / s))
     if args is not None and args.basis is not None:
         names = pooled_names(law, treatments)
@@ -272,6 +277,11 @@ def starting_point(
         location = loc + scale * np.array([float(point[f"{k}_pop_z"]) / Z_SCALE for k in names])
         spread = scale * np.exp([float(point[f"{k}_tau"]) for k in names])
         coordinates = (names, pooled_level_terms(law, treatments))
+        if args.outer is not None:  # nested: each group about its outer group's location, which starts at its centre
+            between = scale * np.exp([float(point[f"{k}_outer_tau"]) for k in names])
+            population = (jnp.asarray(location), jnp.asarray(spread), jnp.asarray(between))
+            centre, _ = pooled.outer_frame(*population, args.basis, args.outer, len(args.outer_ids))
+            location = np.asarray(centre)[np.asarray(args.outer)]
         mean, lower = pooled.frame(jnp.asarray(location), jnp.asarray(spread), args.basis, coordinates=coordinates)
         u = Z_SCALE * np.einsum("gji,gj->gi", np.asarray(lower), np.asarray(args.basis.mode - mean))  # L'(y - m)
         framed = np.asarray(args.basis.framed) > 0  # the others start as without the frame (above)
@@ -387,7 +397,19 @@ def pooled_basis(
     information = np.einsum("gij,gj,gkj->gik", vectors, np.maximum(eigenvalues, 0.0), vectors)
     log_noise = np.where(framed, fits.modes["sigma"], 0.0) if "sigma" in fits.modes else np.zeros(len(framed))
     fields = (mode, values, jacobian, information, framed.astype(float), log_noise, gradient)
+    fields += _in_values(information, np.asarray(jacobian), gradient, values)
     return PooledBasis(*(jnp.asarray(a) for a in fields))
+
+
+def _in_values(information, jacobian, gradient, values) -> tuple[np.ndarray, np.ndarray]:
+    """The likelihood's expansion in the values ``x`` instead of the coordinates ``y`` (``x - x_hat = J (y - y_hat)``):
+    its Hessian ``A = J'^-1 H J^-1`` and ``A x_hat - J'^-1 g``, what it says of the values (the groups outside the
+    frame have ``H = 0`` and ``g = 0``: nothing)."""
+    inverse = np.linalg.inv(jacobian)  # the coordinates' map is a bijection with unit Jacobian determinant
+    value_information = np.einsum("gki,gkl,glj->gij", inverse, information, inverse)
+    value_information = 0.5 * (value_information + np.swapaxes(value_information, -1, -2))
+    value_data = np.einsum("gij,gj->gi", value_information, values) - np.einsum("gki,gk->gi", inverse, gradient)
+    return value_information, value_data
 
 
 def _along(flags: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -460,6 +482,8 @@ def _rows(args: ModelArgs, rows: np.ndarray) -> ModelArgs:
         group=None,
         group_ids=None,
         centred=None,
+        outer=None,
+        outer_ids=None,
         **{name: take(getattr(args, name)) for name in ROW_FIELDS if name != "group"},
     )
 

@@ -90,6 +90,10 @@ class PooledBasis(NamedTuple):
     framed: jnp.ndarray  # (groups,): 1.0 where the group is sampled in the frame, 0.0 where as without it
     log_noise: jnp.ndarray  # (groups,): log sigma at the group's own fit, where ``information`` was measured
     gradient: jnp.ndarray  # (groups, K): gradient of the group's negative log likelihood in y at ``mode``
+    value_information: (
+        jnp.ndarray
+    )  # (groups, K, K): the same Hessian in the values x, J'^-1 H J^-1 (:func:`outer_frame`)
+    value_data: jnp.ndarray  # (groups, K): and what it says of them, J'^-1 (H y_hat - g) (:func:`outer_frame`)
 
 
 def to_coordinates(x: jnp.ndarray, names: Sequence[str], terms: Sequence[str]) -> jnp.ndarray:
@@ -180,18 +184,19 @@ def jacobian(y: jnp.ndarray, names: Sequence[str], terms: Sequence[str]) -> jnp.
 
 
 def frame(
-    location: jnp.ndarray, spread: jnp.ndarray, basis: PooledBasis, log_noise=None, coordinates=None
+    location: jnp.ndarray, spread: jnp.ndarray, basis: PooledBasis, log_noise=None, coordinates=None, few=None
 ) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Per group, the conditional mean ``m`` and the Cholesky factor ``L`` of the precision (module docstring).
 
     ``location`` and ``spread`` are the population's ``M`` and ``S`` on the sampling scale,
-    shape ``(K,)``; ``log_noise`` the current ``log sigma`` (per group, or one value), at which
-    the likelihood's information is ``exp(2 (basis.log_noise - log_noise))`` times the
-    pilot's (``None``: the pilot's). ``coordinates``: the pooled ``(names, terms)`` of
-    :func:`to_coordinates`; where there are level terms and at most :data:`FEW_GROUPS` groups,
-    all in the frame, a second Gauss-Newton step linearises the population at the first step's
-    mean instead of at the pilot's mode (module docstring). Returns ``m`` ``(groups, K)`` and
-    ``L`` ``(groups, K, K)``, lower triangular.
+    shape ``(K,)`` (``location`` ``(groups, K)`` for groups nested in outer groups: each
+    group's outer location); ``log_noise`` the current ``log sigma`` (per group, or one
+    value), at which the likelihood's information is ``exp(2 (basis.log_noise - log_noise))``
+    times the pilot's (``None``: the pilot's). ``coordinates``: the pooled ``(names, terms)`` of
+    :func:`to_coordinates`; where there are level terms and few groups (``few``; by default at
+    most :data:`FEW_GROUPS`), all in the frame, a second Gauss-Newton step linearises the
+    population at the first step's mean instead of at the pilot's mode (module docstring).
+    Returns ``m`` ``(groups, K)`` and ``L`` ``(groups, K, K)``, lower triangular.
     """
     weight = 1.0 / spread**2
     information, gradient = basis.information, basis.gradient
@@ -208,11 +213,49 @@ def frame(
         return solve_upper(lower, solve_lower(lower, rhs)), lower
 
     mean, lower = solve(basis.jacobian, basis.mode, basis.values)
-    if coordinates is not None and coordinates[1] and basis.mode.shape[0] <= FEW_GROUPS:  # once more, at that mean
+    few = basis.mode.shape[0] <= FEW_GROUPS if few is None else few
+    if coordinates is not None and coordinates[1] and few:  # once more, at that mean
         names, terms = coordinates
         again = solve(jacobian(mean, names, terms), mean, from_coordinates(mean, names, terms))
         every = jnp.all(basis.framed > 0)  # where a group is outside the frame, one step (module docstring)
         mean, lower = jnp.where(every, again[0], mean), jnp.where(every, again[1], lower)
+    return mean, lower
+
+
+def outer_frame(
+    location: jnp.ndarray, within: jnp.ndarray, between: jnp.ndarray, basis: PooledBasis, outer, n_outer, log_noise=None
+) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Per outer group, the mean ``m_f`` ``(outer, K)`` and the Cholesky factor ``L_f`` ``(outer, K, K)`` of the
+    precision of its location given the population and its groups' data.
+
+    For groups nested in outer groups: the outer location ``l_f ~ Normal(M, diag(O^2))``, each
+    group's values ``x_g ~ Normal(l_f, diag(S^2))`` and its data's measure of them
+    (``basis``: the likelihood's Hessian in the values ``A_g`` and ``b_g = A_g x_hat_g - grad``,
+    at the pilot's fit). With ``x_g`` integrated out, group ``g`` tells ``l_f`` what its data say
+    of ``x_g`` with the spread within added: information ``W_g = (S^2 + A_g^-1)^-1``, computed as
+    ``S^-1 Q (I + Q)^-1 S^-1`` with ``Q = S A_g S`` (no inverse of ``A_g``, which is singular in
+    directions the data do not measure), and data ``(I + A_g S^2)^-1 b_g``. So
+    ``P_f = diag(O^-2) + sum_g W_g`` and ``m_f = P_f^-1 (M / O^2 + sum_g (I + A_g S^2)^-1 b_g)``
+    over the groups of outer group ``f`` (``outer``: each group's). Where the groups' data pin
+    their values this is the outer group's own estimate; where the spread within is the larger,
+    the population's. It depends on the population and the noise scale only (never on the
+    groups' current values, which are sampled given ``l_f``), so ``l_f = m_f + L_f'^-1 e_f``
+    with ``e_f`` standard is a map with Jacobian ``|det L_f|^-1``. ``location``, ``within``,
+    ``between``: ``M``, ``S``, ``O``, each ``(K,)``; ``log_noise`` as in :func:`frame`.
+    """
+    information, data = basis.value_information, basis.value_data
+    if log_noise is not None:
+        weight_noise = jnp.exp(2.0 * (basis.log_noise - log_noise))
+        information, data = information * weight_noise[:, None, None], data * weight_noise[:, None]
+    q = within[:, None] * information * within[None, :]
+    factor = cholesky(q + jnp.eye(q.shape[-1]))  # I + Q
+    # W = S^-1 Q (I + Q)^-1 S^-1 = S^-1 (I - (I + Q)^-1) S^-1; (I + A S^2)^-1 b = S^-1 (I + Q)^-1 S b
+    inverse = jax.vmap(lambda f: solve_upper(f, solve_lower(f, jnp.eye(f.shape[-1]))))(factor)
+    weight = (jnp.eye(q.shape[-1]) - inverse) / (within[:, None] * within[None, :])
+    told = jnp.einsum("gij,gj->gi", inverse, within * data) / within
+    precision = jnp.diag(1.0 / between**2) + jax.ops.segment_sum(weight, outer, n_outer)
+    lower = cholesky(precision)
+    mean = solve_upper(lower, solve_lower(lower, location / between**2 + jax.ops.segment_sum(told, outer, n_outer)))
     return mean, lower
 
 

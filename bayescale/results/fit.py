@@ -6,6 +6,7 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Mapping
 
 import arviz as az
 import jax
@@ -33,6 +34,7 @@ from bayescale.results.budgets import FLOPS_PER_PARAMETER_TOKEN, BudgetPosterior
 from bayescale.results.comparison import RecipeComparison
 from bayescale.results.netcdf import fit_attributes, obs_coordinate
 from bayescale.results.prediction import (
+    Outer,
     Prediction,
     as_frame,
     group_parameters,
@@ -45,6 +47,7 @@ from bayescale.sampler.options import NUTSOptions
 from bayescale.sampler.runner import Samples
 
 ROW_GROUP = plot.ROW_GROUP  # constant_data variable with each row's group label
+ROW_OUTER = "outer_of_obs"  # constant_data variable with each row's outer group label (``within``)
 RISK_STREAM = 7  # the random stream of the extrapolation risk, apart from the law's and the noise's
 REPLICATE_STREAM = 11  # ... and of the posterior predictive draws at the fitted rows
 REPLICATE_MAX = 4_000_000  # draws x rows of the posterior predictive made with every fit (larger: on request)
@@ -126,8 +129,12 @@ class ScalingFit:
             labels = np.asarray(data.group_labels, dtype=str)
             coords[model.group] = labels
             constant[ROW_GROUP] = labels[data.groups]
+        if model.within is not None:
+            outer = np.asarray(data.outer_labels, dtype=str)
+            coords[model.within] = outer
+            constant[ROW_OUTER] = outer[data.outer][data.groups]
         dims = {name: ["obs"] for name in [model.target, *constant]}
-        dims.update({name: [model.group] for name in posterior if posterior[name].ndim == 3})
+        dims.update(group_dims(model, posterior))
         attrs = fit_attributes(model, log_refs, samples.options, seed, samples.chain_method)
         chains, draws = stats["diverging"].shape
         replicated = {}
@@ -180,6 +187,21 @@ class ScalingFit:
         # nothing varies by group (every parameter shared): the labels of the rows, sorted as when fitted
         return tuple(sorted({str(g) for g in self.idata.constant_data[ROW_GROUP].values}))
 
+    @property
+    def outer_groups(self) -> tuple[str, ...]:
+        """The outer groups of a fit whose groups nest in them (``within``), sorted; ``()`` otherwise."""
+        if self.model.within is None:
+            return ()
+        return tuple(sorted({str(g) for g in self.idata.constant_data[ROW_OUTER].values}))
+
+    def outer_of(self) -> dict[str, str]:
+        """Each fitted group's outer group (``within``): ``{group: outer group}``; ``{}`` without ``within``."""
+        if self.model.within is None:
+            return {}
+        const = self.idata.constant_data
+        groups, outer = (const[name].values.astype(str).tolist() for name in (ROW_GROUP, ROW_OUTER))
+        return dict(zip(groups, outer, strict=True))
+
     def observed(self) -> np.ndarray:
         """The fitted rows' target in its own units: the loss (or error, ...), or ``k / n`` for a Binomial model."""
         y = self.idata.observed_data[self.model.target].values
@@ -221,13 +243,17 @@ class ScalingFit:
         draws = self.draws(name)
         if draws.ndim == 1:
             return [(name, draws)]
-        return [(f"{name}[{g}]", draws[:, i]) for i, g in enumerate(self.groups)]
+        labels = self.outer_groups if name.endswith("_outer_shift") else self.groups
+        return [(f"{name}[{g}]", draws[:, i]) for i, g in enumerate(labels)]
 
     def population(self, level: float = 0.9) -> pd.DataFrame:
         """Population summaries of a hierarchical fit.
 
         For every pooled parameter: ``<name>_pop``, the population median in the user's
-        units, and ``<name>_spread``, the between-group standard deviation of its log.
+        units, and ``<name>_spread``, the between-group standard deviation of its log; where
+        groups nest in outer groups (``within``) also ``<name>_outer_spread``, the standard
+        deviation between outer groups, and ``<name>_outer_shift[<outer group>]``, each outer
+        group's shift from the population median (both on the log scale).
 
         Examples
         --------
@@ -235,7 +261,8 @@ class ScalingFit:
         """
         if not self.model.population_names:
             raise ValueError("population() needs a hierarchical fit with pooled parameters (group=..., pooled=[...])")
-        return self.summary(level).loc[list(self.model.population_names)]
+        table = self.summary(level)
+        return table.loc[[row for row in table.index if row.split("[")[0] in self.model.population_names]]
 
     def unusual(self) -> pd.DataFrame:
         """How unusual each group is: where its pooled parameters fall in the population.
@@ -267,6 +294,8 @@ class ScalingFit:
             logged = k in model.noise_names or model.law.parameter(k).transform == "log"
             to_scale = np.log if logged else (lambda v: v)
             values, pop, spread = self.draws(k), self.draws(f"{k}_pop"), self.draws(f"{k}_spread")
+            if f"{k}_outer_spread" in self.parameter_names:  # nested: a group's value about the population median
+                spread = np.hypot(spread, self.draws(f"{k}_outer_spread"))
             z = (to_scale(values) - to_scale(pop)[:, None]) / spread[:, None]
             for g, label in enumerate(self.groups):
                 rows.append(
@@ -330,10 +359,12 @@ class ScalingFit:
         prior = {name: np.asarray(simulated[name])[None] for name in model.posterior_names}
         # new observations on the host, as for posterior_predictive (JAX's Student-t sampler is slow to compile)
         values = _replicate(model, data, self.log_references, prior, seed)
-        dims = {name: [model.group] for name, v in prior.items() if v.ndim == 3}
+        dims = group_dims(model, prior)
         coords = {"obs": self.idata.observed_data["obs"].values}
         if model.group is not None:
             coords[model.group] = np.asarray(self.groups)
+        if model.within is not None:
+            coords[model.within] = np.asarray(self.outer_groups)
         extra = az.from_dict(
             prior=prior,
             prior_predictive={model.target: values[None]},
@@ -347,11 +378,14 @@ class ScalingFit:
         """The fitted rows as validated data (inputs, target, noise, trials, groups), rebuilt from :attr:`idata`."""
         model = self.model
         const = self.idata.constant_data
-        groups = labels = None
+        groups = labels = outer = None
         if model.group is not None:
             labels = tuple(self.groups)
             lookup = {label: i for i, label in enumerate(labels)}
             groups = np.array([lookup[g] for g in const[ROW_GROUP].values.astype(str)])
+        if model.within is not None:
+            outer_of = self.outer_of()
+            outer = np.array([self.outer_groups.index(outer_of[g]) for g in labels])
         return ScalingData(
             inputs={x: np.asarray(const[column].values, dtype=float) for x, column in model.inputs.items()},
             target=np.asarray(self.idata.observed_data[model.target].values, dtype=float),
@@ -360,6 +394,8 @@ class ScalingFit:
             groups=groups,
             group_labels=labels or (),
             trials=None if model.trials is None else np.asarray(const[model.trials].values, dtype=float),
+            outer=outer,
+            outer_labels=self.outer_groups,
         )
 
     # -- prediction --------------------------------------------------------------------
@@ -394,7 +430,8 @@ class ScalingFit:
         """
         model = self.model
         law = model.law
-        frame = as_frame(data, inputs, law.inputs, model.group, optional=(model.trials,) if model.counts else ())
+        optional = ((model.trials,) if model.counts else ()) + ((model.within,) if model.within else ())
+        frame = as_frame(data, inputs, law.inputs, model.group, optional=optional)
         values = prediction_inputs(frame, law.inputs, model.inputs)
         trials = missing = None
         if model.counts:
@@ -408,12 +445,43 @@ class ScalingFit:
         row_groups = None
         if model.group is not None:
             row_groups = group_labels(frame, model.group)
+        outer = self._placement(frame, row_groups)
         table = pd.DataFrame(values, index=frame.index)
         if row_groups is not None:
             table.insert(0, model.group, row_groups)
+        if outer is not None:
+            table.insert(0, model.within, outer.rows)
         if trials is not None:
             table[model.trials] = trials
-        return self._predict(values, table, row_groups, trials, missing, seed, risk)
+        return self._predict(values, table, row_groups, trials, missing, seed, risk, outer=outer)
+
+    def _placement(self, frame: pd.DataFrame | None, row_groups) -> Outer | None:
+        """Each row's outer group where groups nest in them (``within``): a fitted group's own, or for a group
+        not in the fit the ``within`` column's value, which ``frame`` must then hold."""
+        model = self.model
+        if model.within is None or row_groups is None:
+            return None
+        known = self.outer_of()
+        given = None
+        if frame is not None and model.within in frame.columns:
+            given = group_labels(frame, model.within, "outer group")
+        rows = []
+        for i, group in enumerate(row_groups):
+            if group in known:
+                if given is not None and given[i] != known[group]:
+                    raise ValueError(
+                        f"row {i}: {model.group} {group!r} sits in {model.within} {known[group]!r} in the fit, "
+                        f"not in {given[i]!r}"
+                    )
+                rows.append(known[group])
+            elif given is None:
+                raise ValueError(
+                    f"{model.group} {group!r} is not in the fit: give each row's {model.within!r} too, so that it is "
+                    f"drawn around its {model.within} (a {model.within} not in the fit: from the population of them)"
+                )
+            else:
+                rows.append(given[i])
+        return Outer(self.outer_groups, np.asarray(rows, dtype=str))
 
     def predict_from_draws(
         self,
@@ -496,9 +564,10 @@ class ScalingFit:
             distance = np.asarray(distance, dtype=float)
             if distance.shape != (shape[1],) or not np.all(np.isfinite(distance) & (distance >= 0)):
                 raise ValueError(f"distance must be {shape[1]} finite numbers >= 0 (decades), got {distance!r}")
-        return self._predict(values, table, row_groups, None, "", seed, risk, distance)
+        outer = self._placement(None, row_groups)
+        return self._predict(values, table, row_groups, None, "", seed, risk, distance, outer)
 
-    def _predict(self, values, table, row_groups, trials, missing, seed, risk, distance=None) -> Prediction:
+    def _predict(self, values, table, row_groups, trials, missing, seed, risk, distance=None, outer=None) -> Prediction:
         """Draws at law-input ``values`` ((rows,), or (draws, rows) where each draw has its own inputs)."""
         model = self.model
         law = model.law
@@ -517,6 +586,7 @@ class ScalingFit:
             fitted_groups=self.groups,
             row_groups=row_groups,
             trials=trials,
+            outer=outer,
         )
         log_risk = self.log_risk(values, row_groups, seed, distance) if risk else None
         return Prediction(table, log_mean, log_obs, missing, log_risk, shift=model.likelihood.shift)
@@ -662,6 +732,7 @@ class ScalingFit:
             noise_log_sd=noise,
             trials=trials,
             log_shift=self.log_risk(values, row_groups, seed) if risk else None,
+            outer=self._placement(data, row_groups),
         )
 
     # -- budgets -----------------------------------------------------------------------
@@ -973,6 +1044,16 @@ class ScalingFit:
             f"ScalingFit({self.model.law!r}, {post.sizes['chain']} chains x {post.sizes['draw']} draws, "
             f"{self.idata.observed_data.sizes['obs']} rows, {'healthy' if self.healthy else 'UNHEALTHY'})"
         )
+
+
+def group_dims(model, values: Mapping) -> dict[str, list[str]]:
+    """The dimension of every per-group variable among ``values`` (chain, draw, group): the group column's,
+    or the outer group column's for the outer groups' shifts."""
+    return {
+        name: [model.within if name.endswith("_outer_shift") else model.group]
+        for name, v in values.items()
+        if np.ndim(v) == 3
+    }
 
 
 def _replicate(model, data: ScalingData, log_refs: dict, posterior: dict, seed: int) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import partial
+from typing import NamedTuple
 
 import arviz as az
 import jax
@@ -19,6 +20,7 @@ from bayescale.sampler.compile import KEEP_COMPILED, CompiledCache, compiled
 KINDS = ("observation", "curve", "mean")
 METHODS = ("eti", "hdi")
 NOISE_STREAM = 3  # the random stream of an unseen group's noise scale, apart from its law parameters
+OUTER_STREAM = 100  # the random streams (one per law parameter) of outer groups not in the fit
 # law -> its log mean, likelihood -> its log density, each compiled as one program: evaluated operation by
 # operation, a Chinchilla curve and a Student-t density compile dozens of small programs at every new shape
 _CURVES = CompiledCache(KEEP_COMPILED)
@@ -149,6 +151,7 @@ def posterior_draws(
     row_groups: np.ndarray | None = None,
     trials: np.ndarray | None = None,
     noise_log_sd: np.ndarray | None = None,
+    outer: Outer | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Log of the law and of a new observation at ``log_x``, per posterior draw and row.
 
@@ -161,6 +164,7 @@ def posterior_draws(
     Rows of a group seen in the fit use that group's parameters; rows of an unseen group
     draw its parameters from the population (one draw per group and posterior draw, so
     all rows of one new group share them), which needs every non-shared parameter pooled.
+    Where groups nest in outer groups, ``outer`` places the unseen ones (:class:`Outer`).
     """
     # rows padded to a bucket (copies of the first row, cut off at the end), so that
     # predictions at grids of similar lengths reuse the compiled operations
@@ -168,10 +172,11 @@ def posterior_draws(
     index = padding_index(rows, row_bucket(rows))
     log_x = {x: np.asarray(v)[..., index] for x, v in log_x.items()}
     row_groups = None if row_groups is None else np.asarray(row_groups)[index]
+    outer = None if outer is None else outer._replace(rows=np.asarray(outer.rows)[index])
     trials = None if trials is None else np.asarray(trials)[index]
     noise_log_sd = None if noise_log_sd is None else np.asarray(noise_log_sd)[index]
     group_key, noise_key = jax.random.split(rng_key)
-    log_mean = _log_mean(law, treatments, posterior, log_ref, log_x, group_key, fitted_groups, row_groups)
+    log_mean = _log_mean(law, treatments, posterior, log_ref, log_x, group_key, fitted_groups, row_groups, outer)
     noise = noise_draws(likelihood, treatments, posterior, group_key, fitted_groups, row_groups)
     if getattr(likelihood, "trials", None) is not None and trials is None:
         return np.asarray(log_mean)[:, :rows], None  # a new count needs its number of items
@@ -194,6 +199,7 @@ def log_density(
     noise_log_sd: np.ndarray | None = None,
     trials: np.ndarray | None = None,
     log_shift: np.ndarray | None = None,
+    outer: Outer | None = None,
 ) -> np.ndarray:
     """Log density of the ``observed`` values per posterior draw and row, shape (draws, rows).
 
@@ -203,10 +209,11 @@ def log_density(
     ``rng_key``. ``noise_log_sd`` is the known per-row noise of a model fitted with
     ``noise=``, relative to the target; ``trials`` the items per row of a Binomial one;
     ``log_shift`` (draws, rows) a deviation of the law's log mean per draw (the extrapolation
-    risk of :mod:`bayescale.model.discrepancy`), on the residuals' scale (``likelihood.shift``).
+    risk of :mod:`bayescale.model.discrepancy`), on the residuals' scale (``likelihood.shift``);
+    ``outer`` places unseen groups in their outer groups (:class:`Outer`).
     """
     group_key, _ = jax.random.split(rng_key)
-    log_mean = _log_mean(law, treatments, posterior, log_ref, log_x, group_key, fitted_groups, row_groups)
+    log_mean = _log_mean(law, treatments, posterior, log_ref, log_x, group_key, fitted_groups, row_groups, outer)
     if log_shift is not None:
         log_mean = likelihood.shift(log_mean, jnp.asarray(log_shift))
     noise = noise_draws(likelihood, treatments, posterior, group_key, fitted_groups, row_groups)
@@ -249,7 +256,7 @@ def noise_draws(likelihood, treatments, posterior, group_key, fitted_groups=(), 
     return out
 
 
-def _log_mean(law, treatments, posterior, log_ref, log_x, group_key, fitted_groups, row_groups) -> jnp.ndarray:
+def _log_mean(law, treatments, posterior, log_ref, log_x, group_key, fitted_groups, row_groups, outer=None):
     """Log of the law per posterior draw and row, with each row's group's parameters."""
     names = law.parameter_names
     values = {k: jnp.asarray(posterior[k]) for k in names}
@@ -262,7 +269,8 @@ def _log_mean(law, treatments, posterior, log_ref, log_x, group_key, fitted_grou
     else:
         rows = {}
         codes, new_codes, new_labels = _row_codes(row_groups, fitted_groups)
-        t_new = _new_groups(law, treatments, posterior, log_ref, group_key, new_labels) if new_labels else {}
+        placed = None if outer is None else outer.place(new_labels, row_groups)
+        t_new = _new_groups(law, treatments, posterior, log_ref, group_key, new_labels, placed) if new_labels else {}
         for k, v in t_fit.items():
             if v.ndim == 1:
                 rows[k] = v[:, None]
@@ -278,8 +286,29 @@ def _law_log_mean(law, rows, log_x):
     return jnp.broadcast_to(log_mean, (log_mean.shape[0], next(iter(log_x.values())).shape[-1]))
 
 
-def _new_groups(law: Law, treatments, posterior, log_ref, key, labels) -> dict:
-    """Sampling-scale parameters of unseen groups, drawn from the population: shape (draws, len(labels))."""
+class Outer(NamedTuple):
+    """Where groups nest in outer groups (``ScalingModel(..., within=...)``): the fit's outer groups
+    (``fitted``, in the order of the posterior's ``<name>_outer_shift``) and each row's outer group (``rows``)."""
+
+    fitted: tuple[str, ...]
+    rows: np.ndarray
+
+    def place(self, labels, row_groups) -> np.ndarray:
+        """Per unseen group in ``labels``: its outer group's index among the fitted ones, or ``-1 - j`` for the
+        ``j``-th outer group not in the fit (all unseen groups of one new outer group share its draw)."""
+        outer_of = {g: str(o) for g, o in zip(np.asarray(row_groups), self.rows, strict=True)}
+        fitted = {label: i for i, label in enumerate(self.fitted)}
+        new = sorted({outer_of[g] for g in labels} - set(fitted))
+        return np.array([fitted[o] if o in fitted else -1 - new.index(o) for o in (outer_of[g] for g in labels)])
+
+
+def _new_groups(law: Law, treatments, posterior, log_ref, key, labels, placed=None) -> dict:
+    """Sampling-scale parameters of unseen groups, drawn from the population: shape (draws, len(labels)).
+
+    Where groups nest in outer groups, ``placed`` (:meth:`Outer.place`) puts each around its outer
+    group's location (``<name>_outer_shift``) or, in an outer group not in the fit, around a
+    draw from the outer groups' population (``<name>_outer_spread``); without ``placed`` each
+    unseen group is in an outer group of its own."""
     names = law.parameter_names
     not_pooled = [k for k in names if treatments[k] == "independent"]
     if not_pooled:
@@ -287,13 +316,27 @@ def _new_groups(law: Law, treatments, posterior, log_ref, key, labels) -> dict:
             f"groups {list(labels)} were not in the fitted data, and parameters {not_pooled} are independent "
             "per group, so there is no population to draw them from; refit with them pooled or shared"
         )
-    pop_user = {k: posterior[f"{k}_pop"] if treatments[k] == "pooled" else posterior[k] for k in names}
-    t_pop = to_transformed(law, law.to_reference({k: jnp.asarray(v) for k, v in pop_user.items()}, log_ref))
+    # a shared parameter from any fitted group (in the user's units a shared prefactor differs by group where its
+    # exponent does; at the reference scale it is one value), a pooled one from the population
+    fitted = {k: jnp.asarray(posterior[k]) for k in names}
+    fitted = {k: v[:, 0] if v.ndim == 2 else v for k, v in fitted.items()}
+    t_fitted = to_transformed(law, law.to_reference(fitted, log_ref))
+    pop_user = fitted | {k: jnp.asarray(posterior[f"{k}_pop"]) for k in names if treatments[k] == "pooled"}
+    t_pop = to_transformed(law, law.to_reference(pop_user, log_ref))
+    t_pop = {k: t_pop[k] if treatments[k] == "pooled" else t_fitted[k] for k in names}
     z = jax.random.normal(key, (len(names), t_pop[names[0]].shape[0], len(labels)))
+    if placed is None:  # each unseen group in an outer group of its own
+        placed = -1 - np.arange(len(labels))
     out = {}
     for i, k in enumerate(names):
         spread = posterior.get(f"{k}_spread")
         out[k] = t_pop[k][:, None] + (0.0 if spread is None else jnp.asarray(spread)[:, None] * z[i])
+        if f"{k}_outer_shift" in posterior:
+            shift = jnp.asarray(posterior[f"{k}_outer_shift"])[:, np.maximum(placed, 0)]
+            n_new = int(np.max(-1 - placed, initial=-1)) + 1  # outer groups not in the fit
+            z_outer = jax.random.normal(jax.random.fold_in(key, OUTER_STREAM + i), (t_pop[k].shape[0], max(n_new, 1)))
+            drawn = jnp.asarray(posterior[f"{k}_outer_spread"])[:, None] * z_outer[:, np.maximum(-1 - placed, 0)]
+            out[k] = out[k] + jnp.where(placed >= 0, shift, drawn)
     return out
 
 
