@@ -246,6 +246,18 @@ def test_independent_parameters_cannot_predict_an_unseen_group(families):
     assert fit.predict(N=1e10, family="fam1").draws().shape == (400, 1)
 
 
+@pytest.mark.filterwarnings("ignore::bayescale.SamplerWarning")
+def test_an_unseen_group_with_a_shared_prefactor_and_a_pooled_exponent(families):
+    # in the user's units the shared prefactor differs by group (it moves with each group's exponent); at the
+    # reference scale it is one value, and an unseen group takes that with the population's exponent
+    df, _ = families
+    fit = bs.ScalingModel(LAW, group="family", shared=["A"]).fit(df, seed=0, chains=2, warmup=200, draws=200)
+    assert fit.draws("A").shape == (400, 7)
+    table = fit.predict(N=[1e10, 1e10], family=["unseen", "fam1"]).interval(0.9)
+    assert np.all(np.isfinite(table[["median", "lower", "upper"]].to_numpy()))
+    assert table["upper"].iloc[0] - table["lower"].iloc[0] > table["upper"].iloc[1] - table["lower"].iloc[1]
+
+
 def test_prediction_needs_the_group_column(family_fit):
     with pytest.raises(TypeError, match=r"predict needs every law input \['N', 'family'\]; missing \['family'\]"):
         family_fit.predict(N=1e10)
