@@ -14,6 +14,13 @@ design is judged over many seeds, each a new simulated data set and chain seed:
   11M-411M parameters at 20 tokens per parameter and over-trained to 80 and 320, Gadre et al.'s
   law (``E + A N^-alpha + B D^-alpha``), every parameter pooled, scattered as in ``six``;
 - ``three``: the same three training sets fitted with Chinchilla's law (every parameter pooled);
+- ``nested``: two grouping levels, 4 simulated families x 3 recipes x 6 model sizes, ``E + A
+  N^-alpha``, families scattered by 15-30% and their recipes by 2-5% (like
+  ``tests/test_nested_groups.py``'s), ``group="recipe", within="family"``, every parameter
+  pooled; ``nested_flat``: the same data with the recipes as one population;
+- ``nested_chinchilla``, ``nested_chinchilla_flat``: the same with Chinchilla's law, 4 families
+  x 3 recipes x 8 runs (4 sizes x 10 and 40 tokens per parameter), families scattered as in
+  ``six`` and recipes by 2%;
 - ``colpret``: the README's multi-family example (ColPret's final checkpoints of single-epoch
   runs, 10 families, default priors; needs the public datasets), the chain seed varied.
 
@@ -101,6 +108,38 @@ def three(seed: int) -> tuple[bs.ScalingModel, pd.DataFrame]:
     return bs.ScalingModel(bs.laws.Chinchilla(), target="loss", group="data"), df
 
 
+def nested(seed: int, within: str | None = "family") -> tuple[bs.ScalingModel, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    law = bs.laws.SaturatingPowerLaw("N")
+    population = {"E": 1.8, "A": 400.0, "alpha": 0.3}
+    between, inside = {"E": 0.15, "A": 0.3, "alpha": 0.2}, {"E": 0.02, "A": 0.05, "alpha": 0.02}
+    frames = []
+    for f in range(4):
+        family = {k: v * np.exp(between[k] * rng.standard_normal()) for k, v in population.items()}
+        for r in range(3):
+            truth = {k: v * np.exp(inside[k] * rng.standard_normal()) for k, v in family.items()}
+            n = np.geomspace(2e7, 2e9, 6)
+            y = np.asarray(law.mean(truth, N=n)) * np.exp(0.01 * rng.standard_normal(n.size))
+            frames.append(pd.DataFrame({"family": f"f{f}", "recipe": f"f{f}-r{r}", "N": n, "loss": y}))
+    model = bs.ScalingModel(law, target="loss", group="recipe", within=within)
+    return model, pd.concat(frames, ignore_index=True)
+
+
+def nested_chinchilla(seed: int, within: str | None = "family") -> tuple[bs.ScalingModel, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    law = bs.laws.Chinchilla()
+    n, r = (a.ravel() for a in np.meshgrid(np.geomspace(3e7, 2e9, 4), [10.0, 40.0], indexing="ij"))
+    frames = []
+    for f in range(4):
+        family = {k: CHINCHILLA[k] * np.exp(SPREAD[k] * rng.standard_normal()) for k in CHINCHILLA}
+        for j in range(3):
+            truth = {k: v * np.exp(0.02 * rng.standard_normal()) for k, v in family.items()}
+            y = np.asarray(law.mean(truth, N=n, D=n * r)) * np.exp(0.01 * rng.standard_normal(n.size))
+            frames.append(pd.DataFrame({"family": f"f{f}", "recipe": f"f{f}-r{j}", "N": n, "D": n * r, "loss": y}))
+    model = bs.ScalingModel(law, target="loss", group="recipe", within=within)
+    return model, pd.concat(frames, ignore_index=True)
+
+
 def colpret(seed: int) -> tuple[bs.ScalingModel, pd.DataFrame]:
     runs = bs.datasets.load("colpret_final")
     runs = runs[runs["epochs"].fillna(1) <= 1].dropna(subset=["loss_nats"])
@@ -114,6 +153,10 @@ DESIGNS = {
     "saturating": saturating,
     "overtraining": overtraining,
     "three": three,
+    "nested": nested,
+    "nested_flat": lambda seed: nested(seed, within=None),
+    "nested_chinchilla": nested_chinchilla,
+    "nested_chinchilla_flat": lambda seed: nested_chinchilla(seed, within=None),
     "colpret": colpret,
 }
 
