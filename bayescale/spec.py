@@ -59,10 +59,10 @@ class ScalingModel:
         group's location, and the outer groups' locations from the population:
         ``<name>_outer_spread`` is the spread between outer groups, ``<name>_spread`` the
         spread within one, and ``<name>_outer_shift`` each outer group's shift from the
-        population median (on the parameter's log scale). A new group of a fitted outer
-        group draws its parameters around that outer group's location; a new outer group
-        from the population with both spreads. Group labels must be unique across outer
-        groups (one outer group per group).
+        population median (on the parameter's sampling scale: the log for positive ones).
+        A new group of a fitted outer group draws its parameters around that outer group's
+        location; a new outer group from the population with both spreads. Group labels must
+        be unique across outer groups (one outer group per group). See ``docs/hierarchy.md``.
     pooled, shared, independent : list of str, optional
         Law parameters treated each way (needs ``group``). ``pooled``: per-group values
         from a population whose location and spread are learned (non-centred);
