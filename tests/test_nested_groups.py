@@ -76,6 +76,8 @@ def test_each_group_must_sit_in_one_outer_group(recipes):
     assert data.outer.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
     with pytest.raises(ValueError, match="fit_many does not take groups nested"):
         MODEL.fit_many(recipes[0], by="family")
+    with pytest.raises(ValueError, match="calibration studies do not take groups nested"):
+        bs.calibration.sbc(MODEL, recipes[0][["recipe", "family", "N"]], n_sims=2)
 
 
 def test_the_outer_locations_map_is_exact():

@@ -71,6 +71,11 @@ def _setup(model: ScalingModel, design: pd.DataFrame, log_refs: dict[str, float]
     """Validate ``design`` (with a placeholder target where it has none) and build the model arguments."""
     if not isinstance(design, pd.DataFrame):
         raise TypeError(f"design must be a pandas DataFrame of the model's input columns, got {type(design).__name__}")
+    if model.within is not None:
+        raise ValueError(
+            f"the calibration studies do not take groups nested in outer groups (within={model.within!r}) yet: they "
+            "fit the simulations as fit_many does, with groups padded across data sets"
+        )
     frame = design.copy()
     if model.target not in frame.columns:
         if model.counts:
