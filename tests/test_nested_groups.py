@@ -129,6 +129,8 @@ def test_a_new_recipe_borrows_from_its_family(nested_fit, recipes, tmp_path):
         nested_fit.predict(N=2e10, recipe="f2-new")
     with pytest.raises(ValueError, match="sits in family 'f2' in the fit, not in 'f1'"):
         nested_fit.predict(N=2e10, recipe="f2-r0", family="f1")
+    with pytest.raises(ValueError, match="its rows name family 'f1' and 'f2'; a recipe sits in one family"):
+        nested_fit.predict(N=[2e10, 3e10], recipe="new", family=["f1", "f2"])
 
 
 @pytest.mark.filterwarnings("ignore::bayescale.SamplerWarning")

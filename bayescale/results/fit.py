@@ -481,6 +481,13 @@ class ScalingFit:
                 )
             else:
                 rows.append(given[i])
+        placed = {}
+        for group, outer in zip(row_groups, rows, strict=True):
+            if placed.setdefault(group, outer) != outer:
+                raise ValueError(
+                    f"{model.group} {group!r} is not in the fit and its rows name {model.within} {placed[group]!r} "
+                    f"and {outer!r}; a {model.group} sits in one {model.within}"
+                )
         return Outer(self.outer_groups, np.asarray(rows, dtype=str))
 
     def predict_from_draws(
