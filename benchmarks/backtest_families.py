@@ -104,23 +104,29 @@ def model_for(kind: str) -> bs.ScalingModel:
     return bs.ScalingModel(bs.laws.Chinchilla(), group="family", shared=["sigma"], **common)
 
 
+def holdouts(df: pd.DataFrame, family: str):
+    """``(kept, train, held)``: ``family``'s largest model size held out, the family keeping all its smaller
+    sizes (``"all"``) or only its 1, 2 or 3 smallest (where it has more), every other family in ``train``."""
+    own = df[df["family"] == family]
+    ordered = np.sort(own["N"].unique())
+    held = own[own["N"] == ordered[-1]]
+    for kept in ("all", 1, 2, 3):
+        if kept != "all" and kept >= len(ordered):
+            continue
+        keep_sizes = ordered[:-1] if kept == "all" else ordered[:kept]
+        yield str(kept), pd.concat([df[df["family"] != family], own[own["N"].isin(keep_sizes)]]), held
+
+
 def run(df: pd.DataFrame, draws: int, seed: int, targets=None, dataset: str = "", done=()) -> pd.DataFrame:
     sizes = df.groupby("family")["N"].nunique()
     targets = sorted(sizes[sizes >= 3].index) if targets is None else list(targets)
     rows = []
     for family in targets:
-        own = df[df["family"] == family]
-        ordered = np.sort(own["N"].unique())
-        held = own[own["N"] == ordered[-1]]
-        for kept in ("all", 1, 2, 3):
-            keep_sizes = ordered[:-1] if kept == "all" else ordered[:kept]
-            if kept != "all" and kept >= len(ordered):
-                continue
-            train = pd.concat([df[df["family"] != family], own[own["N"].isin(keep_sizes)]])
+        for kept, train, held in holdouts(df, family):
             for kind in MODELS:
-                if (dataset, family, str(kept), kind) in done:
+                if (dataset, family, kept, kind) in done:
                     continue
-                key = {"dataset": dataset, "kept": str(kept), "model": kind}
+                key = {"dataset": dataset, "kept": kept, "model": kind}
                 rows.extend(fit_and_score(model_for(kind), train, held, draws, seed, key))
     cut = CUTS.get(dataset)
     if cut is not None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from backtest_families import fit_and_score, porian_data
+from backtest_families import fit_and_score, holdouts, porian_data
 
 import bayescale as bs
 
@@ -52,12 +52,7 @@ def main() -> None:
     df = recipes()
     rows = []
     for family in sorted(df["family"].unique()):
-        own = df[df["family"] == family]
-        ordered = np.sort(own["N"].unique())
-        held = own[own["N"] == ordered[-1]]
-        for kept in ("1", "2", "3", "all"):
-            keep = ordered[:-1] if kept == "all" else ordered[: int(kept)]
-            train = pd.concat([df[df["family"] != family], own[own["N"].isin(keep)]])
+        for kept, train, held in holdouts(df, family):
             for name, how in MODELS.items():
                 model = bs.ScalingModel(bs.laws.Chinchilla(), target="target", **how)
                 rows += fit_and_score(model, train, held, args.draws, args.seed, {"kept": kept, "model": name})
