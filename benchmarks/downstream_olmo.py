@@ -16,6 +16,9 @@ over 5 evaluations, and the targets' accuracy as the mean of their last 5 evalua
 7B's one annealed evaluation). Scored: the 90% interval of a new run's accuracy, and the error
 of its median, beside the paper's own chained and step-2 errors at 13B (``paper_results/``).
 
+``--step2 runs`` gives each ladder run its own midpoint (``group="run", pooled=["bpb_mid"]``), and a
+new run draws one from the ladder's (``downstream_olmo_<runs>_runs.csv``).
+
     BAYESCALE_DATA_DIR=../shared/datasets python benchmarks/downstream_olmo.py --out benchmarks/results
 """
 
@@ -79,16 +82,22 @@ def paper_errors(data_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def run_task(df: pd.DataFrame, goal: pd.DataFrame, task: str, seed: int) -> list[dict]:
+def run_task(df: pd.DataFrame, goal: pd.DataFrame, task: str, seed: int, step2: str = "single") -> list[dict]:
     chance = float(df["chance"].iloc[0])
     final = df.groupby("run").tail(1)
     first = bs.ScalingModel(bs.laws.Chinchilla(), target="bpb", inputs={"N": "N", "D": "D"}).fit(final, seed=seed)
     keep = df.groupby("run")["step"].transform(lambda s: s > s.min() + SKIP * (s.max() - s.min()))
     law = bs.laws.AccuracyLaw("bpb", chance=chance, rising=False, ceiling=1.0)  # at zero loss, always right
-    second = bs.ScalingModel(law, target="acc", inputs={"bpb": "bpb"}).fit(df[keep], seed=seed)
+    if step2 == "runs":  # each run its own midpoint about the ladder's; a new run draws one
+        shape = [p.name for p in law.parameters if p.name != "bpb_mid"]
+        second = bs.ScalingModel(law, target="acc", group="run", pooled=["bpb_mid"], shared=shape)
+        new = {"run": "a new run"}
+    else:  # one curve through every run's checkpoints
+        second, new = bs.ScalingModel(law, target="acc", inputs={"bpb": "bpb"}), {}
+    second = second.fit(df[keep], seed=seed)
     chain = bs.Chain(first, second)
-    both = chain.predict(goal[["N", "D"]]).interval(0.9)
-    alone = second.predict(bpb=goal["bpb"].to_numpy()).interval(0.9)  # step 2 from the true bpb
+    both = chain.predict(goal[["N", "D"]].assign(**new)).interval(0.9)
+    alone = second.predict(goal[["bpb"]].assign(**new)).interval(0.9)  # step 2 from the true bpb
     bpb = first.predict(goal[["N", "D"]]).interval(0.9)
     rows = []
     for i, (_, g) in enumerate(goal.iterrows()):
@@ -154,6 +163,12 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="*", default=list(PAPER_TASKS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smooth", type=int, default=SMOOTH, help="evaluations averaged (moving average)")
+    parser.add_argument(
+        "--step2",
+        choices=("single", "runs"),
+        default="single",
+        help="single: one curve through every checkpoint (the paper's); runs: a midpoint per run, pooled",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     tasks = bs.datasets.load("olmo_ladder_tasks")
@@ -164,7 +179,9 @@ def main() -> None:
     for task in args.tasks:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", bs.SamplerWarning)
-            rows += run_task(fit_rows[fit_rows["task"] == task], goals[goals["task"] == task], task, args.seed)
+            rows += run_task(
+                fit_rows[fit_rows["task"] == task], goals[goals["task"] == task], task, args.seed, args.step2
+            )
         for w in caught:
             print(f"  {task}: {str(w.message)[:160]}")
         print(f"{task} done at {time.perf_counter() - start:.0f} s", flush=True)
@@ -175,7 +192,8 @@ def main() -> None:
     report(table)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        table.to_csv(args.out / f"downstream_olmo_{args.runs}.csv", index=False)
+        suffix = "" if args.step2 == "single" else f"_{args.step2}"
+        table.to_csv(args.out / f"downstream_olmo_{args.runs}{suffix}.csv", index=False)
 
 
 if __name__ == "__main__":

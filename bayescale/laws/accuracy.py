@@ -86,6 +86,11 @@ class AccuracyLaw(OneInputLaw):
         object.__setattr__(self, "chance", float(self.chance))
 
     @property
+    def informative_range(self) -> float:
+        """3 against a scale; 1.02 against a loss, which moves a few percent over a run (log-odds ``B`` times more)."""
+        return 3.0 if self.rising else 1.02
+
+    @property
     def formula(self) -> str:
         sign = "" if self.rising else "-"
         top = "top" if self.ceiling is None else f"{self.ceiling:g}"

@@ -92,6 +92,10 @@ class Tied(Law):
         return self.base.shared_reference
 
     @property
+    def informative_range(self) -> float:
+        return self.base.informative_range
+
+    @property
     def parameters(self) -> tuple[Parameter, ...]:
         out = []
         for par in self.base.parameters:

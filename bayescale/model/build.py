@@ -412,8 +412,7 @@ def sample_power_terms(terms: tuple[str, ...], args: ModelArgs) -> dict:
     return out
 
 
-INFORMATIVE_VALUES = 3  # distinct values of an input a group needs for its term to be measured ...
-INFORMATIVE_RANGE = 3.0  # ... spanning at least this factor
+INFORMATIVE_VALUES = 3  # distinct values of an input a group needs for its term to be measured
 
 
 def centring(
@@ -425,7 +424,7 @@ def centring(
     the groups whose own data measure it and non-centred where only the population can
     (module docstring). A group measures an input's term when it has more distinct input
     points than the law has parameters and at least :data:`INFORMATIVE_VALUES` distinct
-    values of that input spanning a factor :data:`INFORMATIVE_RANGE`; it measures the
+    values of that input spanning the law's :attr:`~bayescale.laws.Law.informative_range`; it measures the
     irreducible term when it measures some input's term.
 
     Examples
@@ -462,7 +461,8 @@ def measured_by_design(
         ok = np.zeros(n_groups, dtype=bool)
         for g in range(n_groups):
             v = values[groups == g]
-            ok[g] = v.size > 0 and np.unique(v).size >= INFORMATIVE_VALUES and v.max() >= INFORMATIVE_RANGE * v.min()
+            spans = v.size > 0 and v.max() >= law.informative_range * v.min()
+            ok[g] = spans and np.unique(v).size >= INFORMATIVE_VALUES
         informed[x] = ok & enough
     anything = np.logical_or.reduce(list(informed.values()))
     return {
