@@ -17,7 +17,8 @@ over 5 evaluations, and the targets' accuracy as the mean of their last 5 evalua
 of its median, beside the paper's own chained and step-2 errors at 13B (``paper_results/``).
 
 ``--step2 runs`` gives each ladder run its own midpoint (``group="run", pooled=["bpb_mid"]``), and a
-new run draws one from the ladder's (``downstream_olmo_<runs>_runs.csv``).
+new run draws one from the ladder's (``downstream_olmo_<runs>_runs.csv``); ``--thin K`` fits step 2 to
+at most K checkpoints per run (``_thinK.csv``).
 
     BAYESCALE_DATA_DIR=../shared/datasets python benchmarks/downstream_olmo.py --out benchmarks/results
 """
@@ -34,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 import bayescale as bs
+from bayescale import checkpoints
 
 PAPER_TASKS = ("mmlu", "hellaswag", "arc_challenge", "arc_easy", "piqa", "csqa", "socialiqa", "openbookqa")
 PAPER_RUNS = [f"{size}-{x}xC" for size in ("190M", "370M", "760M", "1B") for x in (1, 2, 5, 10)]
@@ -82,7 +84,9 @@ def paper_errors(data_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def run_task(df: pd.DataFrame, goal: pd.DataFrame, task: str, seed: int, step2: str = "single") -> list[dict]:
+def run_task(
+    df: pd.DataFrame, goal: pd.DataFrame, task: str, seed: int, step2: str = "single", thin: int | None = None
+) -> list[dict]:
     chance = float(df["chance"].iloc[0])
     final = df.groupby("run").tail(1)
     first = bs.ScalingModel(bs.laws.Chinchilla(), target="bpb", inputs={"N": "N", "D": "D"}).fit(final, seed=seed)
@@ -94,7 +98,8 @@ def run_task(df: pd.DataFrame, goal: pd.DataFrame, task: str, seed: int, step2: 
         new = {"run": "a new run"}
     else:  # one curve through every run's checkpoints
         second, new = bs.ScalingModel(law, target="acc", inputs={"bpb": "bpb"}), {}
-    second = second.fit(df[keep], seed=seed)
+    fitted = df[keep] if thin is None else checkpoints.thin(df[keep], run="run", step="step", keep=thin)
+    second = second.fit(fitted, seed=seed)
     chain = bs.Chain(first, second)
     both = chain.predict(goal[["N", "D"]].assign(**new)).interval(0.9)
     alone = second.predict(goal[["bpb"]].assign(**new)).interval(0.9)  # step 2 from the true bpb
@@ -119,7 +124,7 @@ def run_task(df: pd.DataFrame, goal: pd.DataFrame, task: str, seed: int, step2: 
                 "bpb_upper": bpb["upper"].iloc[i],
                 "stage1_rhat": float(first.summary()["r_hat"].max()),
                 "stage2_rhat": float(second.summary()["r_hat"].max()),
-                "stage2_rows": int(keep.sum()),
+                "stage2_rows": len(fitted),
             }
         )
     return rows
@@ -169,6 +174,7 @@ def main() -> None:
         default="single",
         help="single: one curve through every checkpoint (the paper's); runs: a midpoint per run, pooled",
     )
+    parser.add_argument("--thin", type=int, help="step 2 on at most this many checkpoints per run (checkpoints.thin)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     tasks = bs.datasets.load("olmo_ladder_tasks")
@@ -180,7 +186,7 @@ def main() -> None:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", bs.SamplerWarning)
             rows += run_task(
-                fit_rows[fit_rows["task"] == task], goals[goals["task"] == task], task, args.seed, args.step2
+                fit_rows[fit_rows["task"] == task], goals[goals["task"] == task], task, args.seed, args.step2, args.thin
             )
         for w in caught:
             print(f"  {task}: {str(w.message)[:160]}")
@@ -192,7 +198,9 @@ def main() -> None:
     report(table)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        suffix = "" if args.step2 == "single" else f"_{args.step2}"
+        suffix = ("" if args.step2 == "single" else f"_{args.step2}") + (
+            "" if args.thin is None else f"_thin{args.thin}"
+        )
         table.to_csv(args.out / f"downstream_olmo_{args.runs}{suffix}.csv", index=False)
 
 
