@@ -12,11 +12,15 @@ Baseline, side by side: the final losses of the three short runs, a straight lin
 log(loss) against log(D), extrapolated (what a lab without the schedule law does with the same
 three runs; it cannot use the checkpoints, whose learning rate has not decayed).
 
-    BAYESCALE_DATA_DIR=../shared/datasets python benchmarks/backtest_lr_schedule.py
+``--runs-as-groups`` gives each fitted run its own ``L0`` about the size's (pooled, the shape
+shared), and predicts a held-out run as a new one.
+
+    BAYESCALE_DATA_DIR=../shared/datasets python benchmarks/backtest_lr_schedule.py [--runs-as-groups]
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 import warnings
 
@@ -43,6 +47,14 @@ def runs_with_areas() -> pd.DataFrame:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--runs-as-groups",
+        action="store_true",
+        help="each fitted run its own L0 (pooled), the shape shared; a held-out run draws a new L0",
+    )
+    options = parser.parse_args()
+    groups = dict(group="run", pooled=["L0"], shared=["A", "alpha", "C"]) if options.runs_as_groups else {}
     data = runs_with_areas()
     rows = []
     for size, runs in data.groupby("size", sort=False):
@@ -52,11 +64,12 @@ def main() -> None:
         finals = runs.sort_values("step").groupby("run").tail(1)
         held = finals[finals["xC"].isin(PREDICTED)]
         start = time.perf_counter()
-        model = bs.ScalingModel("lr_schedule", target=TARGET, inputs={"S1": "S1", "S12": "S12"})
+        model = bs.ScalingModel("lr_schedule", target=TARGET, inputs={"S1": "S1", "S12": "S12"}, **groups)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", bs.SamplerWarning)  # health is reported in the table
             fit = model.fit(train, seed=0, progress_bar=False)
-        table = fit.predict(held[["S1", "S12"]]).interval(0.9)
+        new = {"run": "a new run"} if groups else {}
+        table = fit.predict(held[["S1", "S12"]].assign(**new)).interval(0.9)
         short = finals[finals["xC"].isin(FITTED)]
         slope, intercept = np.polyfit(np.log(short["D"]), np.log(short[TARGET]), 1)
         line = np.exp(intercept + slope * np.log(held["D"].to_numpy()))
