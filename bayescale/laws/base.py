@@ -117,7 +117,7 @@ class Law:
     shared_reference: ClassVar[Mapping[str, str]] = {}
     #: The factor by which an input must vary within a group for the group's own data to measure the
     #: input's parameters (:func:`bayescale.model.build.measured_by_design`: where a pooled group is
-    #: sampled in the pilot's frame or centred): decades for model size, tokens, compute or steps.
+    #: sampled in the pilot's frame or centred): half a decade for model size, tokens, compute or steps.
     informative_range: ClassVar[float] = 3.0
 
     def log_mean(self, p: Mapping[str, jnp.ndarray], log_x: Mapping[str, jnp.ndarray]) -> jnp.ndarray:
