@@ -199,12 +199,17 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
     return table.unstack("model").reindex(list(KEPT), level="kept")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def fit_arguments(parser: argparse.ArgumentParser) -> None:
+    """The backtests' shared options: ``--draws``, ``--seed``, ``--out``."""
     parser.add_argument("--draws", type=int, default=500, help="warmup and draws per chain (default 500)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated, of {list(DATASETS)}")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    fit_arguments(parser)
+    parser.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated, of {list(DATASETS)}")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "backtest_families.csv"

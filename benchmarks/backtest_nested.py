@@ -20,11 +20,10 @@ median seconds per fit.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from backtest_families import fit_and_score, holdouts, porian_data
+from backtest_families import fit_and_score, fit_arguments, holdouts, porian_data
 
 import bayescale as bs
 
@@ -44,9 +43,7 @@ def recipes() -> pd.DataFrame:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--draws", type=int, default=500, help="warmup and draws per chain (default 500)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    fit_arguments(parser)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     df = recipes()

@@ -24,11 +24,10 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from backtest_families import colpret_data, model_for
+from backtest_families import colpret_data, fit_arguments, model_for
 
 import bayescale as bs
 from bayescale import checkpoints
@@ -105,9 +104,7 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--draws", type=int, default=500, help="warmup and draws per chain (default 500)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    fit_arguments(parser)
     args = parser.parse_args()
     finals = colpret_data()
     sources = {name: finals if keep is None else checkpoint_rows(keep) for name, keep in TREATMENTS.items()}
