@@ -11,6 +11,7 @@ one per worker.
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -42,7 +43,7 @@ def fit(
 ) -> ScalingFit:
     """Fit the specification ``spec`` to ``data``; see :meth:`bayescale.ScalingModel.fit`."""
     seed = check_seed(seed)
-    options = NUTSOptions.from_kwargs(**nuts_options)
+    given = NUTSOptions.from_kwargs(**nuts_options)
     check_counts(chains, warmup, draws)
     scaling_data = spec.validate(data)
     log_refs = log_references(spec, scaling_data)
@@ -52,10 +53,11 @@ def fit(
     sites = latent_sites(
         spec.law, spec.likelihood, spec.treatments, len(scaling_data.group_labels), len(scaling_data.outer_labels)
     )
-    options = options.resolved(
+    options = given.resolved(
         dimension(sites), n_rows(padded), has_start=args.start is not None, framed=args.basis is not None
     )
-    samples = sample(
+    run = partial(
+        sample,
         model_of(spec),
         padded._replace(start=None),
         sites,
@@ -63,13 +65,18 @@ def fit(
         chains=chains,
         warmup=warmup,
         draws=draws,
-        options=options,
         report=spec.posterior_names,
         start=args.start,
         chain_method=chain_method,
         progress_bar=progress_bar,
         cache_key=spec.structure_key,
     )
+    samples = run(options=options)
+    divergences = int(samples.stats["diverging"].sum())
+    again = options.rerun(given, divergences)
+    if again is not None:  # smaller steps where the first run's diverged (NUTSOptions.rerun)
+        samples = run(options=again)
+        samples.first_run = {"target_accept_prob": options.target_accept_prob, "divergences": divergences}
     samples.log_likelihood = samples.log_likelihood[..., :rows]
     return ScalingFit.from_samples(spec, scaling_data, log_refs, samples, seed=seed)
 

@@ -397,7 +397,10 @@ class ScalingModel:
         **nuts_options
             Advanced: NUTS settings (``target_accept_prob``, ``max_tree_depth``, ``dense_mass``,
             ``init``, ...), each chosen from the model and the data when not given. See
-            :class:`bayescale.sampler.options.NUTSOptions` and ``docs/sampler.md``.
+            :class:`bayescale.sampler.options.NUTSOptions` and ``docs/sampler.md``. Where the run
+            diverges and ``target_accept_prob`` was not given, the fit samples once more with
+            smaller steps (``target_accept_prob=0.99``) and keeps that run; ``fit.health`` says so
+            (``rerun_divergent=False``: keep the first).
 
         Examples
         --------

@@ -21,8 +21,12 @@ design is judged over many seeds, each a new simulated data set and chain seed:
 - ``nested_chinchilla``, ``nested_chinchilla_flat``: the same with Chinchilla's law, 4 families
   x 3 recipes x 8 runs (4 sizes x 10 and 40 tokens per parameter), families scattered as in
   ``six`` and recipes by 2%;
+- ``olmo``: the OLMo ladder's final checkpoints below 1B parameters (190M-760M x 0.5-10xC, 18 runs
+  with the reruns), six evaluation sets as the groups (as ``benchmarks/backtest_families.py``'s
+  ``cut`` split; needs the public datasets), Chinchilla's law, every parameter pooled;
 - ``colpret``: the README's multi-family example (ColPret's final checkpoints of single-epoch
-  runs, 10 families, default priors; needs the public datasets), the chain seed varied.
+  runs, 10 families, default priors; needs the public datasets), the chain seed varied;
+  ``colpret_literature``: the same with ``priors="literature"``.
 
 Prints one line per fit (divergences, max R-hat, min bulk ESS, leapfrog steps per draw,
 SamplerWarnings, wall time) and per design the totals: divergences, fits without any
@@ -40,6 +44,7 @@ import warnings
 import arviz as az
 import numpy as np
 import pandas as pd
+from backtest_families import CUTS, olmo_data
 
 import bayescale as bs
 
@@ -140,11 +145,19 @@ def nested_chinchilla(seed: int, within: str | None = "family") -> tuple[bs.Scal
     return model, pd.concat(frames, ignore_index=True)
 
 
-def colpret(seed: int) -> tuple[bs.ScalingModel, pd.DataFrame]:
+def colpret(seed: int, priors=None) -> tuple[bs.ScalingModel, pd.DataFrame]:
     runs = bs.datasets.load("colpret_final")
     runs = runs[runs["epochs"].fillna(1) <= 1].dropna(subset=["loss_nats"])
-    model = bs.ScalingModel(bs.laws.Chinchilla(), target="loss_nats", group="family", pooled=["alpha", "beta", "E"])
+    model = bs.ScalingModel(
+        bs.laws.Chinchilla(), target="loss_nats", group="family", pooled=["alpha", "beta", "E"], priors=priors
+    )
     return model, runs
+
+
+def olmo(seed: int) -> tuple[bs.ScalingModel, pd.DataFrame]:
+    df = olmo_data()
+    model = bs.ScalingModel(bs.laws.Chinchilla(), target="target", group="family")
+    return model, df[df["N"] <= CUTS["olmo"]]
 
 
 DESIGNS = {
@@ -157,7 +170,9 @@ DESIGNS = {
     "nested_flat": lambda seed: nested(seed, within=None),
     "nested_chinchilla": nested_chinchilla,
     "nested_chinchilla_flat": lambda seed: nested_chinchilla(seed, within=None),
+    "olmo": olmo,
     "colpret": colpret,
+    "colpret_literature": lambda seed: colpret(seed, priors="literature"),
 }
 
 
@@ -170,7 +185,9 @@ def main() -> None:
         choices=sorted(DESIGNS),
     )
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--target-accept", type=float, default=None, help="target_accept_prob (default: the package's)")
     options = parser.parse_args()
+    nuts = {} if options.target_accept is None else {"target_accept_prob": options.target_accept}
     for name in options.designs:
         divergences, healthy = [], 0
         for seed in range(options.seeds):
@@ -178,7 +195,7 @@ def main() -> None:
             start = time.perf_counter()
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", bs.SamplerWarning)
-                fit = model.fit(df, seed=seed)
+                fit = model.fit(df, seed=seed, **nuts)
             wall = time.perf_counter() - start
             stats = fit.idata.sample_stats
             table = az.summary(fit.idata, kind="diagnostics")

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import bayescale as bs
+from bayescale import fitting
 from bayescale.sampler import diagnostics
 
 
@@ -22,6 +23,45 @@ def test_divergences_are_reported(model, quickstart_runs):
     assert {w.filename for w in record} == {__file__}, "the warning points at the user's call, not at bayescale"
     assert not fit.healthy and fit.health.divergences > 0
     assert "unhealthy" in str(fit.health)
+
+
+def _first_run_diverging(monkeypatch, count: int) -> list[float]:
+    """Make ``fitting.sample``'s first call report ``count`` divergences (the draws themselves are real), and
+    record every call's target acceptance."""
+    calls = []
+    real = fitting.sample
+
+    def sample(*args, options, **kwargs):
+        samples = real(*args, options=options, **kwargs)
+        calls.append(options.target_accept_prob)
+        if len(calls) == 1:
+            samples.stats["diverging"][0, :count] = True
+        return samples
+
+    monkeypatch.setattr(fitting, "sample", sample)
+    return calls
+
+
+def test_a_run_that_diverges_is_sampled_again_with_smaller_steps(model, quickstart_runs, monkeypatch, tmp_path):
+    calls = _first_run_diverging(monkeypatch, 3)
+    fit = model.fit(quickstart_runs, seed=0)  # no warning: the draws kept are the second run's
+    assert calls == [0.9, 0.99]
+    assert fit.healthy and fit.options.target_accept_prob == 0.99
+    note = "sampled twice: the first run (target_accept_prob=0.9) had 3 divergent transitions"
+    assert note in str(fit.health)
+    fit.save(tmp_path / "fit.nc")
+    assert note in str(bs.load_fit(tmp_path / "fit.nc").health)
+
+
+def test_a_target_acceptance_the_user_chose_is_kept(model, quickstart_runs, monkeypatch):
+    calls = _first_run_diverging(monkeypatch, 3)
+    with pytest.warns(bs.SamplerWarning, match="3 divergent transitions"):
+        fit = model.fit(quickstart_runs, seed=0, target_accept_prob=0.9)
+    assert calls == [0.9] and "sampled twice" not in str(fit.health)
+    calls.clear()
+    with pytest.warns(bs.SamplerWarning, match="3 divergent transitions"):
+        model.fit(quickstart_runs, seed=0, rerun_divergent=False)
+    assert calls == [0.9]
 
 
 def test_tree_depth_saturation_is_reported(model, quickstart_runs):

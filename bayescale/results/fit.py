@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -101,6 +102,14 @@ class ScalingFit:
             target_accept_prob=self.options.target_accept_prob or 0.9,
             stronger_prior=_literature_advice(model),
         )
+        if "bayescale_first_run" in attrs:  # the sampler ran twice (NUTSOptions.rerun): say so beside the health
+            first = json.loads(attrs["bayescale_first_run"])
+            note = (
+                f"sampled twice: the first run (target_accept_prob={first['target_accept_prob']}) had "
+                f"{first['divergences']} divergent transitions; these draws are from a second run with smaller "
+                f"steps (target_accept_prob={self.options.target_accept_prob})"
+            )
+            self.health = dataclasses.replace(self.health, note=note)
         if warn:
             diagnostics.warn(self.health, stacklevel=6)  # the user's call of ScalingModel.fit
 
@@ -135,7 +144,7 @@ class ScalingFit:
             constant[ROW_OUTER] = outer[data.outer][data.groups]
         dims = {name: ["obs"] for name in [model.target, *constant]}
         dims.update(group_dims(model, posterior))
-        attrs = fit_attributes(model, log_refs, samples.options, seed, samples.chain_method)
+        attrs = fit_attributes(model, log_refs, samples.options, seed, samples.chain_method, samples.first_run)
         chains, draws = stats["diverging"].shape
         replicated = {}
         if chains * draws * data.n_rows <= REPLICATE_MAX:  # larger fits add it on request (add_posterior_predictive)

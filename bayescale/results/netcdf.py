@@ -33,9 +33,11 @@ FIT_FORMAT = 1  # bump when saved fits change incompatibly
 FITS_FORMAT = 1  # bump when saved fit collections change incompatibly
 
 
-def fit_attributes(spec, log_refs: dict, options, seed: int, chain_method: str) -> dict:
-    """The posterior attributes that make a fit's ``InferenceData`` a bayescale fit."""
-    return {
+def fit_attributes(spec, log_refs: dict, options, seed: int, chain_method: str, first_run: dict | None = None) -> dict:
+    """The posterior attributes that make a fit's ``InferenceData`` a bayescale fit (``first_run``: the
+    run before, where the sampler ran twice, :meth:`~bayescale.sampler.options.NUTSOptions.rerun`)."""
+    rerun = {} if first_run is None else {"bayescale_first_run": json.dumps(first_run, sort_keys=True)}
+    return rerun | {
         "bayescale_version": __version__,
         "bayescale_format": FIT_FORMAT,
         "bayescale_model": json.dumps(spec.config(), sort_keys=True),

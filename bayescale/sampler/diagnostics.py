@@ -54,11 +54,13 @@ class Health:
     table: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     divergences: int = 0
     tree_depth_saturation: float = 0.0
+    note: str = ""  # how the draws were made, where it matters (a second run after divergences)
 
     def __str__(self) -> str:
+        note = f" ({self.note})" if self.note else ""
         if self.healthy:
-            return "healthy: no divergences, R-hat <= 1.01 and enough effective draws for every parameter"
-        return "unhealthy:\n" + "\n".join(f"- {p}" for p in self.problems)
+            return f"healthy: no divergences, R-hat <= 1.01 and enough effective draws for every parameter{note}"
+        return f"unhealthy{note}:\n" + "\n".join(f"- {p}" for p in self.problems)
 
     def __repr__(self) -> str:
         lines = [

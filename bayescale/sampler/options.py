@@ -15,6 +15,7 @@ MODE_START_ROWS = 1000  # padded rows from which chains start at the mode by def
 PILOT_WARMUP_TREE_DEPTH = 6  # default warmup_max_tree_depth when chains start at the pilot's point
 TARGET_ACCEPT = 0.9  # default target_accept_prob
 FRAMED_TARGET_ACCEPT = 0.95  # ... where pooled groups are sampled in the pilot's frame
+RERUN_TARGET_ACCEPT = 0.99  # target_accept_prob of the second run of a fit whose first run diverged
 INITS = ("mode", "random", "pilot")
 
 
@@ -50,6 +51,10 @@ class NUTSOptions:
         a random point, or at the hierarchy pilot's point. Default: ``"pilot"`` where the
         hierarchy's pilot ran (:class:`~bayescale.ScalingModel`'s ``pilot``), else ``"mode"``
         from :data:`MODE_START_ROWS` rows, else ``"random"``.
+    rerun_divergent : bool
+        Where a fit's run diverges and ``target_accept_prob`` was left to the package, sample
+        once more at :data:`RERUN_TARGET_ACCEPT` (smaller steps) and keep that run
+        (:meth:`rerun`); ``False``: keep the first run. One fit only (``ScalingModel.fit``).
 
     Examples
     --------
@@ -67,6 +72,7 @@ class NUTSOptions:
     laplace_mass: bool = False
     diagonal_shrinkage: bool | None = None
     init: str | None = None
+    rerun_divergent: bool = True
 
     @classmethod
     def from_kwargs(cls, **options) -> NUTSOptions:
@@ -125,6 +131,29 @@ class NUTSOptions:
             depth = min(PILOT_WARMUP_TREE_DEPTH, options.max_tree_depth) if pilot else options.max_tree_depth
             options = replace(options, warmup_max_tree_depth=depth)
         return options
+
+    def rerun(self, given: NUTSOptions, divergences: int) -> NUTSOptions | None:
+        """The options of a second run where this run (these resolved options) had ``divergences``, or
+        ``None`` where none is due.
+
+        Stan's remedy for divergences, taken by the package instead of asked of the user: a higher
+        target acceptance, hence smaller leapfrog steps, which follow a posterior whose curvature
+        changes along the chain (a funnel, the tail of a weakly identified irreducible term).
+        Only where ``given`` (the user's options) left ``target_accept_prob`` to the package, the
+        step size is adapted (else the target changes nothing) and it is below
+        :data:`RERUN_TARGET_ACCEPT`.
+
+        Examples
+        --------
+        >>> NUTSOptions().resolved(dimension=6, rows=60).rerun(NUTSOptions(), 3).target_accept_prob
+        0.99
+        >>> NUTSOptions(target_accept_prob=0.9).rerun(NUTSOptions(target_accept_prob=0.9), 3) is None
+        True
+        """
+        due = divergences > 0 and given.rerun_divergent and given.target_accept_prob is None and self.adapt_step_size
+        if not due or self.target_accept_prob >= RERUN_TARGET_ACCEPT:
+            return None
+        return replace(self, target_accept_prob=RERUN_TARGET_ACCEPT)
 
 
 def dimension(sites) -> int:

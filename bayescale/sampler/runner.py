@@ -53,6 +53,7 @@ class Samples:
     stats: dict[str, np.ndarray]
     chain_method: str
     options: NUTSOptions
+    first_run: dict | None = None  # where a first run diverged and was rerun: its target acceptance and divergences
 
 
 def default_chain_method() -> str:
