@@ -73,7 +73,7 @@ def fit(
     )
     samples = run(options=options)
     divergences = int(samples.stats["diverging"].sum())
-    again = options.rerun(given, divergences)
+    again = options.rerun(given, divergences, float(np.mean(samples.stats["n_steps"])))
     if again is not None:  # smaller steps where the first run's diverged (NUTSOptions.rerun)
         samples = run(options=again)
         samples.first_run = {"target_accept_prob": options.target_accept_prob, "divergences": divergences}

@@ -16,6 +16,9 @@ PILOT_WARMUP_TREE_DEPTH = 6  # default warmup_max_tree_depth when chains start a
 TARGET_ACCEPT = 0.9  # default target_accept_prob
 FRAMED_TARGET_ACCEPT = 0.95  # ... where pooled groups are sampled in the pilot's frame
 RERUN_TARGET_ACCEPT = 0.99  # target_accept_prob of the second run of a fit whose first run diverged
+# mean leapfrog steps per draw of a first run above which it is not rerun: trajectories that long say the
+# mass matrix misses the posterior's scales, which smaller steps do not mend (docs/hierarchy.md)
+RERUN_MAX_STEPS = 100
 INITS = ("mode", "random", "pilot")
 
 
@@ -53,8 +56,9 @@ class NUTSOptions:
         from :data:`MODE_START_ROWS` rows, else ``"random"``.
     rerun_divergent : bool
         Where a fit's run diverges and ``target_accept_prob`` was left to the package, sample
-        once more at :data:`RERUN_TARGET_ACCEPT` (smaller steps) and keep that run
-        (:meth:`rerun`); ``False``: keep the first run. One fit only (``ScalingModel.fit``).
+        once more at :data:`RERUN_TARGET_ACCEPT` (smaller steps) and keep that run, unless its
+        trajectories were long (:meth:`rerun`); ``False``: keep the first run. One fit only
+        (``ScalingModel.fit``).
 
     Examples
     --------
@@ -132,26 +136,30 @@ class NUTSOptions:
             options = replace(options, warmup_max_tree_depth=depth)
         return options
 
-    def rerun(self, given: NUTSOptions, divergences: int) -> NUTSOptions | None:
-        """The options of a second run where this run (these resolved options) had ``divergences``, or
-        ``None`` where none is due.
+    def rerun(self, given: NUTSOptions, divergences: int, steps_per_draw: float) -> NUTSOptions | None:
+        """The options of a second run where this run (these resolved options) had ``divergences`` and
+        took ``steps_per_draw`` leapfrog steps per draw on average, or ``None`` where none is due.
 
         Stan's remedy for divergences, taken by the package instead of asked of the user: a higher
         target acceptance, hence smaller leapfrog steps, which follow a posterior whose curvature
         changes along the chain (a funnel, the tail of a weakly identified irreducible term).
         Only where ``given`` (the user's options) left ``target_accept_prob`` to the package, the
-        step size is adapted (else the target changes nothing) and it is below
-        :data:`RERUN_TARGET_ACCEPT`.
+        step size is adapted (else the target changes nothing), it is below
+        :data:`RERUN_TARGET_ACCEPT`, and the run's trajectories were short (at most
+        :data:`RERUN_MAX_STEPS` steps per draw): longer ones mean a mass matrix that misses the
+        posterior's scales, where smaller steps cost several times the run and mend nothing.
 
         Examples
         --------
-        >>> NUTSOptions().resolved(dimension=6, rows=60).rerun(NUTSOptions(), 3).target_accept_prob
+        >>> NUTSOptions().resolved(dimension=6, rows=60).rerun(NUTSOptions(), 3, 20.0).target_accept_prob
         0.99
-        >>> NUTSOptions(target_accept_prob=0.9).rerun(NUTSOptions(target_accept_prob=0.9), 3) is None
+        >>> NUTSOptions(target_accept_prob=0.9).rerun(NUTSOptions(target_accept_prob=0.9), 3, 20.0) is None
+        True
+        >>> NUTSOptions().resolved(dimension=6, rows=60).rerun(NUTSOptions(), 3, 250.0) is None  # long trajectories
         True
         """
         due = divergences > 0 and given.rerun_divergent and given.target_accept_prob is None and self.adapt_step_size
-        if not due or self.target_accept_prob >= RERUN_TARGET_ACCEPT:
+        if not due or self.target_accept_prob >= RERUN_TARGET_ACCEPT or steps_per_draw > RERUN_MAX_STEPS:
             return None
         return replace(self, target_accept_prob=RERUN_TARGET_ACCEPT)
 
