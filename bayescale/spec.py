@@ -400,7 +400,7 @@ class ScalingModel:
             :class:`bayescale.sampler.options.NUTSOptions` and ``docs/sampler.md``. Where the run
             diverges and ``target_accept_prob`` was not given, the fit samples once more with
             smaller steps (``target_accept_prob=0.99``) and keeps that run; ``fit.health`` says so
-            (``rerun_divergent=False``: keep the first).
+            (a ``target_accept_prob`` given is kept, with no second run).
 
         Examples
         --------

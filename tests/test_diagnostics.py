@@ -58,10 +58,6 @@ def test_a_target_acceptance_the_user_chose_is_kept(model, quickstart_runs, monk
     with pytest.warns(bs.SamplerWarning, match="3 divergent transitions"):
         fit = model.fit(quickstart_runs, seed=0, target_accept_prob=0.9)
     assert calls == [0.9] and "sampled twice" not in str(fit.health)
-    calls.clear()
-    with pytest.warns(bs.SamplerWarning, match="3 divergent transitions"):
-        model.fit(quickstart_runs, seed=0, rerun_divergent=False)
-    assert calls == [0.9]
 
 
 def test_tree_depth_saturation_is_reported(model, quickstart_runs):

@@ -54,11 +54,6 @@ class NUTSOptions:
         a random point, or at the hierarchy pilot's point. Default: ``"pilot"`` where the
         hierarchy's pilot ran (:class:`~bayescale.ScalingModel`'s ``pilot``), else ``"mode"``
         from :data:`MODE_START_ROWS` rows, else ``"random"``.
-    rerun_divergent : bool
-        Where a fit's run diverges and ``target_accept_prob`` was left to the package, sample
-        once more at :data:`RERUN_TARGET_ACCEPT` (smaller steps) and keep that run, unless its
-        trajectories were long (:meth:`rerun`); ``False``: keep the first run. One fit only
-        (``ScalingModel.fit``).
 
     Examples
     --------
@@ -76,7 +71,6 @@ class NUTSOptions:
     laplace_mass: bool = False
     diagonal_shrinkage: bool | None = None
     init: str | None = None
-    rerun_divergent: bool = True
 
     @classmethod
     def from_kwargs(cls, **options) -> NUTSOptions:
@@ -143,7 +137,9 @@ class NUTSOptions:
         Stan's remedy for divergences, taken by the package instead of asked of the user: a higher
         target acceptance, hence smaller leapfrog steps, which follow a posterior whose curvature
         changes along the chain (a funnel, the tail of a weakly identified irreducible term).
-        Only where ``given`` (the user's options) left ``target_accept_prob`` to the package, the
+        :meth:`bayescale.ScalingModel.fit` runs it (one fit; ``fit_many``'s fits share a batch).
+        Only where ``given`` (the user's options) left ``target_accept_prob`` to the package (a
+        target the user gives is kept: the way to keep a first run as it is), the
         step size is adapted (else the target changes nothing), it is below
         :data:`RERUN_TARGET_ACCEPT`, and the run's trajectories were short (at most
         :data:`RERUN_MAX_STEPS` steps per draw): longer ones mean a mass matrix that misses the
@@ -158,7 +154,7 @@ class NUTSOptions:
         >>> NUTSOptions().resolved(dimension=6, rows=60).rerun(NUTSOptions(), 3, 250.0) is None  # long trajectories
         True
         """
-        due = divergences > 0 and given.rerun_divergent and given.target_accept_prob is None and self.adapt_step_size
+        due = divergences > 0 and given.target_accept_prob is None and self.adapt_step_size
         if not due or self.target_accept_prob >= RERUN_TARGET_ACCEPT or steps_per_draw > RERUN_MAX_STEPS:
             return None
         return replace(self, target_accept_prob=RERUN_TARGET_ACCEPT)
