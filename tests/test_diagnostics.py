@@ -113,8 +113,9 @@ def test_diagnostics_say_why_a_fit_is_unhealthy(model, quickstart_runs):
     assert list(report.table.columns) == ["r_hat", "ess_bulk", "ess_tail"]
 
 
-def _idata_with_divergences(spread_rank_of_divergences):
-    """Two chains of a fake hierarchical posterior; divergent draws at the given ranks of ``alpha_spread``."""
+def _idata_with_divergences(spread_rank_of_divergences, steps: int = 7):
+    """Two chains of a fake hierarchical posterior; divergent draws at the given ranks of ``alpha_spread``;
+    ``steps`` leapfrog steps per draw."""
     rng = np.random.default_rng(0)
     spread = np.sort(rng.gamma(2.0, 0.1, size=2000))  # rank r is the r-th smallest value
     diverging = np.zeros(2000, dtype=bool)
@@ -122,7 +123,11 @@ def _idata_with_divergences(spread_rank_of_divergences):
     order = rng.permutation(2000)
     return az.from_dict(
         posterior={"alpha_spread": spread[order].reshape(2, 1000), "sigma": rng.gamma(2, 0.01, (2, 1000))},
-        sample_stats={"diverging": diverging[order].reshape(2, 1000), "tree_depth": np.full((2, 1000), 3)},
+        sample_stats={
+            "diverging": diverging[order].reshape(2, 1000),
+            "tree_depth": np.full((2, 1000), int(np.ceil(np.log2(steps + 1)))),
+            "n_steps": np.full((2, 1000), steps),
+        },
     )
 
 
@@ -136,6 +141,16 @@ def test_divergences_in_a_funnel_name_the_spread():
         health = diagnostics.assess(_idata_with_divergences(ranks), ["alpha_spread", "sigma"], 10)
         (message,) = [p for p in health.problems if "divergent" in p]
         assert "smallest values" not in message and "target_accept_prob=0.95" in message
+
+
+def test_smaller_steps_are_not_advised_where_trajectories_are_long():
+    # 250 leapfrog steps per draw: the mass matrix misses the posterior's scales; a higher target acceptance
+    # costs several times the run there and mends nothing (the README's ColPret example, docs/hierarchy.md)
+    for ranks, remedy in (([3, 1500], "tighter priors"), ([3, 40], "Make 'alpha' shared")):
+        health = diagnostics.assess(_idata_with_divergences(ranks, steps=250), ["alpha_spread", "sigma"], 10)
+        (message,) = [p for p in health.problems if "divergent" in p]
+        assert "250 leapfrog steps per draw" in message and remedy in message
+        assert "target_accept_prob" not in message
 
 
 def test_weak_identification_names_a_stronger_prior_only_where_there_is_one():

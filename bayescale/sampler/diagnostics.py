@@ -3,7 +3,8 @@
 All statistics come from ArviZ. The rule of what counts as trouble is written once
 (:func:`healthy`) and serves one fit (:func:`assess`) and many at once (:func:`health_table`).
 A remedy names an option only where that option can help: a dense mass matrix only where
-the fit did not already have one, a higher target acceptance only below the one used.
+the fit did not already have one, a higher target acceptance only below the one used and where
+the trajectories are short (:data:`~bayescale.sampler.options.RERUN_MAX_STEPS`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
+
+from bayescale.sampler.options import RERUN_MAX_STEPS
 
 RHAT_MAX = 1.01
 ESS_PER_CHAIN_MIN = 100
@@ -120,11 +123,11 @@ def assess(
     stats = idata.sample_stats
     divergences = int(stats["diverging"].sum())
     saturation = float(np.mean(stats["tree_depth"].values >= max_tree_depth))
+    steps = float(stats["n_steps"].mean()) if "n_steps" in stats else 0.0
     problems = []
     if divergences:
-        problems.append(
-            _divergence_advice(divergences, _funnels(idata.posterior, stats["diverging"]), target_accept_prob)
-        )
+        funnels = _funnels(idata.posterior, stats["diverging"])
+        problems.append(_divergence_advice(divergences, funnels, target_accept_prob, steps))
     if n_chains > 1:
         bad = table.index[~(table["r_hat"] <= RHAT_MAX)].tolist()
         if bad:
@@ -195,20 +198,30 @@ def _chains_apart(posterior, label: str) -> str | None:
     return f"{chains} {which} of {len(draws)} {sit} apart from the others ({label}: median {medians})"
 
 
-def _divergence_advice(divergences: int, funnels: list[str], target_accept_prob: float) -> str:
-    """What to try against divergences, given where they sit and the target acceptance used."""
+def _divergence_advice(divergences: int, funnels: list[str], target_accept_prob: float, steps: float) -> str:
+    """What to try against divergences, given where they sit, the target acceptance used and the mean
+    leapfrog steps per draw (``steps``)."""
     higher = 0.99 if target_accept_prob >= 0.95 else 0.95
+    # long trajectories: the scales vary more than one mass matrix follows, which smaller steps do not mend
+    smaller = target_accept_prob < 0.99 and steps <= RERUN_MAX_STEPS
+    long = (
+        f" The trajectories are long ({steps:.0f} leapfrog steps per draw): the posterior's scales vary more "
+        "than one mass matrix follows, and smaller steps would cost several times as much without mending that."
+        if steps > RERUN_MAX_STEPS
+        else ""
+    )
     if funnels:
         names = ", ".join(repr(f.removesuffix("_spread")) for f in funnels)
         where = (
             f" They sit at the smallest values of {', '.join(funnels)}: a funnel where the groups' values are "
-            "nearly equal. "
-            + ("Try target_accept_prob=0.99, or make " if target_accept_prob < 0.99 else "Make ")
+            f"nearly equal.{long} "
+            + ("Try target_accept_prob=0.99, or make " if smaller else "Make ")
             + f"{names} shared if the groups need not differ."
         )
     else:
         where = (
-            (f" Try target_accept_prob={higher}, " if target_accept_prob < 0.99 else " Try ")
+            long
+            + (f" Try target_accept_prob={higher}, " if smaller else " Try ")
             + "longer warmup, or tighter priors on the parameters that diverge "
             "(arviz.plot_pair(fit.idata, divergences=True) shows where)."
         )
