@@ -1,11 +1,12 @@
 """The fitting pipeline: validate -> model arguments -> sample -> results.
 
 :meth:`ScalingModel.fit` and :meth:`ScalingModel.fit_many` hand their data here. One data set:
-:func:`fit`. Many data sets of one specification (every task and metric of a benchmark suite,
-every split of a backtest): :func:`fit_many`, which pads rows to a common length (masked out
-of the likelihood) and groups to a common count (an extra group without rows is a draw from
-the population), so that all of them go through one compiled sampler; with a Dask client,
-one per worker.
+:func:`fit`, which samples a second time, with smaller steps, where its run diverged
+(:meth:`~bayescale.sampler.options.NUTSOptions.rerun`). Many data sets of one specification
+(every task and metric of a benchmark suite, every split of a backtest): :func:`fit_many`,
+which pads rows to a common length (masked out of the likelihood) and groups to a common count
+(an extra group without rows is a draw from the population), so that all of them go through
+one compiled sampler; with a Dask client, one per worker.
 """
 
 from __future__ import annotations
