@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayescale.sampler.options import RERUN_MAX_STEPS
+from bayescale.sampler.options import RERUN_MAX_STEPS, smaller_steps_help
 
 RHAT_MAX = 1.01
 ESS_PER_CHAIN_MIN = 100
@@ -202,8 +202,7 @@ def _divergence_advice(divergences: int, funnels: list[str], target_accept_prob:
     """What to try against divergences, given where they sit, the target acceptance used and the mean
     leapfrog steps per draw (``steps``)."""
     higher = 0.99 if target_accept_prob >= 0.95 else 0.95
-    # long trajectories: the scales vary more than one mass matrix follows, which smaller steps do not mend
-    smaller = target_accept_prob < 0.99 and steps <= RERUN_MAX_STEPS
+    smaller = smaller_steps_help(target_accept_prob, steps)
     long = (
         f" The trajectories are long ({steps:.0f} leapfrog steps per draw): the posterior's scales vary more "
         "than one mass matrix follows, and smaller steps would cost several times as much without mending that."

@@ -155,9 +155,18 @@ class NUTSOptions:
         True
         """
         due = divergences > 0 and given.target_accept_prob is None and self.adapt_step_size
-        if not due or self.target_accept_prob >= RERUN_TARGET_ACCEPT or steps_per_draw > RERUN_MAX_STEPS:
+        if not (due and smaller_steps_help(self.target_accept_prob, steps_per_draw)):
             return None
         return replace(self, target_accept_prob=RERUN_TARGET_ACCEPT)
+
+
+def smaller_steps_help(target_accept_prob: float, steps_per_draw: float) -> bool:
+    """Whether a run at ``target_accept_prob`` that took ``steps_per_draw`` leapfrog steps per draw can be
+    mended by :data:`RERUN_TARGET_ACCEPT`: a higher target, and trajectories short enough (at most
+    :data:`RERUN_MAX_STEPS`) that its divergences are a step too large, not a mass matrix that misses the
+    posterior's scales. The rule of :meth:`NUTSOptions.rerun` and of the divergence advice
+    (:mod:`bayescale.sampler.diagnostics`)."""
+    return target_accept_prob < RERUN_TARGET_ACCEPT and steps_per_draw <= RERUN_MAX_STEPS
 
 
 def dimension(sites) -> int:
