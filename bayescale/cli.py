@@ -107,6 +107,7 @@ def parser() -> argparse.ArgumentParser:
     fit.add_argument("--chance", type=float, default=None, help="the accuracy law: the task's chance level (required)")
     fit.add_argument("--falling", action="store_true", help="the accuracy law: accuracy rises as x falls (a loss)")
     fit.add_argument("--ceiling", type=float, default=None, help="the accuracy law: a known ceiling (default learned)")
+    fit.add_argument("--breaks", type=int, default=None, help="broken_power: the number of bends (default 1)")
     fit.add_argument("--metric", default="loss", help="column with the metric to model (default: loss; must be > 0)")
     fit.add_argument(
         "--column",
@@ -233,6 +234,10 @@ def run_fit(args) -> None:
         law_args.update(accuracy)
     elif args.chance is not None or args.falling or args.ceiling is not None:
         raise ValueError(f"--chance, --falling and --ceiling apply to the accuracy law, not {args.law}")
+    if args.breaks is not None:
+        if args.law != bs.laws.BrokenPowerLaw.name:
+            raise ValueError(f"--breaks applies to the broken_power law, not {args.law}")
+        law_args["breaks"] = args.breaks
     if law_args:
         law = bs.laws.get(args.law, **law_args)
     unknown = set(args.column) - set(law.inputs)

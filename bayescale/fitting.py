@@ -55,7 +55,11 @@ def fit(
         spec.law, spec.likelihood, spec.treatments, len(scaling_data.group_labels), len(scaling_data.outer_labels)
     )
     options = given.resolved(
-        dimension(sites), n_rows(padded), has_start=args.start is not None, framed=args.basis is not None
+        dimension(sites),
+        n_rows(padded),
+        has_start=args.start is not None,
+        framed=args.basis is not None,
+        local_modes=spec.law.local_modes,
     )
     run = partial(
         sample,
@@ -123,7 +127,7 @@ def fit_many(
     n_groups = max(len(p.data.group_labels) for p in parts)
     stacked = _stack([_padded(spec, p, rows, n_groups) for p in parts])
     sites = latent_sites(spec.law, spec.likelihood, spec.treatments, n_groups)
-    options = options.resolved(dimension(sites), rows)
+    options = options.resolved(dimension(sites), rows, local_modes=spec.law.local_modes)
     samples = sample_batches(
         model_of(spec),
         stacked,

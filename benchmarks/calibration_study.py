@@ -72,6 +72,10 @@ def cases() -> dict:
         "power": (one_input(bs.laws.PowerLaw("C")), COMPUTE),
         "saturating": (one_input(bs.laws.SaturatingPowerLaw("C")), COMPUTE),
         "broken": (one_input(bs.laws.BrokenPowerLaw("C")), pd.DataFrame({"C": np.geomspace(1e17, 1e21, 20)})),
+        "broken2": (
+            one_input(bs.laws.BrokenPowerLaw("C", breaks=2)),
+            pd.DataFrame({"C": np.geomspace(1e15, 1e23, 40)}),
+        ),
         "sigmoid": (one_input(bs.laws.SigmoidLaw("C")), COMPUTE),
         "rate_sigmoid": (one_input(bs.laws.RateSigmoidLaw("C"), **binomial), BENCHMARK),
         "exponentiated": (one_input(bs.laws.ExponentiatedPowerLaw("C"), **binomial), BENCHMARK),

@@ -74,6 +74,8 @@ def test_help_explains_the_laws_and_the_columns(capsys):
         (["fit", RUNS, "--x", "N"], "--x applies to one-input laws; chinchilla's inputs are N, D"),
         (["fit", RUNS, "--law", "accuracy"], "the accuracy law needs the task's chance level, e.g. --chance 0.25"),
         (["fit", RUNS, "--chance", "0.25"], "--chance, --falling and --ceiling apply to the accuracy law, not chinch"),
+        (["fit", RUNS, "--breaks", "2"], "--breaks applies to the broken_power law, not chinchilla"),
+        (["fit", RUNS, "--law", "broken_power", "--breaks", "0"], "breaks must be a whole number >= 1, got 0"),
         (["predict", "missing.nc", "--at", "N=1e9,D=1e10"], "no saved fit at 'missing.nc'"),
     ],
 )

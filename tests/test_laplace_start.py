@@ -200,3 +200,10 @@ def test_the_same_posterior_from_either_start(chinchilla, chinchilla_fit):
     assert chinchilla_fit.options.init == "random", "the default on 240 rows"
     started = model.fit(chinchilla, seed=1, chains=4, warmup=1000, draws=1000, init="mode")
     assert_same_posterior(chinchilla_fit, started, ["E", "A", "alpha", "B", "beta", "sigma"])
+
+
+def test_a_law_with_poor_local_modes_starts_at_the_mode_at_any_size():
+    sites = {"x": ((), 5.0)}
+    assert NUTSOptions().resolved(dimension(sites), 64, local_modes=True).init == "mode"
+    assert NUTSOptions(init="random").resolved(dimension(sites), 64, local_modes=True).init == "random"
+    assert NUTSOptions().resolved(dimension(sites), 64).init == "random"

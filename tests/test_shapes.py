@@ -11,6 +11,7 @@ from tests.conftest import args_of, model_function, simulate
 from tests.test_recovery import assert_recovers
 
 BROKEN = {"E": 1.0, "A": 3.0 * 1e15**0.1, "alpha": 0.1, "delta": 0.4, "C_break": 1e18, "f": 0.3}
+BROKEN2 = BROKEN | {"delta2": -0.3, "decades2": 2.0, "f2": 0.5}  # a second bend at 1e20, back to exponent 0.2
 SIGMOID = {"R0": 0.05, "gain": 0.6, "B": 1.2, "C_mid": 1e21}
 COVERAGE = {"A": 2.5, "alpha": 0.45}
 RATE_SIGMOID = {
@@ -26,6 +27,8 @@ def test_closed_forms():
     broken = bs.laws.BrokenPowerLaw("C").mean(BROKEN, C=c)
     expected = 1.0 + BROKEN["A"] * c**-0.1 * (1 + (c / 1e18) ** (1 / 0.3)) ** (-0.4 * 0.3)
     np.testing.assert_allclose(broken, expected, rtol=1e-12)
+    twice = bs.laws.BrokenPowerLaw("C", breaks=2).mean(BROKEN2, C=c)
+    np.testing.assert_allclose(twice, 1.0 + (expected - 1.0) * (1 + (c / 1e20) ** (1 / 0.5)) ** (0.3 * 0.5), rtol=1e-12)
     sigmoid = bs.laws.SigmoidLaw("C").mean(SIGMOID, C=c)
     np.testing.assert_allclose(sigmoid, 0.05 + 0.6 / (1 + (1e21 / c) ** 1.2), rtol=1e-12)
     rate = bs.laws.RateSigmoidLaw("C").mean(RATE_SIGMOID, C=c)
@@ -38,18 +41,20 @@ def test_closed_forms():
     ("law", "params"),
     [
         (bs.laws.BrokenPowerLaw("C"), BROKEN),
+        (bs.laws.BrokenPowerLaw("C", breaks=2), BROKEN2),
         (bs.laws.SigmoidLaw("C"), SIGMOID),
         (bs.laws.ExponentiatedPowerLaw("C"), COVERAGE),
         (bs.laws.RateSigmoidLaw("C"), RATE_SIGMOID),
     ],
-    ids=["broken", "sigmoid", "exp_power", "rate_sigmoid"],
+    ids=["broken", "broken2", "sigmoid", "exp_power", "rate_sigmoid"],
 )
 @pytest.mark.parametrize("exponent", [1e-3, 2.0])
 def test_no_overflow_at_extreme_inputs_and_exponents(law, params, exponent):
     p = dict(params)
     p["alpha" if "alpha" in p else "B"] = exponent
-    if "f" in p:
-        p["f"] = exponent  # sharpness from nearly a kink to very smooth
+    for sharpness in ("f", "f2"):
+        if sharpness in p:
+            p[sharpness] = exponent  # from nearly a kink to very smooth
     log_x = jnp.log(jnp.array([1.0, 1e15, 1e25, 1e30]))
 
     def total(q):
@@ -70,6 +75,20 @@ def test_location_parameters_move_with_the_reference_scale():
     for name, value in BROKEN.items():
         np.testing.assert_allclose(float(back[name]), value, rtol=1e-12)
     assert law.input_of("C_break") == "C" and law.input_of("delta") is None
+    twice = bs.laws.BrokenPowerLaw("C", breaks=2)
+    assert float(twice.to_reference(BROKEN2, log_ref)["decades2"]) == 2.0  # a ratio of scales has no units
+    assert twice.input_of("decades2") is None
+
+
+def test_later_breaks_are_ordered_and_named():
+    law = bs.laws.BrokenPowerLaw("D", breaks=3)
+    assert law.parameter_names[6:] == ("delta2", "decades2", "f2", "delta3", "decades3", "f3")
+    assert "(D/(D_break 10^(decades2 + decades3)))" in law.formula
+    assert law.local_modes and not bs.laws.SaturatingPowerLaw("D").local_modes
+    assert bs.laws.get("broken_power", x="D", breaks=3) == law and repr(law) == "BrokenPowerLaw(x='D', breaks=3)"
+    for bad in (0, 1.5, True, "2"):
+        with pytest.raises(ValueError, match=f"breaks must be a whole number >= 1, got {bad!r}"):
+            bs.laws.BrokenPowerLaw("C", breaks=bad)
 
 
 def test_a_users_prior_on_a_location_is_in_the_inputs_units():
@@ -92,6 +111,19 @@ def test_recovers_broken_power_law():
     fit = bs.ScalingModel(law, likelihood=bs.likelihoods.Normal()).fit(df, seed=0)
     assert fit.healthy, str(fit.health)
     assert_recovers(fit, BROKEN, sigma=0.005)
+
+
+@pytest.mark.filterwarnings("ignore:.*divergent transitions:bayescale.SamplerWarning")
+def test_recovers_two_breaks_from_chains_that_agree():
+    # bends three decades apart: chains start at the best of several modes (the law's local_modes), so they
+    # agree; a divergence or two remain where the last segment's exponent trades off against E (docs/laws.md)
+    truth = BROKEN | {"C_break": 1e15, "f": 0.5, "delta2": -0.3, "decades2": 3.0, "f2": 0.5}
+    law = bs.laws.BrokenPowerLaw("C", breaks=2)
+    df = simulate(law, truth, {"C": np.geomspace(1e12, 1e22, 80)}, sigma=0.005, seed=2).rename(columns={"y": "loss"})
+    fit = bs.ScalingModel(law, likelihood=bs.likelihoods.Normal()).fit(df, seed=0)
+    table = fit.diagnostics().table
+    assert table["r_hat"].max() < 1.01 and table["ess_bulk"].min() > 400, table
+    assert_recovers(fit, truth, sigma=0.005)
 
 
 def test_recovers_sigmoid():

@@ -121,3 +121,8 @@ def test_config_round_trip():
     )
     again = bs.ScalingModel.from_config(model.config())
     assert again.config() == model.config()
+
+
+def test_config_round_trip_keeps_a_laws_arguments():
+    model = bs.ScalingModel(bs.laws.BrokenPowerLaw("D", breaks=2), target="loss")
+    assert bs.ScalingModel.from_config(model.config()).law == bs.laws.BrokenPowerLaw("D", breaks=2)

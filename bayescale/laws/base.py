@@ -119,6 +119,10 @@ class Law:
     #: input's parameters (:func:`bayescale.model.build.measured_by_design`: where a pooled group is
     #: sampled in the pilot's frame or centred): half a decade for model size, tokens, compute or steps.
     informative_range: ClassVar[float] = 3.0
+    #: Whether the law's posterior has poor local modes that strand chains started at random (a bend of
+    #: a broken power law where the data need none): its chains then start at the best of several
+    #: modes, each found by Newton steps from a random start (``init="mode"``, ``mode_starts``).
+    local_modes: ClassVar[bool] = False
 
     def log_mean(self, p: Mapping[str, jnp.ndarray], log_x: Mapping[str, jnp.ndarray]) -> jnp.ndarray:
         """Log of the law's mean at ``log_x``.

@@ -1,7 +1,7 @@
 """Laws in one input beyond the power law: a broken power law, a sigmoid in log x, an exponentiated power law.
 
-- :class:`BrokenPowerLaw`: Caballero et al.'s broken neural scaling law with one break,
-  ``L = E + A x^-alpha (1 + (x / x_break)^(1/f))^(-delta f)``: the exponent is ``alpha``
+- :class:`BrokenPowerLaw`: Caballero et al.'s broken neural scaling law with one break or more,
+  ``L = E + A x^-alpha (1 + (x / x_break)^(1/f))^(-delta f) ...``: the exponent is ``alpha``
   well below the break and ``alpha + delta`` well above it; ``f`` sets how sharp the bend is.
 - :class:`SigmoidLaw`: the saturating curve of "The Art of Scaling RL Compute",
   ``R = R0 + (A - R0) / (1 + (x_mid / x)^B)``, for bounded metrics that rise with scale
@@ -17,6 +17,7 @@ Each is evaluated in logs (``logaddexp``, ``log_sigmoid``, ``softplus``), so inp
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import jax
@@ -26,23 +27,32 @@ from bayescale.laws.base import Parameter
 from bayescale.laws.power import OneInputLaw, saturating_parameters
 from bayescale.priors import LogNormal, Normal
 
+_LN10 = math.log(10.0)
+
 
 @dataclass(frozen=True, repr=False)
 class BrokenPowerLaw(OneInputLaw):
-    """``L = E + A x^-alpha (1 + (x / x_break)^(1/f))^(-delta f)``: a power law whose exponent bends once.
+    """``L = E + A x^-alpha prod_i (1 + (x / x_i)^(1/f_i))^(-delta_i f_i)``: a power law whose exponent bends.
 
     Parameters
     ----------
     x : str
         Name of the input, e.g. ``"C"``.
+    breaks : int
+        Number of bends (default 1). Each adds a change of exponent, a location and a
+        sharpness.
 
     Notes
     -----
-    Caballero et al. (Broken Neural Scaling Laws, 2023), with one break: their
-    ``(b, c0, c1, d1, f1)`` are ``(A, alpha, delta, x_break, f)``. The break location is
-    a parameter on the input's axis (``<x>_break``; its default prior is centred on the
-    data's geometric mean and spans about three decades either way). A break outside the
-    data is not identified; use :class:`SaturatingPowerLaw` when no bend is visible.
+    Caballero et al. (Broken Neural Scaling Laws, 2023): their ``(b, c0, c_i, d_i, f_i)``
+    are ``(A, alpha, delta_i, x_i, f_i)``. The exponent is ``alpha`` well below the first
+    break and ``alpha + delta + delta2 + ...`` well above the last. The first break is
+    ``<x>_break``, a location on the input's axis (its default prior is centred on the
+    data's geometric mean and spans about three decades either way); break ``i >= 2`` sits
+    ``decades<i>`` decades after break ``i - 1``, so the breaks stay in order and
+    their labels cannot swap between chains. Its parameters are ``delta<i>``, ``decades<i>``
+    and ``f<i>``. A break outside the data is not identified; use :class:`SaturatingPowerLaw`
+    when no bend is visible, and compare numbers of breaks with :func:`bayescale.compare_laws`.
 
     Examples
     --------
@@ -53,27 +63,56 @@ class BrokenPowerLaw(OneInputLaw):
     >>> p = {"E": 1.0, "A": 1e3, "alpha": 0.1, "delta": 0.4, "C_break": 1e18, "f": 0.3}
     >>> round(float(law.mean(p, C=1e25)) - 1.0, 6)   # 3.16 x (1e7)^-0.4 past the break
     0.005012
+    >>> bs.laws.BrokenPowerLaw("C", breaks=2).parameter_names[6:]
+    ('delta2', 'decades2', 'f2')
     """
 
     name = "broken_power"
+    local_modes = True  # a bend placed where the data do not need it is a mode NUTS never leaves
+    breaks: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.breaks, bool) or not isinstance(self.breaks, int) or self.breaks < 1:
+            raise ValueError(f"breaks must be a whole number >= 1, got {self.breaks!r}")
+
+    def config(self) -> dict:
+        args = {"x": self.x} | ({"breaks": self.breaks} if self.breaks != 1 else {})
+        return {"name": self.name, "args": args}
 
     @property
     def formula(self) -> str:
-        return f"E + A {self.x}^-alpha (1 + ({self.x}/{self.x}_break)^(1/f))^(-delta f)"
+        x = self.x
+        bends = [f"(1 + ({x}/{x}_break)^(1/f))^(-delta f)"]
+        for i in range(2, self.breaks + 1):
+            gap = f"decades{i}" if i == 2 else "(" + " + ".join(f"decades{j}" for j in range(2, i + 1)) + ")"
+            bends.append(f"(1 + ({x}/({x}_break 10^{gap}))^(1/f{i}))^(-delta{i} f{i})")
+        return f"E + A {x}^-alpha " + " ".join(bends)
 
     @property
     def parameters(self) -> tuple[Parameter, ...]:
         x = self.x
+        later = []
+        for i in range(2, self.breaks + 1):
+            later += [
+                Parameter(f"delta{i}", Normal(0.0, 0.5), description=f"change of the exponent across break {i}"),
+                Parameter(f"decades{i}", LogNormal(1.0, 1.0), description=f"decades of {x} from break {i - 1} to {i}"),
+                Parameter(f"f{i}", LogNormal(0.3, 1.0), description=f"sharpness of break {i} (small: sharp)"),
+            ]
         return (
-            *saturating_parameters(x),  # alpha and A describe the curve before the break
+            *saturating_parameters(x),  # alpha and A describe the curve before the first break
             Parameter("delta", Normal(0.0, 0.5), description="change of the exponent across the break"),
-            Parameter(f"{x}_break", LogNormal(1.0, 3.0), location_of=x, description=f"{x} at the break"),
+            Parameter(f"{x}_break", LogNormal(1.0, 3.0), location_of=x, description=f"{x} at the (first) break"),
             Parameter("f", LogNormal(0.3, 1.0), description="sharpness of the break (small: sharp)"),
+            *later,
         )
 
     def log_mean(self, p, log_x):
         distance = log_x[self.x] - p[f"log_{self.x}_break"]  # log(x / x_break)
         bend = p["delta"] * p["f"] * jnp.logaddexp(0.0, distance / p["f"])
+        for i in range(2, self.breaks + 1):
+            distance = distance - _LN10 * p[f"decades{i}"]  # log(x / x_i)
+            bend = bend + p[f"delta{i}"] * p[f"f{i}"] * jnp.logaddexp(0.0, distance / p[f"f{i}"])
         return jnp.logaddexp(p["log_E"], p["log_A"] - p["alpha"] * log_x[self.x] - bend)
 
 

@@ -96,6 +96,10 @@ class Tied(Law):
         return self.base.informative_range
 
     @property
+    def local_modes(self) -> bool:
+        return self.base.local_modes
+
+    @property
     def parameters(self) -> tuple[Parameter, ...]:
         out = []
         for par in self.base.parameters:

@@ -20,6 +20,7 @@ RERUN_TARGET_ACCEPT = 0.99  # target_accept_prob of the second run of a fit whos
 # mass matrix misses the posterior's scales, which smaller steps do not mend (docs/hierarchy.md)
 RERUN_MAX_STEPS = 100
 INITS = ("mode", "random", "pilot")
+LOCAL_MODE_STARTS = 8  # modes each chain finds (from its own random starts) for a law with poor local modes
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,13 @@ class NUTSOptions:
         Where chains start: at a draw from the Laplace approximation at the nearest mode, at
         a random point, or at the hierarchy pilot's point. Default: ``"pilot"`` where the
         hierarchy's pilot ran (:class:`~bayescale.ScalingModel`'s ``pilot``), else ``"mode"``
-        from :data:`MODE_START_ROWS` rows, else ``"random"``.
+        from :data:`MODE_START_ROWS` rows or for a law with poor local modes (a broken power law),
+        else ``"random"``.
+    mode_starts : int, optional
+        With ``init="mode"``: each chain climbs by Newton steps from this many random starts
+        and starts at the mode of the largest Laplace mass among them (the density at the mode
+        times the volume of its normal approximation). Default :data:`LOCAL_MODE_STARTS` for a
+        law with poor local modes, else 1 (the mode nearest one random start).
 
     Examples
     --------
@@ -71,6 +78,7 @@ class NUTSOptions:
     laplace_mass: bool = False
     diagonal_shrinkage: bool | None = None
     init: str | None = None
+    mode_starts: int | None = None
 
     @classmethod
     def from_kwargs(cls, **options) -> NUTSOptions:
@@ -91,11 +99,19 @@ class NUTSOptions:
                 raise ValueError(f"{name} must be an integer in [1, 15], got {depth!r}")
         if self.init is not None and self.init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if self.mode_starts is not None and not (
+            isinstance(self.mode_starts, int) and not isinstance(self.mode_starts, bool) and self.mode_starts >= 1
+        ):
+            raise ValueError(f"mode_starts must be a whole number >= 1, got {self.mode_starts!r}")
 
-    def resolved(self, dimension: int, rows: int, *, has_start: bool = False, framed: bool = False) -> NUTSOptions:
+    def resolved(
+        self, dimension: int, rows: int, *, has_start: bool = False, framed: bool = False, local_modes: bool = False
+    ) -> NUTSOptions:
         """Every ``None`` filled in for a model of ``dimension`` unconstrained dimensions and ``rows``
         (padded) rows; ``has_start``: the model supplies a pilot's start; ``framed``: pooled groups
-        are sampled in the pilot's frame."""
+        are sampled in the pilot's frame; ``local_modes``: the law has poor local modes that strand
+        chains started at random (:attr:`bayescale.laws.Law.local_modes`), so chains start at the
+        best of several modes at any number of rows."""
         options = self
         if options.target_accept_prob is None:
             options = replace(options, target_accept_prob=FRAMED_TARGET_ACCEPT if framed else TARGET_ACCEPT)
@@ -112,7 +128,8 @@ class NUTSOptions:
             if has_start:
                 init = "pilot"
             else:
-                init = "mode" if dimension <= LAPLACE_MAX_DIM and rows >= MODE_START_ROWS else "random"
+                large = rows >= MODE_START_ROWS or local_modes
+                init = "mode" if dimension <= LAPLACE_MAX_DIM and large else "random"
             options = replace(options, init=init)
         elif options.init == "pilot" and not has_start:
             raise ValueError(
@@ -124,6 +141,8 @@ class NUTSOptions:
                 f'init="mode" needs exact Hessians, and this model has {dimension} unconstrained dimensions '
                 f'(at most {LAPLACE_MAX_DIM}); use init="random"'
             )
+        if options.mode_starts is None:
+            options = replace(options, mode_starts=LOCAL_MODE_STARTS if local_modes else 1)
         if options.warmup_max_tree_depth is None:
             pilot = options.init == "pilot"
             depth = min(PILOT_WARMUP_TREE_DEPTH, options.max_tree_depth) if pilot else options.max_tree_depth

@@ -329,7 +329,9 @@ class Runner:
             z0, inverse_mass = self._pilot_start(args, start, init_key)
         else:
             z0 = self._start(init_key, args)
-        if o.init == "mode" or (o.laplace_mass and o.init != "pilot"):
+        if o.init == "mode" and o.mode_starts > 1:
+            z0, inverse_mass = self._best_mode_start(init_key, args)
+        elif o.init == "mode" or (o.laplace_mass and o.init != "pilot"):
             z, inverse_mass = self._laplace_start(z0, args, jax.random.fold_in(init_key, 1))
             z0 = z if o.init == "mode" else z0
         return self._init_kernel(
@@ -390,16 +392,46 @@ class Runner:
         flat, unravel = ravel_pytree(z0)
         if flat.size > LAPLACE_MAX_DIM:
             return z0, None
+        mode, covariance, ok = self._mode(flat, args)
+        return self._draw_near(mode, covariance, ok, flat, args, key)
+
+    def _best_mode_start(self, key, args):
+        """:meth:`_laplace_start` at the best of ``mode_starts`` modes, each found from its own random
+        start: the one of largest Laplace mass, ``-energy + log det(covariance) / 2``.
+
+        For laws with poor local modes (a broken power law's bends), where the mode nearest one
+        random start can be worse than the best by hundreds of units of log density, a region
+        with no posterior mass that NUTS never leaves. Each chain searches on its own, so
+        modes of comparable mass still land in different chains and R-hat can tell.
+        """
+        keys = jax.random.split(key, self.options.mode_starts + 1)
+        starts = jax.vmap(lambda k: ravel_pytree(self._start(k, args))[0])(keys[1:])
+        if starts.shape[1] > LAPLACE_MAX_DIM:
+            return self._unravel(starts[0]), None
+        modes, covariances, ok = jax.vmap(lambda y: self._mode(y, args))(starts)
+        energy = jax.vmap(lambda y: potential_energy(self.model, (args,), {}, self._unravel(y)))(modes)
+        mass = -energy + 0.5 * jnp.linalg.slogdet(covariances)[1]
+        best = jnp.argmax(jnp.where(ok & jnp.isfinite(mass), mass, -jnp.inf))
+        return self._draw_near(modes[best], covariances[best], ok[best], starts[best], args, keys[0])
+
+    def _mode(self, flat, args):
+        """The mode nearest the flat point ``flat`` by damped Newton steps, the inverse Hessian there,
+        and whether both can be trusted (:func:`~bayescale.sampler.laplace.laplace`)."""
         scale = self._newton_scale
-        energy = lambda y: potential_energy(self.model, (args,), {}, unravel(y))  # noqa: E731
-        fit = laplace(lambda y: energy(y * scale), flat / scale, START_NEWTON_STEPS)
-        mode, covariance = fit.mode * scale, fit.covariance * jnp.outer(scale, scale)
+        energy = lambda y: potential_energy(self.model, (args,), {}, self._unravel(y * scale))  # noqa: E731
+        fit = laplace(energy, flat / scale, START_NEWTON_STEPS)
+        return fit.mode * scale, fit.covariance * jnp.outer(scale, scale), fit.ok
+
+    def _draw_near(self, mode, covariance, ok, flat, args, key):
+        """A draw from the normal approximation at ``mode`` and the initial inverse mass matrix, or
+        the point ``flat`` and the identity where the mode is not to be trusted (``ok`` False)."""
+        energy = lambda y: potential_energy(self.model, (args,), {}, self._unravel(y))  # noqa: E731
         draw = mode + jnp.linalg.cholesky(covariance) @ jax.random.normal(key, flat.shape)
-        draw = jnp.where(jnp.isfinite(energy(draw)), draw, mode)  # the mode's energy is finite where fit.ok
-        z = unravel(jnp.where(fit.ok, draw, flat))
+        draw = jnp.where(jnp.isfinite(energy(draw)), draw, mode)  # the mode's energy is finite where ok
+        z = self._unravel(jnp.where(ok, draw, flat))
         if self.options.dense_mass:
-            return z, jnp.where(fit.ok, covariance, jnp.eye(flat.size))
-        return z, jnp.where(fit.ok, jnp.diag(covariance), jnp.ones(flat.size))
+            return z, jnp.where(ok, covariance, jnp.eye(flat.size))
+        return z, jnp.where(ok, jnp.diag(covariance), jnp.ones(flat.size))
 
     def _advance_one(self, state, args, length):
         def step(state, _):
