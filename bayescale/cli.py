@@ -108,6 +108,13 @@ def parser() -> argparse.ArgumentParser:
     fit.add_argument("--falling", action="store_true", help="the accuracy law: accuracy rises as x falls (a loss)")
     fit.add_argument("--ceiling", type=float, default=None, help="the accuracy law: a known ceiling (default learned)")
     fit.add_argument("--breaks", type=int, default=None, help="broken_power: the number of bends (default 1)")
+    fit.add_argument(
+        "--pivots",
+        type=_numbers("--pivots"),
+        default=None,
+        metavar="N0=VALUE,D0=VALUE",
+        help="farseer: the model size and tokens its parameters are read at (default N0=1e9,D0=2e10)",
+    )
     fit.add_argument("--metric", default="loss", help="column with the metric to model (default: loss; must be > 0)")
     fit.add_argument(
         "--column",
@@ -238,6 +245,13 @@ def run_fit(args) -> None:
         if args.law != bs.laws.BrokenPowerLaw.name:
             raise ValueError(f"--breaks applies to the broken_power law, not {args.law}")
         law_args["breaks"] = args.breaks
+    if args.pivots is not None:
+        if args.law != bs.laws.Farseer.name:
+            raise ValueError(f"--pivots applies to the farseer law, not {args.law}")
+        unknown = set(args.pivots) - {"N0", "D0"}
+        if unknown:
+            raise ValueError(f"--pivots takes N0 and D0, got {sorted(unknown)}")
+        law_args.update(args.pivots)
     if law_args:
         law = bs.laws.get(args.law, **law_args)
     unknown = set(args.column) - set(law.inputs)

@@ -268,6 +268,11 @@ class ScalingModel:
                 )
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"reference[{name!r}] must be a finite number > 0, got {value!r}")
+            if name in self.law.pivots:
+                raise ValueError(
+                    f"reference[{name!r}]: law {self.law.name!r} centres {name!r} on its own pivot "
+                    f"({name}0={self.law.pivots[name]:g}); give the law another pivot instead"
+                )
             if name in self.law.shared_reference:
                 raise ValueError(
                     f"reference[{name!r}]: law {self.law.name!r} centres {name!r} on the reference scale of "

@@ -76,13 +76,30 @@ def olmo_targets(olmo: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).reset_index(drop=True)
 
 
-def corpus(only: str | None = None) -> list[Case]:
-    chinchilla_law = bs.laws.Chinchilla()
+def pivoted(law: bs.laws.Law, data: pd.DataFrame) -> bs.laws.Law:
+    """``law`` with its pivots (if it has any) at the powers of ten nearest the geometric means of ``data``."""
+    if not law.pivots:
+        return law
+    nearest = {f"{x}0": float(10 ** np.round(np.mean(np.log10(data[x])))) for x in law.pivots}
+    return type(law)(**nearest)
+
+
+def corpus(only: str | None = None, law: str = "chinchilla") -> list[Case]:
+    """The cases; ``law`` replaces Chinchilla's in the cases of N and D, and keeps only those."""
+    two_inputs = bs.laws.get(law)
+    if two_inputs.inputs != ("N", "D"):
+        raise ValueError(f"--law must be a law of N and D, got {law!r} with inputs {list(two_inputs.inputs)}")
+    cases = _corpus(two_inputs)
+    cases = [c for c in cases if law == "chinchilla" or c.model.law.inputs == ("N", "D")]
+    return [c for c in cases if only is None or only in c.name]
+
+
+def _corpus(chinchilla_law: bs.laws.Law) -> list[Case]:
     saturating = bs.laws.SaturatingPowerLaw
     cases = []
     chin = bs.datasets.load("chinchilla")
     chin = chin[~chin["besiroglu_excluded"]].reset_index(drop=True)
-    cases.append(Case("chinchilla", "chinchilla", bs.ScalingModel(chinchilla_law), chin, "C"))
+    cases.append(Case("chinchilla", "chinchilla", bs.ScalingModel(pivoted(chinchilla_law, chin)), chin, "C"))
     cases.append(
         Case("chinchilla front", "chinchilla", bs.ScalingModel(saturating("C")), front(chin, "C", "loss"), "C")
     )
@@ -91,12 +108,12 @@ def corpus(only: str | None = None) -> list[Case]:
     ladder = ladder.loc[ladder.groupby("run")["step"].idxmax()]
     targets = olmo_targets(olmo)
     for column in OLMO_SETS:
-        model = bs.ScalingModel(chinchilla_law, target=column)
+        model = bs.ScalingModel(pivoted(chinchilla_law, ladder), target=column)
         cases.append(Case(f"olmo {column[5:]}", "olmo", model, ladder.reset_index(drop=True), "C", targets))
     porian = bs.datasets.load("porian_isoflop")
     for recipe, runs in porian.groupby("recipe"):
         runs = runs.reset_index(drop=True)
-        cases.append(Case(f"porian {recipe}", "porian", bs.ScalingModel(chinchilla_law), runs, "C"))
+        cases.append(Case(f"porian {recipe}", "porian", bs.ScalingModel(pivoted(chinchilla_law, runs)), runs, "C"))
         cases.append(
             Case(f"porian front {recipe}", "porian", bs.ScalingModel(saturating("C")), front(runs, "C", "loss"), "C")
         )
@@ -106,9 +123,9 @@ def corpus(only: str | None = None) -> list[Case]:
         model = bs.ScalingModel(saturating("N"), target="loss_nats")
         cases.append(Case(f"colpret {family}", f"colpret {family}", model, runs, "N"))
     contour = colpret[(colpret["family"] == "GPT2-datablations-contour") & (colpret["epochs"].fillna(1) <= 1)]
-    model = bs.ScalingModel(chinchilla_law, target="loss_nats")
+    model = bs.ScalingModel(pivoted(chinchilla_law, contour), target="loss_nats")
     cases.append(Case("colpret datablations", "colpret datablations", model, contour.reset_index(drop=True), "C"))
-    return [c for c in cases if only is None or only in c.name]
+    return cases
 
 
 def run(cases: list[Case], draws: int, seed: int, bootstrap: int, out: Path, client=None) -> tuple[pd.DataFrame, dict]:
@@ -317,6 +334,9 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=100, help="bootstrap refits per cut (default 100)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", default=None, help="only the cases whose name contains this")
+    parser.add_argument(
+        "--law", default="chinchilla", help="the law of the cases of N and D (e.g. farseer; then only those cases)"
+    )
     parser.add_argument("--calibrate", action="store_true", help="estimate the drift's constants (leave-one-out)")
     parser.add_argument("--reuse", action="store_true", help="read the fits' results from --out instead of fitting")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -331,7 +351,7 @@ def main() -> None:
             law_draws = pickle.load(f)
     else:
         client = dask_client(args.scheduler)
-        points, law_draws = run(corpus(args.only), args.draws, args.seed, args.bootstrap, args.out, client)
+        points, law_draws = run(corpus(args.only, args.law), args.draws, args.seed, args.bootstrap, args.out, client)
     report(points)
     if args.calibrate:
         constants, held = calibrate(law_draws, args.seed)

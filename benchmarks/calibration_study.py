@@ -63,6 +63,7 @@ def cases() -> dict:
         "chinchilla": (bs.ScalingModel("chinchilla"), pd.read_csv(QUICKSTART)[["N", "D"]]),
         "overtraining": (bs.ScalingModel("overtraining"), pd.read_csv(QUICKSTART)[["N", "D"]]),
         "kaplan": (bs.ScalingModel("kaplan"), pd.read_csv(QUICKSTART)[["N", "D"]]),
+        "farseer": (bs.ScalingModel("farseer"), pd.read_csv(QUICKSTART)[["N", "D"]]),
         "kaplan_steps": (bs.ScalingModel("kaplan_steps"), steps),
         "data_constrained": (
             bs.ScalingModel("data_constrained"),

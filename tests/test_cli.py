@@ -76,6 +76,9 @@ def test_help_explains_the_laws_and_the_columns(capsys):
         (["fit", RUNS, "--chance", "0.25"], "--chance, --falling and --ceiling apply to the accuracy law, not chinch"),
         (["fit", RUNS, "--breaks", "2"], "--breaks applies to the broken_power law, not chinchilla"),
         (["fit", RUNS, "--law", "broken_power", "--breaks", "0"], "breaks must be a whole number >= 1, got 0"),
+        (["fit", RUNS, "--pivots", "N0=1e8"], "--pivots applies to the farseer law, not chinchilla"),
+        (["fit", RUNS, "--law", "farseer", "--pivots", "N=1e8"], "--pivots takes N0 and D0, got ['N']"),
+        (["fit", RUNS, "--law", "farseer", "--pivots", "N0=-1"], "N0 must be a finite number > 0, got -1.0"),
         (["predict", "missing.nc", "--at", "N=1e9,D=1e10"], "no saved fit at 'missing.nc'"),
     ],
 )

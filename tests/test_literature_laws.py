@@ -1,4 +1,4 @@
-"""The literature's laws (Kaplan, over-training, data-constrained, learning-rate schedule), ties and literature priors.
+"""The literature's laws (Kaplan, over-training, data-constrained, learning-rate schedule, Farseer), ties, priors.
 
 Each law's mean is checked against the paper's formula written out directly; recovery of
 simulated truth uses the criterion of ``tests/test_recovery.py``. Their simulation-based
@@ -51,6 +51,10 @@ def test_means_match_the_papers_formulas():
     lr = {"L0": 2.0, "A": 0.5, "alpha": 0.5, "C": 0.1}
     direct = 2.0 + 0.5 * s1**-0.5 - 0.1 * s2
     np.testing.assert_allclose(bs.laws.get("lr_schedule").mean(lr, S1=s1, S12=s1 + s2), direct, rtol=1e-12)
+    far = {"E": 1.8, "A": 0.4, "alpha": 0.34, "B": 0.5, "beta": 0.3, "kappa": 0.1, "gamma": 0.05}
+    nn, dd = n / 3e8, d / 1e10  # pivots N0 = 3e8, D0 = 1e10
+    direct = 1.8 + 0.4 * nn**-0.34 + 0.5 * nn**-0.1 * dd ** -(0.3 * nn**0.05)
+    np.testing.assert_allclose(bs.laws.Farseer(N0=3e8, D0=1e10).mean(far, N=n, D=d), direct, rtol=1e-12)
 
 
 def test_lr_areas_follow_the_momentum_of_the_decreases():
@@ -154,6 +158,30 @@ def test_three_runs_lean_on_the_literature_priors_and_default_priors_refuse_them
 def test_an_input_on_another_inputs_scale_cannot_have_its_own_reference():
     with pytest.raises(ValueError, match="centres 'U' on the reference scale of 'D'; set that one instead"):
         bs.ScalingModel("data_constrained", reference={"U": 1e10})
+
+
+def test_a_law_with_pivots_centres_its_inputs_itself():
+    law = bs.laws.Farseer(N0=3e8, D0=1e10)
+    with pytest.raises(ValueError, match=r"centres 'N' on its own pivot \(N0=3e\+08\); give the law another pivot"):
+        bs.ScalingModel(law, reference={"N": 1e9})
+    for bad in (0.0, -1.0, float("inf"), True, "1e9"):
+        with pytest.raises(ValueError, match=f"N0 must be a finite number > 0, got {bad!r}"):
+            bs.laws.Farseer(N0=bad)
+    model = bs.ScalingModel(law)
+    assert bs.ScalingModel.from_config(model.config()).law == law
+    df = pd.DataFrame({"N": N, "D": N * R, "loss": 3.0 - 0.1 * np.log10(N)})
+    assert model.validate(df) is not None and bs.laws.Chinchilla().pivots == {}
+
+
+def test_recovers_a_data_exponent_that_drifts_with_model_size():
+    # 9 sizes x 5 token counts, the data exponent 0.25 at 3e7 parameters and 0.35 at 3e10
+    truth = {"E": 1.8, "A": 0.6, "alpha": 0.34, "B": 0.5, "beta": 0.3, "kappa": 0.1, "gamma": 0.05}
+    law = bs.laws.Farseer()
+    df = simulate(law, truth, {"N": N, "D": N * R}, sigma=0.005, seed=1, nu=4)
+    fit = bs.ScalingModel(law).fit(df.rename(columns={"y": "loss"}), seed=0)
+    assert fit.healthy, str(fit.health)
+    assert_recovers(fit, truth, sigma=0.005)
+    assert fit.summary().loc["gamma", "lower"] > 0  # the drift is told apart from Chinchilla's law
 
 
 def test_recovers_the_data_constrained_law_across_epochs():

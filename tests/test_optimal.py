@@ -182,3 +182,21 @@ def test_an_unreachable_loss_needs_infinite_compute_and_says_why(small_fit):
     table = need.interval(0.9)
     assert np.all(np.isinf(table["median"])) and np.all(np.isinf(table["upper"]))
     assert need.probability("C", below=1e30)["probability"][0] == 0.0
+
+
+def test_a_law_whose_data_term_drifts_has_its_optimum_near_the_usual_ratios():
+    # without drift Farseer's numerical optimum is Chinchilla's closed form; with a data exponent that
+    # shrinks with size, the loss falls for ever a hundred decades away, and the optimum is the near one
+    far = bs.laws.Farseer(N0=1e9, D0=2e10)
+    p = {"E": 1.8169, "A": 482.01 * 1e9**-0.3478, "alpha": 0.3478, "B": 2085.43 * 2e10**-0.3658, "beta": 0.3658}
+    still = optimal.log_optimum(far, p | {"kappa": 0.0, "gamma": 0.0}, BUDGETS)
+    closed = optimal.log_optimum(LAW, BESIROGLU, BUDGETS, method="closed")
+    for f, c in zip(still, closed, strict=True):
+        np.testing.assert_allclose(np.exp(f), np.exp(c), rtol=1e-6)
+    drifting = p | {"kappa": 0.05, "gamma": -0.05}
+    log_n, log_d, log_l = (np.asarray(v) for v in optimal.log_optimum(far, drifting, BUDGETS[2:5]))
+    ratio = np.exp(log_d - log_n)
+    assert np.all((ratio > 1) & (ratio < 1e4)), ratio
+    for shift in (-0.5, 0.5):  # a minimum along the budget
+        moved = far.log_mean(bs.laws.base.with_logs(far, drifting), {"N": log_n + shift, "D": log_d - shift})
+        assert np.all(np.asarray(moved) > log_l)

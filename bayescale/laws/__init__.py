@@ -4,8 +4,8 @@ Examples
 --------
 >>> import bayescale as bs
 >>> sorted(bs.laws.LAWS)  # doctest: +NORMALIZE_WHITESPACE
-['accuracy', 'broken_power', 'chinchilla', 'data_constrained', 'exp_power', 'kaplan', 'kaplan_steps',
- 'lr_schedule', 'overtraining', 'power', 'rate_sigmoid', 'saturating_power', 'sigmoid']
+['accuracy', 'broken_power', 'chinchilla', 'data_constrained', 'exp_power', 'farseer', 'kaplan',
+ 'kaplan_steps', 'lr_schedule', 'overtraining', 'power', 'rate_sigmoid', 'saturating_power', 'sigmoid']
 >>> bs.laws.get("saturating_power", x="N")
 SaturatingPowerLaw(x='N')
 """
@@ -16,6 +16,7 @@ from bayescale.laws.accuracy import AccuracyLaw
 from bayescale.laws.base import Law, Parameter
 from bayescale.laws.chinchilla import Chinchilla
 from bayescale.laws.data_constrained import DataConstrained
+from bayescale.laws.farseer import Farseer
 from bayescale.laws.kaplan import Kaplan, KaplanSteps
 from bayescale.laws.lr_schedule import LRSchedule, lr_areas
 from bayescale.laws.overtraining import Overtraining
@@ -36,6 +37,7 @@ LAWS: dict[str, type[Law]] = {
     Kaplan.name: Kaplan,
     KaplanSteps.name: KaplanSteps,
     Overtraining.name: Overtraining,
+    Farseer.name: Farseer,
     DataConstrained.name: DataConstrained,
     LRSchedule.name: LRSchedule,
 }
@@ -93,6 +95,7 @@ __all__ = [
     "Chinchilla",
     "DataConstrained",
     "ExponentiatedPowerLaw",
+    "Farseer",
     "Kaplan",
     "KaplanSteps",
     "LRSchedule",

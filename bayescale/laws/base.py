@@ -115,6 +115,11 @@ class Law:
     #: scale of tokens seen), for laws that compare the two: ``log_x["D"] - log_x["U"]`` is then
     #: ``log(D / U)``.
     shared_reference: ClassVar[Mapping[str, str]] = {}
+    #: Inputs the law centres itself on fixed scales of its own, ``{"N": 1e9}``: the model passes them
+    #: uncentred (reference scale 1) and refuses ``reference=`` for them. For laws whose family depends
+    #: on where they are centred (a data term whose exponent drifts with model size), so that the
+    #: fitted parameters mean the same whatever the data's scales.
+    pivots: ClassVar[Mapping[str, float]] = {}
     #: The factor by which an input must vary within a group for the group's own data to measure the
     #: input's parameters (:func:`bayescale.model.build.measured_by_design`: where a pooled group is
     #: sampled in the pilot's frame or centred): half a decade for model size, tokens, compute or steps.

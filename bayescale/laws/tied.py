@@ -92,6 +92,10 @@ class Tied(Law):
         return self.base.shared_reference
 
     @property
+    def pivots(self) -> Mapping[str, float]:
+        return self.base.pivots
+
+    @property
     def informative_range(self) -> float:
         return self.base.informative_range
 

@@ -31,6 +31,8 @@ def log_references(spec, scaling_data: ScalingData) -> dict[str, float]:
     refs.update({k: math.log(v) for k, v in spec.reference.items()})
     for x, on in spec.law.shared_reference.items():  # inputs the law compares are centred alike
         refs[x] = refs[on]
+    for x in spec.law.pivots:  # inputs the law centres itself
+        refs[x] = 0.0
     return refs
 
 

@@ -55,6 +55,9 @@ OVERTRAINING = Layout(
 )
 FLOPS_PER_PARAMETER_TOKEN = 6.0  # C = 6 N D (Kaplan et al.; Hoffmann et al.)
 SEARCH_HALF_WIDTH = 150.0  # numerical optimum searched for D / N within e^-300 .. e^300
+# ... and first within e^-24 .. e^24 (1e-10 .. 1e10 tokens per parameter), where a law whose terms drift with
+# size (farseer) has its optimum while, a hundred decades away, the drift makes the loss fall for ever
+NEAR_HALF_WIDTH = 12.0
 LOG_C_RANGE = (-50.0, 250.0)  # bisection bracket of log(C / k) for inverse problems
 BISECTION_STEPS = 200
 
@@ -79,14 +82,23 @@ def _numeric_log_n(law: Law, p: Mapping, s):
 
     Bisection on the sign of the derivative, not on function values: far beyond the data
     the law is flat to within float64 precision around its optimum (the irreducible term
-    dominates), but the derivative's sign is still exact. NaN where the optimum lies
-    outside the bracket (tokens per parameter beyond ``e^(2 * SEARCH_HALF_WIDTH)``).
+    dominates), but the derivative's sign is still exact. The bracket is tokens per
+    parameter within ``e^(2 * NEAR_HALF_WIDTH)`` where the derivative changes sign there (a
+    law with one optimum: the same answer), else within ``e^(2 * SEARCH_HALF_WIDTH)``; NaN
+    where it changes sign in neither.
     """
     grad = jax.grad(lambda v, s_: jnp.sum(_log_loss(law, p, v, s_ - v)))
     shape = jnp.broadcast_shapes(jnp.shape(s), *(jnp.shape(v) for v in p.values()))
     s = jnp.broadcast_to(s, shape)
-    lo, hi = s / 2.0 - SEARCH_HALF_WIDTH, s / 2.0 + SEARCH_HALF_WIDTH
-    inside = (grad(lo, s) < 0) & (grad(hi, s) > 0)
+
+    def bracket(half_width):
+        lo, hi = s / 2.0 - half_width, s / 2.0 + half_width
+        return lo, hi, (grad(lo, s) < 0) & (grad(hi, s) > 0)
+
+    near_lo, near_hi, near = bracket(NEAR_HALF_WIDTH)
+    wide_lo, wide_hi, wide = bracket(SEARCH_HALF_WIDTH)
+    lo, hi = jnp.where(near, near_lo, wide_lo), jnp.where(near, near_hi, wide_hi)
+    inside = near | wide
 
     def step(_, bracket):
         lo, hi = bracket

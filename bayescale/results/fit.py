@@ -647,6 +647,9 @@ class ScalingFit:
         if drift is None or "sigma" not in self.parameter_names:
             return None
         log10_x = np.asarray(log10_x, dtype=float)
+        missing = ~np.isfinite(log10_x).all(axis=-1)  # a draw without the point (no optimum): its deviation is NaN
+        if missing.any():
+            log10_x = np.where(missing[..., None], np.nanmedian(log10_x.reshape(-1, log10_x.shape[-1]), 0), log10_x)
         order = list(dict.fromkeys(labels))
         codes = np.array([order.index(label) for label in labels], dtype=int)
         if distance is None:
@@ -655,7 +658,8 @@ class ScalingFit:
             distance = np.broadcast_to(np.asarray(distance, dtype=float), log10_x.shape[:-1])
         positions = np.median(log10_x, axis=0) if log10_x.ndim == 3 else log10_x
         key = jax.random.fold_in(jax.random.key(seed), RISK_STREAM)
-        return drift.log_deviation(key, positions, distance, codes, self.noise_scale(labels, seed))
+        deviation = drift.log_deviation(key, positions, distance, codes, self.noise_scale(labels, seed))
+        return np.where(missing, np.nan, deviation)
 
     def noise_scale(self, labels=None, seed: int | None = None) -> np.ndarray:
         """The residual scale ``sigma`` per posterior draw, (draws,); where it varies by group, per draw
