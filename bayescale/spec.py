@@ -86,7 +86,8 @@ class ScalingModel:
         The risk that the law itself is wrong beyond the fitted data, added to predictions
         (:mod:`bayescale.model.discrepancy`): zero inside the data's range, growing with the
         distance in decades beyond it. ``"auto"``: ``Drift()`` with its defaults estimated from
-        public scaling curves (none for a Binomial model); ``None``: the law is taken as exact.
+        public scaling curves, or the law's own where its backtest estimated them
+        (``Law.drift``; none for a Binomial model); ``None``: the law is taken as exact.
 
     Examples
     --------
@@ -246,7 +247,7 @@ class ScalingModel:
         if isinstance(discrepancy, str):
             if discrepancy != "auto":
                 raise ValueError(f"discrepancy must be 'auto', None or a bs.discrepancy.Drift, got {discrepancy!r}")
-            return None if self.counts else discrepancies.Drift()
+            return None if self.counts else discrepancies.Drift(**self.law.drift)
         if discrepancy is None:
             return None
         if not isinstance(discrepancy, discrepancies.Drift):

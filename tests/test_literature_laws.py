@@ -224,3 +224,11 @@ def test_recovers_the_learning_rate_schedule_law_from_checkpoints():
     fit = bs.ScalingModel("lr_schedule").fit(df.rename(columns={"y": "loss"}), seed=0)
     assert fit.healthy, str(fit.health)
     assert_recovers(fit, truth, sigma=0.005)
+
+
+def test_a_law_with_its_own_extrapolation_risk_gets_it_by_default():
+    assert bs.ScalingModel("farseer").discrepancy == bs.discrepancy.Drift(rate=4.17, rate_sd=0.70, length=0.5)
+    assert bs.ScalingModel("chinchilla").discrepancy == bs.discrepancy.Drift()
+    tied = bs.ScalingModel("farseer", tie={"gamma": 0.0})
+    assert tied.discrepancy == bs.ScalingModel("farseer").discrepancy
+    assert bs.ScalingModel("farseer", discrepancy=bs.discrepancy.Drift()).discrepancy == bs.discrepancy.Drift()

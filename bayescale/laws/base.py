@@ -120,6 +120,10 @@ class Law:
     #: on where they are centred (a data term whose exponent drifts with model size), so that the
     #: fitted parameters mean the same whatever the data's scales.
     pivots: ClassVar[Mapping[str, float]] = {}
+    #: The extrapolation risk's constants (:class:`bayescale.discrepancy.Drift`'s ``rate``, ``rate_sd``,
+    #: ``length``) where this law's own backtest estimated them: a more flexible law fits its runs more
+    #: closely, so its drift beyond them is more noise scales per decade. Empty: the package's constants.
+    drift: ClassVar[Mapping[str, float]] = {}
     #: The factor by which an input must vary within a group for the group's own data to measure the
     #: input's parameters (:func:`bayescale.model.build.measured_by_design`: where a pooled group is
     #: sampled in the pilot's frame or centred): half a decade for model size, tokens, compute or steps.

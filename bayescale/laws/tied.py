@@ -96,6 +96,10 @@ class Tied(Law):
         return self.base.pivots
 
     @property
+    def drift(self) -> Mapping[str, float]:
+        return self.base.drift
+
+    @property
     def informative_range(self) -> float:
         return self.base.informative_range
 
