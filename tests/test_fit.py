@@ -150,6 +150,15 @@ def test_summary_table(small_fit):
     assert np.all(table["lower"] < table["median"]) and np.all(table["median"] < table["upper"])
 
 
+def test_a_tail_beyond_float64_gives_an_infinite_sd_not_a_warning(small_fit, monkeypatch):
+    # a pooled prefactor in the user's units, B_pop = B_ref * D_ref^beta_pop, reaches 1e160 where beta_pop's
+    # tail is long (the README's ColPret example): its sd overflowed with a RuntimeWarning in population()
+    draws = small_fit.draws
+    monkeypatch.setattr(small_fit, "draws", lambda name: draws(name) * (1e160 if name == "B" else 1.0))
+    table = small_fit.summary()
+    assert table.loc["B", "sd"] == np.inf and np.isfinite(table.loc["B", "median"])
+
+
 @pytest.mark.filterwarnings("ignore:.*divergent transitions:bayescale.SamplerWarning")
 @pytest.mark.filterwarnings("ignore:low effective sample size:bayescale.SamplerWarning")
 def test_known_noise_column_is_used(quickstart_runs):

@@ -236,9 +236,11 @@ class ScalingFit:
         for name in self.parameter_names:
             for label, draws in self._flat(name):
                 lower, median, upper = np.quantile(draws, [(1 - level) / 2, 0.5, (1 + level) / 2])
+                with np.errstate(over="ignore", invalid="ignore"):  # a heavy tail beyond float64: mean, sd inf
+                    mean, sd = draws.mean(), draws.std(ddof=1)
                 rows[label] = {
-                    "mean": draws.mean(),
-                    "sd": draws.std(ddof=1),
+                    "mean": mean,
+                    "sd": sd,
                     "median": median,
                     "lower": lower,
                     "upper": upper,
