@@ -207,3 +207,9 @@ def test_a_law_with_poor_local_modes_starts_at_the_mode_at_any_size():
     assert NUTSOptions().resolved(dimension(sites), 64, local_modes=True).init == "mode"
     assert NUTSOptions(init="random").resolved(dimension(sites), 64, local_modes=True).init == "random"
     assert NUTSOptions().resolved(dimension(sites), 64).init == "random"
+    assert NUTSOptions().resolved(dimension(sites), 64, local_modes=True).mode_starts == 8
+    assert NUTSOptions(mode_starts=3).resolved(dimension(sites), 64, local_modes=True).mode_starts == 3
+    with pytest.raises(ValueError, match="mode_starts=3 applies to init=\"mode\", and this fit has init='random'"):
+        NUTSOptions(mode_starts=3).resolved(dimension(sites), 64)
+    with pytest.raises(ValueError, match="mode_starts must be a whole number >= 1, got 0"):
+        NUTSOptions(mode_starts=0)

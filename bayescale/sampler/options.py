@@ -143,6 +143,10 @@ class NUTSOptions:
             )
         if options.mode_starts is None:
             options = replace(options, mode_starts=LOCAL_MODE_STARTS if local_modes else 1)
+        elif options.mode_starts > 1 and options.init != "mode":
+            raise ValueError(
+                f'mode_starts={options.mode_starts} applies to init="mode", and this fit has init={options.init!r}'
+            )
         if options.warmup_max_tree_depth is None:
             pilot = options.init == "pilot"
             depth = min(PILOT_WARMUP_TREE_DEPTH, options.max_tree_depth) if pilot else options.max_tree_depth

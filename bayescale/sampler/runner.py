@@ -327,13 +327,13 @@ class Runner:
         inverse_mass = None
         if o.init == "pilot":  # no random candidates to trace and compile
             z0, inverse_mass = self._pilot_start(args, start, init_key)
+        elif o.init == "mode" and o.mode_starts > 1:  # each start draws its own candidates
+            z0, inverse_mass = self._best_mode_start(init_key, args)
         else:
             z0 = self._start(init_key, args)
-        if o.init == "mode" and o.mode_starts > 1:
-            z0, inverse_mass = self._best_mode_start(init_key, args)
-        elif o.init == "mode" or (o.laplace_mass and o.init != "pilot"):
-            z, inverse_mass = self._laplace_start(z0, args, jax.random.fold_in(init_key, 1))
-            z0 = z if o.init == "mode" else z0
+            if o.init == "mode" or o.laplace_mass:
+                z, inverse_mass = self._laplace_start(z0, args, jax.random.fold_in(init_key, 1))
+                z0 = z if o.init == "mode" else z0
         return self._init_kernel(
             ravel_pytree(z0)[0],
             self.warmup,
@@ -406,8 +406,6 @@ class Runner:
         """
         keys = jax.random.split(key, self.options.mode_starts + 1)
         starts = jax.vmap(lambda k: ravel_pytree(self._start(k, args))[0])(keys[1:])
-        if starts.shape[1] > LAPLACE_MAX_DIM:
-            return self._unravel(starts[0]), None
         modes, covariances, ok = jax.vmap(lambda y: self._mode(y, args))(starts)
         energy = jax.vmap(lambda y: potential_energy(self.model, (args,), {}, self._unravel(y)))(modes)
         mass = -energy + 0.5 * jnp.linalg.slogdet(covariances)[1]
