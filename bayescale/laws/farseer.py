@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
 from bayescale.laws.base import Law, Parameter
 from bayescale.laws.chinchilla import Chinchilla
-from bayescale.priors import Normal
+from bayescale.priors import Normal, check_finite
 
 
 @dataclass(frozen=True, repr=False)
@@ -79,9 +79,9 @@ class Farseer(Law):
     def __post_init__(self) -> None:
         for name in ("N0", "D0"):
             value = getattr(self, name)
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not (number and math.isfinite(value) and value > 0):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):  # check_finite would take "1e9"
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+            check_finite(name, value, positive=True)
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -100,22 +100,10 @@ class Farseer(Law):
         chinchilla = {par.name: par for par in Chinchilla().parameters}
         return (
             chinchilla["E"],
-            Parameter(
-                "A",
-                chinchilla["A"].prior,
-                in_target_units=True,
-                prefactor_of=("N", "alpha"),
-                description="model-size term at N0",
-            ),
+            replace(chinchilla["A"], description="model-size term at N0"),
             chinchilla["alpha"],
-            Parameter(
-                "B",
-                chinchilla["B"].prior,
-                in_target_units=True,
-                prefactor_of=("D", "beta"),
-                description="data term at N0 and D0",
-            ),
-            Parameter("beta", chinchilla["beta"].prior, description="data exponent of a model of size N0"),
+            replace(chinchilla["B"], description="data term at N0 and D0"),
+            replace(chinchilla["beta"], description="data exponent of a model of size N0"),
             Parameter("kappa", Normal(0.0, 0.3), description="drift of the data term's prefactor: B n^-kappa"),
             Parameter("gamma", Normal(0.0, 0.1), description="drift of the data exponent: beta n^gamma"),
         )
