@@ -2,7 +2,9 @@
 
 :meth:`ScalingModel.fit` and :meth:`ScalingModel.fit_many` hand their data here. One data set:
 :func:`fit`, which samples a second time, with smaller steps, where its run diverged
-(:meth:`~bayescale.sampler.options.NUTSOptions.rerun`). Many data sets of one specification
+(:meth:`~bayescale.sampler.options.NUTSOptions.rerun`), and runs its chains on where they fall
+short of the health rule only for want of draws (:attr:`~bayescale.sampler.options.NUTSOptions.extend`).
+Many data sets of one specification
 (every task and metric of a benchmark suite, every split of a backtest): :func:`fit_many`,
 which pads rows to a common length (masked out of the likelihood) and groups to a common count
 (an extra group without rows is a draw from the population), so that all of them go through
@@ -26,6 +28,7 @@ from bayescale.model.build import latent_sites, model_of
 from bayescale.results.fit import ScalingFit
 from bayescale.results.fits import Part, ScalingFits, key_text
 from bayescale.sampler.cluster import check_client
+from bayescale.sampler.diagnostics import short_of_draws
 from bayescale.sampler.options import NUTSOptions, check_counts, check_seed, dimension
 from bayescale.sampler.runner import sample, sample_batches
 
@@ -75,6 +78,7 @@ def fit(
         chain_method=chain_method,
         progress_bar=progress_bar,
         cache_key=spec.structure_key,
+        longer=lambda s: short_of_draws(s.posterior, s.stats, spec.posterior_names, s.options.max_tree_depth),
     )
     samples = run(options=options)
     divergences = int(samples.stats["diverging"].sum())

@@ -2,6 +2,7 @@
 
 import arviz as az
 import numpy as np
+import pandas as pd
 import pytest
 
 import bayescale as bs
@@ -197,3 +198,67 @@ def test_chains_slow_to_mix_keep_the_advice_to_run_longer():
     health = diagnostics.assess(_idata_of_chains([0.0, 0.3, 0.6, -0.3]), ["alpha"], 10)
     (message,) = [p for p in health.problems if "R-hat" in p]
     assert "Run more warmup and draws" in message and "sits apart" not in message
+
+
+def _chains(rho: float, shifts, draws: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
+    """``len(shifts)`` AR(1) chains of one parameter (autocorrelation ``rho``, unit marginal sd), each
+    shifted by its ``shifts`` entry, and a second parameter of independent draws."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((len(shifts), draws))
+    x[:, 0] = rng.normal(size=len(shifts))
+    for t in range(1, draws):
+        x[:, t] = rho * x[:, t - 1] + np.sqrt(1 - rho**2) * rng.normal(size=len(shifts))
+    return {"alpha": x + np.asarray(shifts)[:, None], "sigma": rng.gamma(4.0, 0.01, (len(shifts), draws))}
+
+
+def _stats(chains: int, draws: int = 1000, steps: int = 7, divergent: int = 0) -> dict[str, np.ndarray]:
+    diverging = np.zeros((chains, draws), dtype=bool)
+    diverging[0, :divergent] = True
+    return {"diverging": diverging, "n_steps": np.full((chains, draws), steps)}
+
+
+def test_a_run_is_short_of_draws_only_where_more_draws_can_mend_it():
+    short = lambda post, **stats: diagnostics.short_of_draws(post, _stats(4, **stats), ["alpha", "sigma"], 10)  # noqa: E731
+    assert not short(_chains(0.0, [0, 0, 0, 0])), "independent draws: healthy, nothing to mend"
+    # slow mixing (about 4 x 1000 x 0.05 / 1.95 = 100 effective draws of 400 wanted): more draws mend it
+    assert short(_chains(0.95, [0, 0, 0, 0]))
+    # chains a little apart (R-hat about 1.02): running on brings them together
+    mild = _chains(0.5, [0, 0.3, 0, -0.3])
+    assert 1.01 < diagnostics.convergence(az.convert_to_dataset(mild))["r_hat"].max() <= diagnostics.EXTEND_RHAT_MAX
+    assert short(mild)
+    # a chain in another mode: the same chains run on do not join it
+    assert not short(_chains(0.95, [0, 0, 0, 3]))
+    # divergences and saturated trees are not a matter of draws
+    assert not short(_chains(0.95, [0, 0, 0, 0]), divergent=1)
+    assert not short(_chains(0.95, [0, 0, 0, 0]), steps=1023)
+
+
+def test_a_fit_short_of_draws_runs_its_chains_on(model, quickstart_runs, monkeypatch, tmp_path):
+    asked = []
+
+    def once(posterior, stats, var_names, max_tree_depth):  # short after the draws asked for, then not
+        asked.append(np.shape(stats["diverging"]))
+        return len(asked) == 1
+
+    monkeypatch.setattr(fitting, "short_of_draws", once)
+    fit = model.fit(quickstart_runs, seed=0, draws=300)
+    assert asked == [(4, 300), (4, 600)]
+    assert fit.idata.posterior.sizes["draw"] == 600 and fit.idata.log_likelihood.sizes["draw"] == 600
+    # the first 300 draws are those of the run as asked: the chains ran on, they did not start again
+    kept = model.fit(quickstart_runs, seed=0, draws=300, extend=0)
+    assert len(asked) == 2, "extend=0: never asked"
+    for name in ("alpha", "E"):
+        np.testing.assert_array_equal(fit.idata.posterior[name][:, :300], kept.idata.posterior[name])
+    # ... and the next 300 are new draws (a chain may stay put at its first step), as well spread as the first
+    later = fit.idata.posterior["alpha"][:, 300:].values
+    assert np.isin(later, kept.idata.posterior["alpha"].values).mean() < 0.01
+    assert 0.7 < later.std() / kept.idata.posterior["alpha"].values.std() < 1.4
+    note = "the chains ran on to 600 draws each (300 asked)"
+    assert fit.healthy and note in str(fit.health) and "ran on" not in str(kept.health)
+    fit.save(tmp_path / "fit.nc")
+    assert note in str(bs.load_fit(tmp_path / "fit.nc").health)
+
+
+def test_extend_is_checked():
+    with pytest.raises(ValueError, match="extend must be a whole number >= 0, got -1"):
+        bs.ScalingModel("chinchilla").fit(pd.DataFrame({"N": [1e8], "D": [1e9], "loss": [3.0]}), extend=-1)

@@ -102,14 +102,23 @@ class ScalingFit:
             target_accept_prob=self.options.target_accept_prob or 0.9,
             stronger_prior=_literature_advice(model),
         )
+        notes = []
         if "bayescale_first_run" in attrs:  # the sampler ran twice (NUTSOptions.rerun): say so beside the health
             first = json.loads(attrs["bayescale_first_run"])
-            note = (
+            notes.append(
                 f"sampled twice: the first run (target_accept_prob={first['target_accept_prob']}) had "
                 f"{first['divergences']} divergent transitions; these draws are from a second run with smaller "
                 f"steps (target_accept_prob={self.options.target_accept_prob})"
             )
-            self.health = dataclasses.replace(self.health, note=note)
+        if "bayescale_extended" in attrs:  # the chains ran on (NUTSOptions.extend)
+            extended = int(attrs["bayescale_extended"])
+            asked = idata.posterior.sizes["draw"] // (extended + 1)
+            notes.append(
+                f"the chains ran on to {idata.posterior.sizes['draw']:,} draws each ({asked:,} asked): R-hat or the "
+                "effective draws fell short of the health rule at fewer"
+            )
+        if notes:
+            self.health = dataclasses.replace(self.health, note="; ".join(notes))
         if warn:
             diagnostics.warn(self.health, stacklevel=6)  # the user's call of ScalingModel.fit
 
@@ -144,7 +153,9 @@ class ScalingFit:
             constant[ROW_OUTER] = outer[data.outer][data.groups]
         dims = {name: ["obs"] for name in [model.target, *constant]}
         dims.update(group_dims(model, posterior))
-        attrs = fit_attributes(model, log_refs, samples.options, seed, samples.chain_method, samples.first_run)
+        attrs = fit_attributes(
+            model, log_refs, samples.options, seed, samples.chain_method, samples.first_run, samples.extended
+        )
         chains, draws = stats["diverging"].shape
         replicated = {}
         if chains * draws * data.n_rows <= REPLICATE_MAX:  # larger fits add it on request (add_posterior_predictive)

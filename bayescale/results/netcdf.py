@@ -33,10 +33,15 @@ FIT_FORMAT = 1  # bump when saved fits change incompatibly
 FITS_FORMAT = 1  # bump when saved fit collections change incompatibly
 
 
-def fit_attributes(spec, log_refs: dict, options, seed: int, chain_method: str, first_run: dict | None = None) -> dict:
+def fit_attributes(
+    spec, log_refs: dict, options, seed: int, chain_method: str, first_run: dict | None = None, extended: int = 0
+) -> dict:
     """The posterior attributes that make a fit's ``InferenceData`` a bayescale fit (``first_run``: the
-    run before, where the sampler ran twice, :meth:`~bayescale.sampler.options.NUTSOptions.rerun`)."""
+    run before, where the sampler ran twice, :meth:`~bayescale.sampler.options.NUTSOptions.rerun`;
+    ``extended``: times its chains ran on, :attr:`~bayescale.sampler.options.NUTSOptions.extend`)."""
     rerun = {} if first_run is None else {"bayescale_first_run": json.dumps(first_run, sort_keys=True)}
+    if extended:
+        rerun["bayescale_extended"] = extended
     return rerun | {
         "bayescale_version": __version__,
         "bayescale_format": FIT_FORMAT,

@@ -25,6 +25,9 @@ RHAT_MAX = 1.01
 ESS_PER_CHAIN_MIN = 100
 SATURATION_MAX = 0.01  # share of draws at the maximum tree depth tolerated
 FUNNEL_QUANTILE = 0.05  # divergent draws all below this posterior quantile of a spread: a funnel
+# R-hat up to which a run short of the health rule runs on (NUTSOptions.extend): chains that disagree more sit
+# in regions they do not cross (other modes), and more draws of the same chains do not join them
+EXTEND_RHAT_MAX = 1.05
 
 
 class SamplerWarning(UserWarning):
@@ -110,16 +113,7 @@ def assess(
     """
     post = idata.posterior[var_names]
     n_chains, n_draws = post.sizes["chain"], post.sizes["draw"]
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        # chains that never moved give 0/0 inside ArviZ; they show up as NaN and are reported below
-        warnings.simplefilter("ignore", RuntimeWarning)
-        table = pd.DataFrame(
-            {
-                "r_hat": _per_param(az.rhat(post)),
-                "ess_bulk": _per_param(az.ess(post, method="bulk")),
-                "ess_tail": _per_param(az.ess(post, method="tail")),
-            }
-        )
+    table = convergence(post)
     stats = idata.sample_stats
     divergences = int(stats["diverging"].sum())
     saturation = float(np.mean(stats["tree_depth"].values >= max_tree_depth))
@@ -165,6 +159,40 @@ def assess(
     min_ess = table[["ess_bulk", "ess_tail"]].fillna(0.0).min().min()
     ok = bool(healthy(divergences, max_rhat, min_ess, saturation, n_chains, n_draws))
     return Health(ok, tuple(problems), table, divergences, saturation)
+
+
+def convergence(post: xr.Dataset) -> pd.DataFrame:
+    """R-hat, bulk and tail ESS of every parameter (element) of ``post``, a posterior with (chain, draw) axes."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        # chains that never moved give 0/0 inside ArviZ; they show up as NaN and are reported by assess
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return pd.DataFrame(
+            {
+                "r_hat": _per_param(az.rhat(post)),
+                "ess_bulk": _per_param(az.ess(post, method="bulk")),
+                "ess_tail": _per_param(az.ess(post, method="tail")),
+            }
+        )
+
+
+def short_of_draws(posterior: dict, stats: dict, var_names, max_tree_depth: int) -> bool:
+    """Whether a run (``posterior``: name -> array with (chain, draw) axes; ``stats`` with ``diverging``
+    and ``n_steps``) misses the health rule only for want of draws, so that running its chains on
+    may mend it (:attr:`~bayescale.sampler.options.NUTSOptions.extend`): no divergences, trees within
+    ``max_tree_depth``, R-hat at most :data:`EXTEND_RHAT_MAX`, and R-hat above 1.01 or too few
+    effective draws for some parameter. Divergences are not a matter of draws, and neither are chains
+    that sit in regions they do not cross.
+    """
+    chains, draws = np.shape(stats["diverging"])
+    depth = np.ceil(np.log2(np.asarray(stats["n_steps"]) + 1))
+    saturation = float(np.mean(depth >= max_tree_depth))
+    if np.any(stats["diverging"]) or saturation > SATURATION_MAX:
+        return False
+    table = convergence(az.convert_to_dataset({k: posterior[k] for k in var_names}))
+    max_rhat = table["r_hat"].max() if chains > 1 else 1.0
+    if not max_rhat <= EXTEND_RHAT_MAX:  # NaN too: chains that never moved
+        return False
+    return not healthy(0, max_rhat, table[["ess_bulk", "ess_tail"]].min().min(), saturation, chains, draws)
 
 
 def _chains_apart(posterior, label: str) -> str | None:

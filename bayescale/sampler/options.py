@@ -21,6 +21,7 @@ RERUN_TARGET_ACCEPT = 0.99  # target_accept_prob of the second run of a fit whos
 RERUN_MAX_STEPS = 100
 INITS = ("mode", "random", "pilot")
 LOCAL_MODE_STARTS = 8  # modes each chain finds (from its own random starts) for a law with poor local modes
+EXTEND = 3  # default NUTSOptions.extend: a fit whose draws fall short runs on to at most 4 times the draws asked
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,14 @@ class NUTSOptions:
         and starts at the mode of the largest Laplace mass among them (the density at the mode
         times the volume of its normal approximation). Default :data:`LOCAL_MODE_STARTS` for a
         law with poor local modes, else 1 (the mode nearest one random start).
+    extend : int
+        Times one fit's chains run on for as many draws again where they fall short of the
+        health rule only for want of draws: no divergences, but R-hat above 1.01 (and at most
+        :data:`~bayescale.sampler.diagnostics.EXTEND_RHAT_MAX`) or too few effective draws
+        (:func:`~bayescale.sampler.diagnostics.short_of_draws`). The chains go on from where they
+        stopped, with the step size and mass matrix of their warmup, so all their draws are one
+        run. Default :data:`EXTEND`; 0 keeps exactly the draws asked for. ``fit_many`` does not
+        extend (its fits share a batch).
 
     Examples
     --------
@@ -79,6 +88,7 @@ class NUTSOptions:
     diagonal_shrinkage: bool | None = None
     init: str | None = None
     mode_starts: int | None = None
+    extend: int = EXTEND
 
     @classmethod
     def from_kwargs(cls, **options) -> NUTSOptions:
@@ -103,6 +113,8 @@ class NUTSOptions:
             isinstance(self.mode_starts, int) and not isinstance(self.mode_starts, bool) and self.mode_starts >= 1
         ):
             raise ValueError(f"mode_starts must be a whole number >= 1, got {self.mode_starts!r}")
+        if not (isinstance(self.extend, int) and not isinstance(self.extend, bool) and self.extend >= 0):
+            raise ValueError(f"extend must be a whole number >= 0, got {self.extend!r}")
 
     def resolved(
         self, dimension: int, rows: int, *, has_start: bool = False, framed: bool = False, local_modes: bool = False

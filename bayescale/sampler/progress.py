@@ -51,6 +51,13 @@ class Progress:
 
             self._bar = tqdm(total=total, desc=desc, unit=unit)
 
+    def grow(self, n: int) -> None:
+        """``n`` more units of work than the bar was made for."""
+        if self._bar is not None:
+            with self._lock:
+                self._bar.total += n
+                self._bar.refresh()
+
     def __call__(self, n: int, phase: str = "") -> None:
         if self._bar is not None:
             with self._lock:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import jax
@@ -54,6 +54,19 @@ class Samples:
     chain_method: str
     options: NUTSOptions
     first_run: dict | None = None  # where a first run diverged and was rerun: its target acceptance and divergences
+    extended: int = 0  # times the chains ran on for as many draws again (NUTSOptions.extend)
+
+    def joined(self, more: Samples) -> Samples:
+        """These draws followed by ``more``, the same chains run on (one more :attr:`extended`)."""
+        join = lambda a, b: {k: np.concatenate([a[k], b[k]], axis=1) for k in a}  # noqa: E731
+        loglik = None if self.log_likelihood is None else np.concatenate([self.log_likelihood, more.log_likelihood], 1)
+        return replace(
+            self,
+            posterior=join(self.posterior, more.posterior),
+            log_likelihood=loglik,
+            stats=join(self.stats, more.stats),
+            extended=self.extended + 1,
+        )
 
 
 def default_chain_method() -> str:
@@ -83,6 +96,7 @@ def sample(
     chain_method: str | None = None,
     progress_bar: bool = False,
     cache_key: object = None,
+    longer: Callable[[Samples], bool] | None = None,
 ) -> Samples:
     """Run NUTS on ``model(args)`` and return the values of the sites named in ``report``.
 
@@ -104,6 +118,10 @@ def sample(
         ``(point, sd)``: site -> where chains start and their initial scale, for ``init="pilot"``.
     cache_key : hashable, optional
         Identifies the model's structure; runs with the same key and shapes share a sampler.
+    longer : callable, optional
+        ``longer(samples) -> bool``, asked after the draws: whether the chains should run on for
+        another ``draws`` draws each (no new warmup; the adapted step size and mass matrix kept),
+        at most ``options.extend`` times (:meth:`~bayescale.sampler.options.NUTSOptions.extend`).
     """
     check_counts(chains, warmup, draws)
     chain_method = chain_method or default_chain_method()
@@ -113,16 +131,29 @@ def sample(
     mode = "chain" if chain_method == "threads" else "chains"
     runner = _runner(model, args, sites, warmup, options, mode, n_devices, cache_key, report, start)
     keys = list(jax.random.split(jax.random.key(seed), chains))
-    with Progress(progress_bar, (warmup + draws) * (chains if mode == "chain" else 1), _desc(chains, mode)) as bar:
+    tasks = [(key, args, start) for key in keys]
+    per_fit = 1 if mode == "chains" else chains
+
+    def block(bar: Progress, states=None):
+        """``draws`` more draws of every chain: from its start (``states=None``) or its ``states``."""
         if mode == "chain":
-            per_chain = runner.run_threads([(key, args, start) for key in keys], draws, bar)
+            per_chain = runner.run_threads(tasks, draws, bar, states=states)
             z, stats = (_stacked([c[i] for c in per_chain]) for i in (0, 1))
+            states = [c[2] for c in per_chain]
         else:
-            z, stats = runner.run_chains(jnp.stack(keys), args, start, draws, bar)
-    values, loglik = jax.device_get(runner.post(loglik=True)(_flat(z, 0), args))
-    posterior = {k: np.asarray(v).reshape((chains, draws) + np.shape(v)[1:]) for k, v in values.items()}
-    loglik = np.asarray(loglik).reshape((chains, draws) + np.shape(loglik)[1:])
-    return Samples(posterior, loglik, stats, chain_method, options)
+            z, stats, states = runner.run_chains(jnp.stack(keys), args, start, draws, bar, state=states)
+        values, loglik = jax.device_get(runner.post(loglik=True)(_flat(z, 0), args))
+        posterior = {k: np.asarray(v).reshape((chains, draws) + np.shape(v)[1:]) for k, v in values.items()}
+        loglik = np.asarray(loglik).reshape((chains, draws) + np.shape(loglik)[1:])
+        return Samples(posterior, loglik, stats, chain_method, options), states
+
+    with Progress(progress_bar, (warmup + draws) * per_fit, _desc(chains, mode)) as bar:
+        samples, states = block(bar)
+        while samples.extended < options.extend and longer is not None and longer(samples):
+            bar.grow(draws * per_fit)
+            more, states = block(bar, states)
+            samples = samples.joined(more)
+    return samples
 
 
 def sample_batches(
@@ -187,7 +218,7 @@ def sample_batches(
     def run(first: int):
         idx = np.arange(first, first + batch_size) % n
         keys = jax.vmap(lambda s: jax.random.split(jax.random.key(s), chains))(jnp.asarray(seeds[idx]))
-        z, stats = runner.run_chains(keys, take(idx), None, draws, Progress(False, 0, ""))
+        z, stats, _ = runner.run_chains(keys, take(idx), None, draws, Progress(False, 0, ""))
         values = jax.device_get(runner.post(loglik=False)(_flat(z, 1), take(idx)))
         keep = min(batch_size, n - first)
         values = {
@@ -502,13 +533,16 @@ class Runner:
             return self._executables[name]
 
     # -- drivers -----------------------------------------------------------------------
-    def run_chains(self, keys, args, start, draws: int, bar: Progress):
-        """All chains (of all data sets) in each call: draws and stats with leading axes (..., chain, draw)."""
-        state = self._init(keys, args, start)
+    def run_chains(self, keys, args, start, draws: int, bar: Progress, state=None):
+        """All chains (of all data sets) in each call: draws and stats with leading axes (..., chain, draw),
+        and the chains' final state. With ``state`` (the final state of an earlier call) the chains run
+        on from there, without warmup (``keys`` then only shapes the output)."""
         warm_chunks, draw_chunks = _chunks(self.warmup, draws, bar.enabled)
-        for length in warm_chunks:
-            state, _ = self.advance(length)(state, args)
-            bar(length, "warmup")
+        if state is None:
+            state = self._init(keys, args, start)
+            for length in warm_chunks:
+                state, _ = self.advance(length)(state, args)
+                bar(length, "warmup")
         traces = []
         for length in draw_chunks:
             state, trace = self.advance(length)(state, args)
@@ -517,19 +551,33 @@ class Runner:
         axis = keys.ndim  # the draw axis follows the key axes
         z = {k: np.concatenate([t[0][k] for t in traces], axis=axis) for k in self.sites}
         stats = {k: np.concatenate([t[1][k] for t in traces], axis=axis) for k in traces[0][1]}
-        return z, stats
+        return z, stats, state
 
-    def run_threads(self, tasks, draws: int, bar: Progress, values=False, per_chain=False, threads: int | None = None):
-        """One chain per ``(key, args, start)`` task in ``threads`` threads (default one per core): (draws, stats) each.
+    def run_threads(
+        self,
+        tasks,
+        draws: int,
+        bar: Progress,
+        values=False,
+        per_chain=False,
+        threads: int | None = None,
+        states: list | None = None,
+    ):
+        """One chain per ``(key, args, start)`` task in ``threads`` threads (default one per core): (draws,
+        stats, final state) each.
 
         Every program is compiled here first, so no two threads compile the same one. With
         ``values`` the draws come post-processed (the reported values, no log likelihood).
-        ``per_chain``: the bar counts finished chains instead of iterations.
+        ``per_chain``: the bar counts finished chains instead of iterations. ``states``: each task's
+        chain runs on from this final state of an earlier call, without warmup.
         """
         warm_chunks, draw_chunks = _chunks(self.warmup, draws, bar.enabled and not per_chain)
         key, args, start = tasks[0]
         init = self._executable("init", self._init, key, args, start)
         state = init.out_info
+        if states is not None:
+            warm_chunks = []
+            tasks = [(s, a, start) for s, (_, a, start) in zip(states, tasks, strict=True)]
         advance = {n: self._executable(n, self.advance(n), state, args) for n in set(warm_chunks + draw_chunks)}
         if values:
             specimen = {k: jax.ShapeDtypeStruct((draws, *shape), float) for k, (shape, _) in self.sites.items()}
@@ -539,7 +587,7 @@ class Runner:
 
         def chain(task):
             key, args, start = task
-            state = init(key, args, start)
+            state = key if states is not None else init(key, args, start)
             for length in warm_chunks:
                 if stop.is_set():
                     return None
@@ -556,7 +604,7 @@ class Runner:
                     bar(length, "sample")
             z = {k: jnp.concatenate([t[0][k] for t in traces]) for k in self.sites}
             stats = {k: np.concatenate([jax.device_get(t[1][k]) for t in traces]) for k in traces[0][1]}
-            out = jax.device_get(post(z, args) if values else z), stats
+            out = jax.device_get(post(z, args) if values else z), stats, state
             if not iterations:
                 bar(1, "")
             return out
