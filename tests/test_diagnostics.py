@@ -166,6 +166,10 @@ def test_weak_identification_names_a_stronger_prior_only_where_there_is_one():
     named = diagnostics.assess(idata, ["alpha"], 10, stronger_prior='priors="literature"').problems
     assert any('stronger priors on these parameters, such as priors="literature")' in p for p in named)
     assert any('weakly identified, such as priors="literature".' in p for p in named)
+    # divergences away from any spread: the same prior is named among the remedies
+    idata = _idata_with_divergences([700, 1500])
+    (message,) = diagnostics.assess(idata, ["alpha_spread"], 10, stronger_prior='priors="literature"').problems
+    assert 'tighter priors on the parameters that diverge, such as priors="literature" (arviz' in message
     assert bs.ScalingModel("chinchilla", priors="literature").priors.keys() >= {"alpha", "beta"}
 
 

@@ -121,7 +121,7 @@ def assess(
     problems = []
     if divergences:
         funnels = _funnels(idata.posterior, stats["diverging"])
-        problems.append(_divergence_advice(divergences, funnels, target_accept_prob, steps))
+        problems.append(_divergence_advice(divergences, funnels, target_accept_prob, steps, stronger_prior))
     if n_chains > 1:
         bad = table.index[~(table["r_hat"] <= RHAT_MAX)].tolist()
         if bad:
@@ -226,9 +226,11 @@ def _chains_apart(posterior, label: str) -> str | None:
     return f"{chains} {which} of {len(draws)} {sit} apart from the others ({label}: median {medians})"
 
 
-def _divergence_advice(divergences: int, funnels: list[str], target_accept_prob: float, steps: float) -> str:
-    """What to try against divergences, given where they sit, the target acceptance used and the mean
-    leapfrog steps per draw (``steps``)."""
+def _divergence_advice(
+    divergences: int, funnels: list[str], target_accept_prob: float, steps: float, stronger_prior: str = ""
+) -> str:
+    """What to try against divergences, given where they sit, the target acceptance used, the mean
+    leapfrog steps per draw (``steps``) and the stronger prior the model could use, if any."""
     higher = 0.99 if target_accept_prob >= 0.95 else 0.95
     smaller = smaller_steps_help(target_accept_prob, steps)
     long = (
@@ -249,7 +251,7 @@ def _divergence_advice(divergences: int, funnels: list[str], target_accept_prob:
         where = (
             long
             + (f" Try target_accept_prob={higher}, " if smaller else " Try ")
-            + "longer warmup, or tighter priors on the parameters that diverge "
+            + f"longer warmup, or tighter priors on the parameters that diverge{_such_as(stronger_prior)} "
             "(arviz.plot_pair(fit.idata, divergences=True) shows where)."
         )
     return f"{divergences} divergent transitions after warmup: the posterior has regions NUTS cannot follow.{where}"
