@@ -7,7 +7,7 @@ import pytest
 
 import bayescale as bs
 from bayescale import fitting
-from bayescale.sampler import diagnostics
+from bayescale.sampler import diagnostics, runner
 
 
 @pytest.fixture(scope="module")
@@ -251,6 +251,8 @@ def test_a_fit_short_of_draws_runs_its_chains_on(model, quickstart_runs, monkeyp
     # the first 300 draws are those of the run as asked: the chains ran on, they did not start again
     kept = model.fit(quickstart_runs, seed=0, draws=300, extend=0)
     assert len(asked) == 2, "extend=0: never asked"
+    monkeypatch.setattr(runner, "EXTEND_MAX_VALUES", 4 * 300 * 100)  # a fit too large to run on: not asked either
+    assert model.fit(quickstart_runs, seed=0, draws=300).idata.posterior.sizes["draw"] == 300 and len(asked) == 2
     for name in ("alpha", "E"):
         np.testing.assert_array_equal(fit.idata.posterior[name][:, :300], kept.idata.posterior[name])
     # ... and the next 300 are new draws (a chain may stay put at its first step), as well spread as the first

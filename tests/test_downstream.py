@@ -294,7 +294,7 @@ def test_a_chain_into_a_fit_with_groups(two_steps):
     model = bs.ScalingModel(law, target="acc", group="task", pooled=["bpb_mid"], shared=["floor_shift", "B"])
     with warnings.catch_warnings():  # short chains: the keywords and tables are the point
         warnings.simplefilter("ignore", bs.SamplerWarning)
-        second = model.fit(steps, seed=0, chains=2, warmup=200, draws=200)
+        second = model.fit(steps, seed=0, chains=2, warmup=200, draws=200, extend=0)
     chain = bs.Chain(first, second)
     by_keyword = chain.predict(N=[1e9, 1e9], task=["a", "b"]).interval(0.9)
     by_frame = chain.predict(pd.DataFrame({"N": [1e9, 1e9], "task": ["a", "b"]})).interval(0.9)

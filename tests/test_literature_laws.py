@@ -146,7 +146,7 @@ def test_three_runs_lean_on_the_literature_priors_and_default_priors_refuse_them
     with pytest.warns(bs.DataWarning, match="3 rows for 6 parameters: the fit leans on the priors you gave") as w:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", bs.SamplerWarning)  # three runs: the posterior is the prior's shape
-            fit = model.fit(runs, seed=0, chains=2, warmup=300, draws=300)
+            fit = model.fit(runs, seed=0, chains=2, warmup=300, draws=300, extend=0)
     assert w[0].filename == __file__  # the warning points at the user's call
     alpha = fit.draws("alpha")
     assert 0.2 < np.median(alpha) < 0.6 and np.isfinite(alpha).all()  # the literature's 0.35, not the default's

@@ -114,7 +114,7 @@ def fits():
     assert not caught, [str(w.message) for w in caught]
     with warnings.catch_warnings():  # without the frame: slow to mix (a low-ESS warning)
         warnings.simplefilter("ignore", bs.SamplerWarning)
-        plain = bs.ScalingModel(LAW, target="loss", group="family", pilot=False).fit(df, seed=1, **HALF)
+        plain = bs.ScalingModel(LAW, target="loss", group="family", pilot=False).fit(df, seed=1, **HALF, extend=0)
     return framed, plain
 
 

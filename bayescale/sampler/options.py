@@ -69,7 +69,8 @@ class NUTSOptions:
         (:func:`~bayescale.sampler.diagnostics.short_of_draws`). The chains go on from where they
         stopped, with the step size and mass matrix of their warmup, so all their draws are one
         run. Default :data:`EXTEND`; 0 keeps exactly the draws asked for. ``fit_many`` does not
-        extend (its fits share a batch).
+        extend (its fits share a batch), nor does a fit whose pointwise log likelihood would grow
+        past :data:`~bayescale.sampler.runner.EXTEND_MAX_VALUES` values (chains x draws x rows).
 
     Examples
     --------

@@ -42,6 +42,9 @@ INIT_TRIES = 20  # random starts tried per chain; the most probable is kept
 # chain iterations (data sets x chains x (warmup + draws)) from which the sampling loop of many fits is
 # compiled for running long (runs="many"): below, compiling it costs more than its faster loop saves
 MANY_ITERATIONS = 200_000
+# pointwise log-likelihood values (chains x draws x rows) up to which a fit may run its chains on
+# (NUTSOptions.extend): 400 MB; a fit of many rows is rarely short of draws and would cost memory and time
+EXTEND_MAX_VALUES = 50_000_000
 
 
 @dataclass
@@ -121,7 +124,8 @@ def sample(
     longer : callable, optional
         ``longer(samples) -> bool``, asked after the draws: whether the chains should run on for
         another ``draws`` draws each (no new warmup; the adapted step size and mass matrix kept),
-        at most ``options.extend`` times (:meth:`~bayescale.sampler.options.NUTSOptions.extend`).
+        at most ``options.extend`` times (:attr:`~bayescale.sampler.options.NUTSOptions.extend`)
+        and while the pointwise log likelihood stays within :data:`EXTEND_MAX_VALUES` values.
     """
     check_counts(chains, warmup, draws)
     chain_method = chain_method or default_chain_method()
@@ -149,7 +153,12 @@ def sample(
 
     with Progress(progress_bar, (warmup + draws) * per_fit, _desc(chains, mode)) as bar:
         samples, states = block(bar)
-        while samples.extended < options.extend and longer is not None and longer(samples):
+        while (
+            samples.extended < options.extend
+            and longer is not None
+            and np.size(samples.log_likelihood) // (samples.extended + 1) * (samples.extended + 2) <= EXTEND_MAX_VALUES
+            and longer(samples)
+        ):
             bar.grow(draws * per_fit)
             more, states = block(bar, states)
             samples = samples.joined(more)
