@@ -117,24 +117,27 @@ def holdouts(df: pd.DataFrame, family: str):
         yield str(kept), pd.concat([df[df["family"] != family], own[own["N"].isin(keep_sizes)]]), held
 
 
-def run(df: pd.DataFrame, draws: int, seed: int, targets=None, dataset: str = "", done=()) -> pd.DataFrame:
+def splits(df: pd.DataFrame, dataset: str, targets=None):
+    """``(families, kept, train, held)`` of every split of ``dataset``: each target family's :func:`holdouts`
+    (families with at least 3 model sizes by default), then the ``cut`` of every target at once where the
+    dataset has one (:data:`CUTS`)."""
     sizes = df.groupby("family")["N"].nunique()
     targets = sorted(sizes[sizes >= 3].index) if targets is None else list(targets)
-    rows = []
     for family in targets:
         for kept, train, held in holdouts(df, family):
-            for kind in MODELS:
-                if (dataset, family, kept, kind) in done:
-                    continue
-                key = {"dataset": dataset, "kept": kept, "model": kind}
-                rows.extend(fit_and_score(model_for(kind), train, held, draws, seed, key))
+            yield [family], kept, train, held
     cut = CUTS.get(dataset)
     if cut is not None:
+        yield targets, "cut", df[df["N"] <= cut], df[(df["N"] > cut) & df["family"].isin(targets)]
+
+
+def run(df: pd.DataFrame, draws: int, seed: int, targets=None, dataset: str = "", done=()) -> pd.DataFrame:
+    rows = []
+    for families, kept, train, held in splits(df, dataset, targets):
         for kind in MODELS:
-            if any((dataset, family, "cut", kind) in done for family in targets):
+            if any((dataset, family, kept, kind) in done for family in families):
                 continue
-            train, held = df[df["N"] <= cut], df[(df["N"] > cut) & df["family"].isin(targets)]
-            key = {"dataset": dataset, "kept": "cut", "model": kind}
+            key = {"dataset": dataset, "kept": kept, "model": kind}
             rows.extend(fit_and_score(model_for(kind), train, held, draws, seed, key))
     return pd.DataFrame(rows)
 

@@ -26,7 +26,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from backtest_families import CUTS, DATASETS, MIN_TOKENS_PER_PARAM, fit_arguments, holdouts, model_for
+from backtest_families import DATASETS, MIN_TOKENS_PER_PARAM, fit_arguments, model_for, splits
 from scipy.optimize import least_squares
 
 import bayescale as bs
@@ -98,18 +98,10 @@ def score(kind: str, train: pd.DataFrame, held: pd.DataFrame, draws: int, seed: 
 
 def run(name: str, draws: int, seed: int) -> pd.DataFrame:
     load, targets = DATASETS[name]
-    df = load()
-    sizes = df.groupby("family")["N"].nunique()
-    targets = sorted(sizes[sizes >= 3].index) if targets is None else list(targets)
     rows = []
-    for family in targets:
-        for kept, train, held in holdouts(df, family):
-            for kind in KINDS:
-                rows += score(kind, train, held, draws, seed, {"dataset": name, "kept": kept})
-    if name in CUTS:
-        train, held = df[df["N"] <= CUTS[name]], df[(df["N"] > CUTS[name]) & df["family"].isin(targets)]
+    for _, kept, train, held in splits(load(), name, targets):
         for kind in KINDS:
-            rows += score(kind, train, held, draws, seed, {"dataset": name, "kept": "cut"})
+            rows += score(kind, train, held, draws, seed, {"dataset": name, "kept": kept})
     return pd.DataFrame(rows)
 
 
