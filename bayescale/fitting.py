@@ -55,7 +55,12 @@ def fit(
     rows = n_rows(args)
     padded = pad_rows(args, row_bucket(rows))
     sites = latent_sites(
-        spec.law, spec.likelihood, spec.treatments, len(scaling_data.group_labels), len(scaling_data.outer_labels)
+        spec.law,
+        spec.likelihood,
+        spec.treatments,
+        len(scaling_data.group_labels),
+        len(scaling_data.outer_labels),
+        scaled=bool(spec.scaled_names),
     )
     options = given.resolved(
         dimension(sites),
@@ -130,7 +135,7 @@ def fit_many(
     rows = row_bucket(max(p.data.n_rows for p in parts))
     n_groups = max(len(p.data.group_labels) for p in parts)
     stacked = _stack([_padded(spec, p, rows, n_groups) for p in parts])
-    sites = latent_sites(spec.law, spec.likelihood, spec.treatments, n_groups)
+    sites = latent_sites(spec.law, spec.likelihood, spec.treatments, n_groups, scaled=bool(spec.scaled_names))
     options = options.resolved(dimension(sites), rows, local_modes=spec.law.local_modes)
     samples = sample_batches(
         model_of(spec),

@@ -235,6 +235,8 @@ def _new_group_draws(fit, names):
         pop, spread = fit.draws(f"{k}_pop"), fit.draws(f"{k}_spread")
         if f"{k}_outer_spread" in fit.parameter_names:  # nested: a new group of a new outer group
             spread = np.hypot(spread, fit.draws(f"{k}_outer_spread"))
+        if k in fit.model.scaled_names:  # and its own scale
+            spread = np.hypot(spread, fit.draws("scale_spread"))
         z = rng.standard_normal(pop.shape)
         out[k] = pop * np.exp(spread * z) if par is None or par.transform == "log" else pop + spread * z
     return out

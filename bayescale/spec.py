@@ -14,7 +14,13 @@ from bayescale import data as data_mod
 from bayescale import fitting, laws, likelihoods, priors
 from bayescale.laws import Law
 from bayescale.model import discrepancy as discrepancies
-from bayescale.model.build import NOISE_DEFAULT, declared_level_terms, pooled_names, population_medians
+from bayescale.model.build import (
+    NOISE_DEFAULT,
+    declared_level_terms,
+    pooled_names,
+    population_medians,
+    scaled_terms,
+)
 
 
 class ScalingModel:
@@ -75,6 +81,15 @@ class ScalingModel:
         all groups). Pooled, every group scatters by its own amount (one shared scale is set
         by the noisiest groups), a group with few runs borrowing from the others
         (``sigma_pop``, ``sigma_spread``).
+    group_scale : bool
+        Each group's curve on a scale of its own (hierarchical models). The pooled level terms
+        (the irreducible term and the prefactors: everything in the target's units) of a group
+        sit about the population's, all shifted by one learned log-scale
+        ``s_g ~ Normal(0, scale_spread)``. For families measured in different units or on
+        different evaluation sets (nats and bits, training and validation loss): they then
+        share the shape of their curves without one family's units widening the population of
+        ``E``. ``scale_spread`` is learned (small where the groups share a scale), and a new
+        group draws its scale from it. Needs two or more level terms pooled. Default ``False``.
     pilot : bool, optional
         Advanced, hierarchical models only. By default (``None``) a fit first fits every group
         alone and samples the pooled groups in the frame those fits give
@@ -116,6 +131,7 @@ class ScalingModel:
         pooled: list[str] | None = None,
         shared: list[str] | None = None,
         independent: list[str] | None = None,
+        group_scale: bool = False,
         pilot: bool | None = None,
         discrepancy: discrepancies.Drift | None | str = "auto",
     ) -> None:
@@ -152,6 +168,7 @@ class ScalingModel:
         self.group = group
         self.treatments = self._check_treatments({"pooled": pooled, "shared": shared, "independent": independent})
         self.within = self._check_within(within)
+        self.group_scale = self._check_group_scale(group_scale)
         if pilot is not None and not isinstance(pilot, bool):
             raise TypeError(f"pilot must be True, False or None, got {pilot!r}")
         self.pilot = pilot
@@ -218,6 +235,35 @@ class ScalingModel:
         if self.group is not None:
             out.update({name: treatments.get(name, NOISE_DEFAULT) for name in self.noise_names})
         return out
+
+    def _check_group_scale(self, group_scale):
+        if not isinstance(group_scale, bool):
+            raise TypeError(f"group_scale must be True or False, got {group_scale!r}")
+        if not group_scale:
+            return False
+        if self.group is None:
+            raise ValueError(
+                "group_scale=True gives each group a scale of its own and needs a group column: "
+                "ScalingModel(..., group='family', group_scale=True)"
+            )
+        if self.within is not None:
+            raise ValueError(
+                f"group_scale=True does not take groups nested in outer groups (within={self.within!r}) "
+                "yet; drop one of them"
+            )
+        if self.likelihood.rate:
+            raise ValueError(
+                "group_scale=True shifts each group's curve by a factor, and the target is a rate "
+                "bounded by 1 (its units are fixed); leave group_scale out"
+            )
+        levels = scaled_terms(self.law, self.treatments)
+        if len(levels) < 2:
+            raise ValueError(
+                f"group_scale=True shifts the pooled level terms of every group together, and law {self.law.name!r} "
+                f"has {list(levels) or 'none'} pooled in the target's units; pool two or more of them "
+                "(with one, its spread is the group's scale already)"
+            )
+        return True
 
     def _check_within(self, within):
         if within is None:
@@ -296,7 +342,19 @@ class ScalingModel:
     @property
     def structure_key(self) -> tuple:
         """What decides the compiled sampler besides data shapes: models with equal keys share one."""
-        return (self.law, self.likelihood, self.noise is not None, tuple(self.treatments.items()), self.within)
+        return (
+            self.law,
+            self.likelihood,
+            self.noise is not None,
+            tuple(self.treatments.items()),
+            self.within,
+            self.scaled_names,
+        )
+
+    @property
+    def scaled_names(self) -> tuple[str, ...]:
+        """The pooled level terms that each group's own log-scale shifts (``group_scale=True``), else ``()``."""
+        return scaled_terms(self.law, self.treatments) if self.group_scale else ()
 
     @property
     def parameter_names(self) -> tuple[str, ...]:
@@ -322,12 +380,15 @@ class ScalingModel:
         for name in self.noise_names:
             if self.treatments[name] == "pooled":
                 out += [f"{name}_pop", f"{name}_spread"]
+        if self.group_scale:
+            out.append("scale_spread")
         return tuple(out)
 
     @property
     def posterior_names(self) -> tuple[str, ...]:
         """Every variable of the fitted posterior: law, population and likelihood parameters."""
-        return self.law.parameter_names + self.population_names + self.likelihood.parameter_names
+        scales = ("scale",) if self.group_scale else ()  # each group's log-scale, per group
+        return self.law.parameter_names + scales + self.population_names + self.likelihood.parameter_names
 
     @property
     def varying_inputs(self) -> tuple[str, ...]:
@@ -342,7 +403,7 @@ class ScalingModel:
         """
         per = {"shared": 1, "independent": n_groups, "pooled": 2 + (self.within is not None)}
         noise = [name for name in self.likelihood.parameter_names if name not in self.treatments]
-        return sum(per[how] for how in self.treatments.values()) + len(noise)
+        return sum(per[how] for how in self.treatments.values()) + len(noise) + self.group_scale
 
     @property
     def informed(self) -> bool:
@@ -517,6 +578,7 @@ class ScalingModel:
             "group": self.group,
             "within": self.within,
             "treatments": self.treatments if self.group is not None else {},
+            "group_scale": self.group_scale,
             "pilot": self.pilot,
             "discrepancy": None if self.discrepancy is None else self.discrepancy.config(),
         }
@@ -544,6 +606,7 @@ class ScalingModel:
             group=config.get("group"),
             within=config.get("within"),  # files from before it: one level
             **_lists(config.get("treatments", {})),
+            group_scale=config.get("group_scale", False),  # files from before it: one scale
             pilot=config.get("pilot"),
             discrepancy=discrepancies.from_config(config.get("discrepancy")),  # files from before it: none
         )
@@ -556,6 +619,7 @@ class ScalingModel:
             }
             grouping = f", group={self.group!r}" + (f", within={self.within!r}" if self.within else "") + ", "
             grouping += ", ".join(f"{how}={names}" for how, names in by.items() if names)
+            grouping += ", group_scale=True" if self.group_scale else ""
             grouping += f", pilot={self.pilot}" if self.pilot is not None else ""
         return (
             f"ScalingModel({self.law!r}, target={self.target!r}, inputs={self.inputs}, "

@@ -144,6 +144,15 @@ def test_divergences_in_a_funnel_name_the_spread():
         assert "smallest values" not in message and "target_accept_prob=0.95" in message
 
 
+def test_divergences_at_no_spread_of_the_groups_scales_advise_one_scale():
+    idata = _idata_with_divergences([3, 40])
+    idata.posterior = idata.posterior.rename({"alpha_spread": "scale_spread"})
+    health = diagnostics.assess(idata, ["scale_spread", "sigma"], 10)
+    (message,) = [p for p in health.problems if "divergent" in p]
+    assert "smallest values of scale_spread" in message and "shared" not in message
+    assert "or leave group_scale out if the groups share one scale." in message
+
+
 def test_smaller_steps_are_not_advised_where_trajectories_are_long():
     # 250 leapfrog steps per draw: the mass matrix misses the posterior's scales; a higher target acceptance
     # costs several times the run there and mends nothing (the README's ColPret example, docs/hierarchy.md)

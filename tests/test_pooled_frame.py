@@ -165,6 +165,9 @@ def test_a_group_whose_fit_failed_is_sampled_as_without_the_frame():
     basis = pooled_basis(LAW, model.likelihood, model.treatments, args, data.groups, broken, measured)
     assert np.asarray(basis.framed).tolist() == [1.0, 0.0, 1.0, 1.0] and np.asarray(args.basis.framed).all()
     assert np.all(np.asarray(basis.information)[1] == 0.0) and np.all(np.isfinite(np.asarray(basis.mode)))
+    # its data still measure its level, for its scale with group_scale=True (at the other groups' typical alpha)
+    level = np.asarray(basis.level_information)[1]
+    assert np.all(np.isfinite(level)) and np.linalg.eigvalsh(level).max() > 0.0
     np.testing.assert_allclose(np.asarray(basis.information)[0], np.asarray(args.basis.information)[0])
     eigenvalues = np.linalg.eigvalsh(np.asarray(basis.information))
     assert eigenvalues.min() >= -1e-9 * eigenvalues.max()

@@ -98,7 +98,7 @@ def model_args(
                     spec.law, spec.likelihood, spec.treatments, args, scaling_data.groups, at, measured
                 )
                 args = args._replace(basis=basis)
-            start = starting_point(spec.law, spec.likelihood, spec.treatments, centred, fits, args)
+            start = starting_point(spec.law, spec.likelihood, spec.treatments, centred, fits, args, spec.scaled_names)
         args = args._replace(centred={k: jnp.asarray(v) for k, v in centred.items()})
         if start is not None:
             args = args._replace(start=jax.tree.map(jnp.asarray, start))

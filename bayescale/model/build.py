@@ -49,12 +49,18 @@ TREATMENTS = ("shared", "pooled", "independent")
 SPREAD_PRIOR = (2.0, 10.0)  # Gamma(shape, rate) of the between-group sd, in units of the parameter's prior scale
 NOISE_DEFAULT = "shared"  # how the residual scale varies by group unless told
 NOISE_SPREAD_PRIOR = (2.0, 4.0)  # Gamma of the between-group sd of log(sigma): mean 0.5, groups' noise within ~3x
+SCALE_PRIOR = (2.0, 4.0)  # Gamma of the between-group sd of a group's log-scale (group_scale): mean 0.5, ~e^1 apart
+SCALE_SITE = "scale"  # the per-group log-scale of ScalingModel(..., group_scale=True): sites scale_z, scale_tau
 GROUP_PLATE = "group"
 OUTER_PLATE = "outer"
 
 
 def build(
-    law: Law, likelihood, treatments: Mapping[str, str] | None = None, level_coordinates: bool = True
+    law: Law,
+    likelihood,
+    treatments: Mapping[str, str] | None = None,
+    level_coordinates: bool = True,
+    scaled: tuple[str, ...] = (),
 ) -> Callable[[ModelArgs], None]:
     """Return the NumPyro model function ``model(args)``.
 
@@ -69,6 +75,9 @@ def build(
         Sample a law's shared :attr:`~bayescale.laws.Law.level_terms` in level coordinates
         (:func:`shared_level_terms`; the default); False keeps one standardised site per
         parameter (what :mod:`bayescale.model.pilot` reads).
+    scaled : tuple of str
+        Pooled level terms that every group shifts together by its own log-scale
+        ``s_g ~ Normal(0, scale_spread)`` (``ScalingModel(..., group_scale=True)``; :func:`sample_scale`).
 
     Examples
     --------
@@ -86,6 +95,7 @@ def build(
         n_groups = 0 if args.group_ids is None else args.group_ids.shape[0]
         groups = sample_power_terms(terms, args) if terms else {}
         population = dict(groups)
+        common = sample_scale(args, n_groups) if scaled and n_groups else None  # (tau, shift or None)
         hyper = {}  # pooled parameter -> (population location, spread), standardised, where args.basis is given
         for par in law.parameters:
             if par.name in terms:
@@ -110,6 +120,8 @@ def build(
                 hyper[par.name] = (mu, s)
                 continue
             c = args.centred[par.name]
+            if par.name in scaled:  # each group's location shifted by its scale (generative form, no pilot)
+                mu = mu + common[1] / scale
             with numpyro.plate(GROUP_PLATE, n_groups):
                 # centred where c = 1 (u ~ N(mu, s)), non-centred where c = 0 (u ~ N(0, 1), w = mu + s u)
                 u = numpyro.sample(z_site(par.name), dist.Normal(c * mu * Z_SCALE, (c * s + 1.0 - c) * Z_SCALE))
@@ -120,7 +132,9 @@ def build(
             # a noise scale per group: each group's data weighed at its current scale (with one scale for all,
             # weighing them at it instead of at each group's own fit gave 4 divergences on the frame's test design)
             log_noise = jnp.log(noise["sigma"]) if jnp.ndim(noise.get("sigma", 0.0)) == 1 else None
-            groups.update(sample_pooled(pooled_params, pooled_terms, hyper, args, n_groups, log_noise))
+            levels = jnp.asarray([float(k in scaled) for k in pooled_params])
+            scaled_by = None if common is None else (common[0], levels)
+            groups.update(sample_pooled(pooled_params, pooled_terms, hyper, args, n_groups, log_noise, scaled_by))
         user = law.to_user(from_transformed(law, groups), args.log_ref)
         for name in law.parameter_names:
             numpyro.deterministic(name, user[name])
@@ -271,6 +285,12 @@ def pooled_level_terms(law: Law, treatments: Mapping[str, str]) -> tuple[str, ..
     return terms
 
 
+def scaled_terms(law: Law, treatments: Mapping[str, str]) -> tuple[str, ...]:
+    """The pooled parameters in the target's units (irreducible term, prefactors): what a group's log-scale shifts
+    (``ScalingModel(..., group_scale=True)``, :func:`sample_scale`)."""
+    return tuple(p.name for p in law.parameters if p.in_target_units and treatments.get(p.name) == "pooled")
+
+
 def pooled_names(law: Law, treatments: Mapping[str, str]) -> tuple[str, ...]:
     """The pooled parameters, in the law's order (the last axis of :class:`~bayescale.model.pooled.PooledBasis`)."""
     return tuple(par.name for par in law.parameters if treatments.get(par.name) == "pooled")
@@ -302,8 +322,35 @@ def declared_level_terms(law: Law) -> tuple[str, ...]:
     return terms
 
 
+def sample_scale(args: ModelArgs, n_groups: int) -> tuple:
+    """The spread of the groups' log-scales and, without the pilot's frame, every group's scale.
+
+    ``ScalingModel(..., group_scale=True)``: each group's pooled level terms (the irreducible
+    term, the prefactors: everything in the target's units) sit about the population's
+    location shifted by one log-scale ``s_g ~ Normal(0, tau)``, ``tau ~ Gamma(2, 4)``
+    (:data:`SCALE_PRIOR`; the posterior's ``scale_spread``), so that families measured in
+    different units or on different evaluation sets share the shape of their curves, not
+    their level. The posterior holds ``scale`` (each group's ``s_g``) and ``scale_spread``.
+    Returns ``(tau, s)``: ``s`` non-centred (``s_g = tau v_g``) where there is no frame; with
+    the pilot's frame ``s`` is ``None`` and :func:`sample_pooled` samples it.
+    """
+    tau = numpyro.sample(f"{SCALE_SITE}_tau", dist.Gamma(*SCALE_PRIOR))
+    numpyro.deterministic(f"{SCALE_SITE}_spread", tau)
+    if args.basis is not None:
+        return tau, None
+    with numpyro.plate(GROUP_PLATE, n_groups):
+        v = numpyro.sample(z_site(SCALE_SITE), dist.Normal(0.0, Z_SCALE))
+    return tau, numpyro.deterministic(SCALE_SITE, tau * v / Z_SCALE)
+
+
 def sample_pooled(
-    names: tuple[str, ...], terms: tuple[str, ...], hyper: Mapping, args: ModelArgs, n_groups: int, log_noise=None
+    names: tuple[str, ...],
+    terms: tuple[str, ...],
+    hyper: Mapping,
+    args: ModelArgs,
+    n_groups: int,
+    log_noise=None,
+    common=None,
 ):
     """Every group's pooled values from standard coordinates in the pilot's frame (:mod:`bayescale.model.pooled`).
 
@@ -315,6 +362,11 @@ def sample_pooled(
     coordinates as without the pilot: ``x = a + b u``, centred (``a = loc``, ``b = scale``)
     or not (``a = mu``, ``b = tau``) as ``args.centred`` says. ``log_noise``: the current
     ``log sigma`` (per group or shared), at which the frame weighs each group's data.
+
+    ``common``: ``(tau, e)`` where every group has its own log-scale (:func:`sample_scale`):
+    group ``g``'s values scatter about ``mu + s_g e``, and ``s_g`` comes from ``scale_z``
+    through its conditional given the population and the group's data: before its values in
+    the frame, after its coordinates outside it (:func:`bayescale.model.pooled.scale_frame`).
 
     Groups nested in outer groups (``args.outer``): the outer groups' locations are sampled
     first, from standard coordinates ``<name>_outer_z`` through the Gaussian approximation of
@@ -341,23 +393,33 @@ def sample_pooled(
         for i, k in enumerate(names):
             numpyro.deterministic(f"{k}_outer_shift", outer[:, i] - location[i])
             numpyro.deterministic(f"{k}_outer_spread", between[i])
-    # nested: the spread within an outer group is measured by its few groups, and reaches down to zero
-    few = True if args.outer is not None else None
-    mean, lower = pooled.frame(group_location, spread, args.basis, log_noise, (names, terms), few)
     with numpyro.plate(GROUP_PLATE, n_groups):
         flat = dist.ImproperUniform(constraints.real, (), ())
         u = jnp.stack([numpyro.sample(z_site(k), flat) for k in names], axis=-1)
-    framed = args.basis.framed[:, None] > 0
+        v = numpyro.sample(z_site(SCALE_SITE), flat) if common is not None else None
     c = jnp.stack([args.centred[k] for k in names], axis=-1)
-    offset = c * jnp.stack([loc[k] for k in names]) + (1.0 - c) * group_location
-    unit = c * jnp.stack([scale[k] for k in names]) + (1.0 - c) * spread
+    prior_loc, prior_scale = jnp.stack([loc[k] for k in names]), jnp.stack([scale[k] for k in names])
+    scale_density = 0.0
+    if common is not None:  # each group's log-scale first, given the population and what pins it
+        tau, levels = common
+        unshifted = c * (prior_loc + prior_scale * u / Z_SCALE) + (1.0 - c) * (location + spread * u / Z_SCALE)
+        mean_s, sd_s = pooled.scale_frame(location, spread, tau, levels, args.basis, unshifted, c, log_noise)
+        shift = numpyro.deterministic(SCALE_SITE, mean_s + sd_s * v / Z_SCALE)
+        group_location = location + shift[:, None] * levels
+        scale_density = jnp.sum(dist.Normal(0.0, tau).log_prob(shift) + jnp.log(sd_s))
+    # nested: the spread within an outer group is measured by its few groups, and reaches down to zero
+    few = True if args.outer is not None else None
+    mean, lower = pooled.frame(group_location, spread, args.basis, log_noise, (names, terms), few)
+    framed = args.basis.framed[:, None] > 0
+    offset = c * prior_loc + (1.0 - c) * group_location
+    unit = c * prior_scale + (1.0 - c) * spread
     in_frame = pooled.from_coordinates(mean + pooled.solve_upper(lower, u / Z_SCALE), names, terms)
     x = jnp.where(framed, in_frame, offset + unit * u / Z_SCALE)
     # |det dx/du| = Z_SCALE^-K / prod(diag L) in the frame (the coordinates' map has unit Jacobian),
     # Z_SCALE^-K prod(b) outside; the common constant is dropped
     log_jacobian = jnp.where(framed, -jnp.log(jnp.diagonal(lower, axis1=-2, axis2=-1)), jnp.log(unit))
     if args.outer is None:
-        density = jnp.sum(dist.Normal(location, spread).log_prob(x))
+        density = jnp.sum(dist.Normal(group_location, spread).log_prob(x)) + scale_density
     else:
         density = nested_density(outer, factor, location, spread, between, x, args.outer)
     numpyro.factor("pooled_groups", density + jnp.sum(log_jacobian))
@@ -501,9 +563,11 @@ def _population_sites(law: Law, treatments: Mapping[str, str], population: dict,
         numpyro.deterministic(f"{name}_pop", pop_user[name])
 
 
-def latent_sites(law: Law, likelihood, treatments: Mapping[str, str], n_groups: int = 0, n_outer: int = 0) -> dict:
-    """The model's latent sites for ``n_groups`` groups (in ``n_outer`` outer groups, where they nest): shape, and
-    the half-width of the uniform initialisation.
+def latent_sites(
+    law: Law, likelihood, treatments: Mapping[str, str], n_groups: int = 0, n_outer: int = 0, scaled: bool = False
+) -> dict:
+    """The model's latent sites for ``n_groups`` groups (in ``n_outer`` outer groups, where they nest; with a
+    log-scale per group where ``scaled``): shape, and the half-width of the uniform initialisation.
 
     Chains start uniformly within two prior standard deviations of the prior median (in the
     sampling coordinates, ``Z_SCALE`` times standardised values for the ``*_z`` sites), so
@@ -531,15 +595,20 @@ def latent_sites(law: Law, likelihood, treatments: Mapping[str, str], n_groups: 
         sites[name if how != "pooled" else noise_site(name)] = (() if how == "shared" else (n_groups,), 2.0)
         if how == "pooled":
             sites.update({f"{name}_pop": ((), 2.0), f"{name}_tau": ((), 2.0)})
+    if scaled:
+        sites.update({z_site(SCALE_SITE): ((n_groups,), 2.0 * Z_SCALE), f"{SCALE_SITE}_tau": ((), 2.0)})
     return sites
 
 
 def model_of(spec) -> Callable[[ModelArgs], None]:
     """The NumPyro model of a :class:`~bayescale.ScalingModel` (one per law, likelihood and treatments)."""
-    return numpyro_model(spec.law, spec.likelihood, tuple(sorted(spec.treatments.items())))
+    return numpyro_model(spec.law, spec.likelihood, tuple(sorted(spec.treatments.items())), spec.scaled_names)
 
 
 @functools.lru_cache(maxsize=64)
-def numpyro_model(law: Law, likelihood, treatments: tuple[tuple[str, str], ...]) -> Callable[[ModelArgs], None]:
-    """The model function of a structure (law, likelihood, treatments as sorted pairs), built once per structure."""
-    return build(law, likelihood, dict(treatments))
+def numpyro_model(
+    law: Law, likelihood, treatments: tuple[tuple[str, str], ...], scaled: tuple[str, ...] = ()
+) -> Callable[[ModelArgs], None]:
+    """The model function of a structure (law, likelihood, treatments as sorted pairs, the terms each group's
+    scale shifts), built once per structure."""
+    return build(law, likelihood, dict(treatments), scaled=scaled)

@@ -84,6 +84,7 @@ from bayescale.model.args import (
     z_site,
 )
 from bayescale.model.build import (
+    SCALE_SITE,
     SPREAD_PRIOR,
     build,
     noise_information,
@@ -205,7 +206,13 @@ def exponent_centring(
 
 
 def starting_point(
-    law, likelihood, treatments: Mapping[str, str], centred: Mapping, fits: GroupFits, args: ModelArgs | None = None
+    law,
+    likelihood,
+    treatments: Mapping[str, str],
+    centred: Mapping,
+    fits: GroupFits,
+    args: ModelArgs | None = None,
+    scaled: tuple[str, ...] = (),
 ) -> tuple | None:
     """Where the chains of the hierarchical model start, and the initial sd of every coordinate.
 
@@ -217,6 +224,9 @@ def starting_point(
     counts as its prior). Where ``args`` carries the pilot's :class:`~bayescale.model.pooled.PooledBasis`,
     the pooled groups' coordinates instead map to their own modes at that population (sd
     ``Z_SCALE``: the frame standardises them). The noise scale starts at the groups' median.
+    With a log-scale per group (``scaled``: the level terms it shifts), its spread starts at
+    the sd of the groups' mean offsets of those terms from the population (at least
+    :data:`SPREAD_FLOOR` prior units), each group's scale at its conditional mean.
     Returns ``None`` where the law's shared level coordinates are sampled (nothing to map
     the fits onto).
 
@@ -270,6 +280,11 @@ def starting_point(
                 point[f"{par.name}_outer_tau"] = point[f"{par.name}_tau"]
                 sd[f"{par.name}_outer_tau"] = sd[f"{par.name}_tau"]
             sd[site] = Z_SCALE * np.where(c, np.sqrt(v), np.minimum(1.0, np.sqrt(v) / s))
+    if scaled and args is not None:
+        offsets = np.mean([(_estimates(fits, k)[0] - _estimates(fits, k)[2]) * args.prior_scale[k] for k in scaled], 0)
+        point[f"{SCALE_SITE}_tau"] = np.asarray(np.log(max(float(np.std(offsets)), SPREAD_FLOOR)))
+        sd[f"{SCALE_SITE}_tau"] = np.asarray(np.sqrt(1.0 / (2 * max(n_groups - 1, 1))))
+        point[z_site(SCALE_SITE)], sd[z_site(SCALE_SITE)] = np.zeros(n_groups), np.full(n_groups, Z_SCALE)
     if args is not None and args.basis is not None:
         names = pooled_names(law, treatments)
         loc = np.array([float(args.prior_loc[k]) for k in names])
@@ -277,6 +292,15 @@ def starting_point(
         location = loc + scale * np.array([float(point[f"{k}_pop_z"]) / Z_SCALE for k in names])
         spread = scale * np.exp([float(point[f"{k}_tau"]) for k in names])
         coordinates = (names, pooled_level_terms(law, treatments))
+        if scaled:  # each group about its scale's conditional mean (v = 0), as sample_pooled maps it
+            levels = np.array([float(k in scaled) for k in names])
+            c = np.stack([np.asarray(centred[k], float) for k in names], axis=-1)
+            u = np.stack([point[z_site(k)] for k in names], axis=-1) / Z_SCALE
+            values = c * (loc + scale * u) + (1.0 - c) * (location + spread * u)
+            tau = np.exp(float(point[f"{SCALE_SITE}_tau"]))
+            population = (jnp.asarray(location), jnp.asarray(spread), tau, jnp.asarray(levels), args.basis)
+            shift, _ = pooled.scale_frame(*population, jnp.asarray(values), jnp.asarray(c))
+            location = location + np.asarray(shift)[:, None] * levels
         if args.outer is not None:  # nested: each group about its outer group's location, which starts at its centre
             between = scale * np.exp([float(point[f"{k}_outer_tau"]) for k in names])
             population = (jnp.asarray(location), jnp.asarray(spread), jnp.asarray(between))
@@ -379,25 +403,36 @@ def pooled_basis(
     loc = np.array([float(args.prior_loc[k]) for k in names])
     scale = np.array([float(args.prior_scale[k]) for k in names])
     w = np.stack([fits.modes[z_site(k)] / Z_SCALE for k in names], axis=-1)
-    framed = np.all(_fitted(w, np.stack([fits.variances[z_site(k)] for k in names], axis=-1)), axis=-1)
+    fitted = np.all(_fitted(w, np.stack([fits.variances[z_site(k)] for k in names], axis=-1)), axis=-1)
     for mode in fits.modes.values():
-        framed &= np.isfinite(mode).reshape(len(framed), -1).all(axis=-1)
-    framed &= np.logical_and.reduce([np.asarray(measured[k], bool) for k in names])
-    values = loc + scale * np.where(framed[:, None], w, 0.0)  # a group outside the frame at the prior's median
+        fitted &= np.isfinite(mode).reshape(len(fitted), -1).all(axis=-1)
+    framed = fitted & np.logical_and.reduce([np.asarray(measured[k], bool) for k in names])
+    # every site at the group's mode. Where the group's fit failed (a run or two fitted exactly: the noise scale
+    # runs to zero), its pooled values at their mode where finite and every other site at the fitted groups'
+    # median (the prior's, where none was fitted): its data still measure its scale there
+    own = {z_site(k) for k in names}
+    sites = {
+        k: np.where(_along(fitted | (k in own) & np.isfinite(v), v), v, _typical(v, fitted))
+        for k, v in fits.modes.items()
+    }
+    values = loc + scale * np.stack([sites[z_site(k)] / Z_SCALE for k in names], axis=-1)
     mode = np.asarray(pooled.to_coordinates(jnp.asarray(values), names, terms))
     batch = _per_group(args, groups, np.arange(len(framed)))
-    # every other site at the group's mode (outside the frame at 0, a finite point: its Hessian is dropped)
-    sites = {k: jnp.asarray(np.where(_along(framed, v), v, 0.0)) for k, v in fits.modes.items()}
+    sites = {k: jnp.asarray(v) for k, v in sites.items()}
     key = (law, likelihood, names, terms, jax.tree.structure(batch), tuple(np.shape(x) for x in jax.tree.leaves(batch)))
     derivatives = _DERIVATIVES.get(key, lambda: _frame_derivatives(law, likelihood, names, terms))
     raw, jacobian, gradient = derivatives(jnp.asarray(mode), sites, batch, jnp.asarray(loc), jnp.asarray(scale))
-    gradient = np.where(framed[:, None], np.asarray(gradient), 0.0)
-    information = np.where(framed[:, None, None], np.asarray(raw), 0.0)
+    gradient, raw = np.asarray(gradient), np.asarray(raw)
+    usable = np.isfinite(gradient).all(axis=-1) & np.isfinite(raw).all(axis=(-2, -1))
+    gradient = np.where(usable[:, None], gradient, 0.0)
+    information = np.where(usable[:, None, None], raw, 0.0)
     eigenvalues, vectors = np.linalg.eigh(information)
     information = np.einsum("gij,gj,gkj->gik", vectors, np.maximum(eigenvalues, 0.0), vectors)
-    log_noise = np.where(framed, fits.modes["sigma"], 0.0) if "sigma" in fits.modes else np.zeros(len(framed))
+    log_noise = np.asarray(sites["sigma"]) if "sigma" in sites else np.zeros(len(framed))
+    level = _in_values(information, np.asarray(jacobian), gradient, values)  # every group's, for its scale
+    gradient, information = gradient * framed[:, None], information * framed[:, None, None]
     fields = (mode, values, jacobian, information, framed.astype(float), log_noise, gradient)
-    fields += _in_values(information, np.asarray(jacobian), gradient, values)
+    fields += _in_values(information, np.asarray(jacobian), gradient, values) + level
     return PooledBasis(*(jnp.asarray(a) for a in fields))
 
 
@@ -410,6 +445,11 @@ def _in_values(information, jacobian, gradient, values) -> tuple[np.ndarray, np.
     value_information = 0.5 * (value_information + np.swapaxes(value_information, -1, -2))
     value_data = np.einsum("gij,gj->gi", value_information, values) - np.einsum("gki,gk->gi", inverse, gradient)
     return value_information, value_data
+
+
+def _typical(values: np.ndarray, fitted: np.ndarray) -> np.ndarray:
+    """The median over the ``fitted`` groups of per-group ``values`` (group axis first); 0 where none was fitted."""
+    return np.median(values[fitted], axis=0) if fitted.any() else np.zeros(np.shape(values)[1:])
 
 
 def _along(flags: np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -94,6 +94,10 @@ class PooledBasis(NamedTuple):
         jnp.ndarray
     )  # (groups, K, K): the same Hessian in the values x, J'^-1 H J^-1 (:func:`outer_frame`)
     value_data: jnp.ndarray  # (groups, K): and what it says of them, J'^-1 (H y_hat - g) (:func:`outer_frame`)
+    # the same two for every group, in the frame or not, for its scale (:func:`scale_frame`); a group whose own fit
+    # failed measured at its pooled values with the other sites at the fitted groups' median
+    level_information: jnp.ndarray  # (groups, K, K)
+    level_data: jnp.ndarray  # (groups, K)
 
 
 def to_coordinates(x: jnp.ndarray, names: Sequence[str], terms: Sequence[str]) -> jnp.ndarray:
@@ -243,7 +247,31 @@ def outer_frame(
     with ``e_f`` standard is a map with Jacobian ``|det L_f|^-1``. ``location``, ``within``,
     ``between``: ``M``, ``S``, ``O``, each ``(K,)``; ``log_noise`` as in :func:`frame`.
     """
-    information, data = basis.value_information, basis.value_data
+    weight, told = location_data(within, basis, log_noise)
+    precision = jnp.diag(1.0 / between**2) + jax.ops.segment_sum(weight, outer, n_outer)
+    lower = cholesky(precision)
+    mean = solve_upper(lower, solve_lower(lower, location / between**2 + jax.ops.segment_sum(told, outer, n_outer)))
+    return mean, lower
+
+
+def location_data(
+    within: jnp.ndarray, basis: PooledBasis, log_noise=None, every: bool = False
+) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """What every group's data say of the location its values scatter about: ``(W_g, t_g)``, ``(groups, K, K)``
+    and ``(groups, K)``.
+
+    With the group's values ``x_g ~ Normal(l, diag(S^2))`` integrated out (``within``: ``S``),
+    the data's log likelihood of the location ``l`` is ``-l' W_g l / 2 + l' t_g``, with
+    ``W_g = (S^2 + A_g^-1)^-1``, computed as ``S^-1 Q (I + Q)^-1 S^-1`` with ``Q = S A_g S`` (no
+    inverse of ``A_g``, singular in directions the data do not measure), and
+    ``t_g = (I + A_g S^2)^-1 b_g`` (``basis``' ``value_information`` and ``value_data``, weighed
+    at ``log_noise`` as in :func:`frame`). A group outside the frame has ``A_g = 0``: nothing; with
+    ``every``, every group says what its data measure at its fit given the population, in the frame
+    or not (``level_information``, ``level_data``; :func:`bayescale.model.pilot.pooled_basis`).
+    """
+    information, data = (
+        (basis.level_information, basis.level_data) if every else (basis.value_information, basis.value_data)
+    )
     if log_noise is not None:
         weight_noise = jnp.exp(2.0 * (basis.log_noise - log_noise))
         information, data = information * weight_noise[:, None, None], data * weight_noise[:, None]
@@ -252,11 +280,55 @@ def outer_frame(
     # W = S^-1 Q (I + Q)^-1 S^-1 = S^-1 (I - (I + Q)^-1) S^-1; (I + A S^2)^-1 b = S^-1 (I + Q)^-1 S b
     inverse = jax.vmap(lambda f: solve_upper(f, solve_lower(f, jnp.eye(f.shape[-1]))))(factor)
     weight = (jnp.eye(q.shape[-1]) - inverse) / (within[:, None] * within[None, :])
-    told = jnp.einsum("gij,gj->gi", inverse, within * data) / within
-    precision = jnp.diag(1.0 / between**2) + jax.ops.segment_sum(weight, outer, n_outer)
-    lower = cholesky(precision)
-    mean = solve_upper(lower, solve_lower(lower, location / between**2 + jax.ops.segment_sum(told, outer, n_outer)))
-    return mean, lower
+    return weight, jnp.einsum("gij,gj->gi", inverse, within * data) / within
+
+
+def scale_frame(
+    location: jnp.ndarray,
+    spread: jnp.ndarray,
+    tau: jnp.ndarray,
+    levels: jnp.ndarray,
+    basis: PooledBasis,
+    values: jnp.ndarray,
+    centred: jnp.ndarray,
+    log_noise=None,
+) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Per group, the mean and sd ``(groups,)`` of its scale ``s_g`` given the population and what pins it.
+
+    With a scale per group (``ScalingModel(..., group_scale=True)``) a group's pooled values
+    scatter about ``M + s_g e`` (``levels``: ``e``, 1.0 on the level terms, 0.0 on exponents),
+    ``s_g ~ Normal(0, tau)``. Sampled as ``s_g = mean + sd * v_g`` with ``v_g`` standard, from
+    the Gaussian conditional of ``s_g`` (the group's data through its own fit given the
+    population: ``A_g``, ``b_g`` of :func:`location_data` with ``every``):
+
+    - in the frame, where the values are sampled after it, given the population and the data
+      with the values integrated out: precision ``1 / tau^2 + e' W_g e``, mean
+      ``e' (t_g - W_g M) / precision``;
+    - outside it, where the coordinates are sampled first, given them (``values``: each
+      value without its scale's shift, ``x = x0 + s e~`` with ``e~ = (1 - c) e``, ``c`` the
+      ``centred`` mask): the centred level terms through the population, the others through
+      the data, precision ``1 / tau^2 + sum_k c_k e_k / S_k^2 + e~' A_g e~``, mean
+      ``(sum_k c_k e_k (x_k - M_k) / S_k^2 + e~' (b_g - A_g x0)) / precision``.
+
+    So ``v_g`` is the group's standardised scale where its data (or its centred values) pin
+    it, and its non-centred scale where only the population does, at every ``tau`` the chain
+    visits (module docstring). A group of one or two runs pins its level and nothing else: its
+    shape deviations sampled non-centred, its scale given them.
+    """
+    weight, told = location_data(spread, basis, log_noise, every=True)
+    in_precision = 1.0 / tau**2 + jnp.einsum("i,gij,j->g", levels, weight, levels)
+    in_mean = (told - jnp.einsum("gij,j->gi", weight, location)) @ levels / in_precision
+    information, data = basis.level_information, basis.level_data
+    if log_noise is not None:
+        weight_noise = jnp.exp(2.0 * (basis.log_noise - log_noise))
+        information, data = information * weight_noise[:, None, None], data * weight_noise[:, None]
+    known, moved = centred * levels / spread**2, (1.0 - centred) * levels
+    out_precision = 1.0 / tau**2 + jnp.sum(known, axis=-1) + jnp.einsum("gi,gij,gj->g", moved, information, moved)
+    told_out = data - jnp.einsum("gij,gj->gi", information, values)
+    out_mean = (jnp.sum(known * (values - location), axis=-1) + jnp.sum(moved * told_out, axis=-1)) / out_precision
+    framed = basis.framed > 0
+    precision = jnp.where(framed, in_precision, out_precision)
+    return jnp.where(framed, in_mean, out_mean), 1.0 / jnp.sqrt(precision)
 
 
 def cholesky(a: jnp.ndarray) -> jnp.ndarray:

@@ -275,7 +275,8 @@ class ScalingFit:
         units, and ``<name>_spread``, the between-group standard deviation of its log; where
         groups nest in outer groups (``within``) also ``<name>_outer_spread``, the standard
         deviation between outer groups, and ``<name>_outer_shift[<outer group>]``, each outer
-        group's shift from the population median (both on the log scale).
+        group's shift from the population median (both on the log scale); with a scale per group
+        (``group_scale=True``) ``scale_spread``, the standard deviation of the groups' log-scales.
 
         Examples
         --------
@@ -295,6 +296,9 @@ class ScalingFit:
         of the population's probability of a value below the group's (0.5: typical; near 0
         or 1: unusual), ``z``, the posterior median of the group's distance from the population
         median in population spreads, and the two medians. A tidy table, most unusual first.
+        With a scale per group (``group_scale=True``) also ``scale``: the factor by which the
+        group's curve sits above or below the population's (population 1), ``z`` its log in
+        units of ``scale_spread``; the level terms' ``z`` then counts both spreads.
 
         Examples
         --------
@@ -312,13 +316,19 @@ class ScalingFit:
         if not names:
             raise ValueError("unusual() needs a hierarchical fit with pooled exponents or levels (group=..., pooled=)")
         rows = []
-        for k in names:
-            logged = k in model.noise_names or model.law.parameter(k).transform == "log"
-            to_scale = np.log if logged else (lambda v: v)
-            values, pop, spread = self.draws(k), self.draws(f"{k}_pop"), self.draws(f"{k}_spread")
-            if f"{k}_outer_spread" in self.parameter_names:  # nested: a group's value about the population median
-                spread = np.hypot(spread, self.draws(f"{k}_outer_spread"))
-            z = (to_scale(values) - to_scale(pop)[:, None]) / spread[:, None]
+        for k in names + ["scale"] * model.group_scale:
+            if k == "scale":  # each group's factor about the population's level, z in units of the scales' spread
+                spread = self.draws("scale_spread")
+                values, pop, z = np.exp(self.draws(k)), np.ones_like(spread), self.draws(k) / spread[:, None]
+            else:
+                logged = k in model.noise_names or model.law.parameter(k).transform == "log"
+                to_scale = np.log if logged else (lambda v: v)
+                values, pop, spread = self.draws(k), self.draws(f"{k}_pop"), self.draws(f"{k}_spread")
+                if f"{k}_outer_spread" in self.parameter_names:  # nested: a group's value about the population
+                    spread = np.hypot(spread, self.draws(f"{k}_outer_spread"))
+                if k in model.scaled_names:  # and its scale's spread: a group's value about the median, all told
+                    spread = np.hypot(spread, self.draws("scale_spread"))
+                z = (to_scale(values) - to_scale(pop)[:, None]) / spread[:, None]
             for g, label in enumerate(self.groups):
                 rows.append(
                     {

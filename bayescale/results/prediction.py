@@ -15,12 +15,14 @@ import pandas as pd
 from bayescale.laws import Law
 from bayescale.likelihoods import host_rng
 from bayescale.model.args import from_transformed, padding_index, row_bucket, to_transformed
+from bayescale.model.build import SCALE_SITE, scaled_terms
 from bayescale.sampler.compile import KEEP_COMPILED, CompiledCache, compiled
 
 KINDS = ("observation", "curve", "mean")
 METHODS = ("eti", "hdi")
 NOISE_STREAM = 3  # the random stream of an unseen group's noise scale, apart from its law parameters
 OUTER_STREAM = 100  # the random streams (one per law parameter) of outer groups not in the fit
+SCALE_STREAM = 4  # the random stream of an unseen group's log-scale (group_scale=True)
 # law -> its log mean, likelihood -> its log density, each compiled as one program: evaluated operation by
 # operation, a Chinchilla curve and a Student-t density compile dozens of small programs at every new shape
 _CURVES = CompiledCache(KEEP_COMPILED)
@@ -308,7 +310,8 @@ def _new_groups(law: Law, treatments, posterior, log_ref, key, labels, placed=No
     Where groups nest in outer groups, ``placed`` (:meth:`Outer.place`) puts each around its outer
     group's location (``<name>_outer_shift``) or, in an outer group not in the fit, around a
     draw from the outer groups' population (``<name>_outer_spread``); without ``placed`` each
-    unseen group is in an outer group of its own."""
+    unseen group is in an outer group of its own. Where every group has its own scale (``scale_spread``), an
+    unseen group's level terms all shift by one draw of it."""
     names = law.parameter_names
     not_pooled = [k for k in names if treatments[k] == "independent"]
     if not_pooled:
@@ -327,10 +330,17 @@ def _new_groups(law: Law, treatments, posterior, log_ref, key, labels, placed=No
     z = jax.random.normal(key, (len(names), t_pop[names[0]].shape[0], len(labels)))
     if placed is None:  # each unseen group in an outer group of its own
         placed = -1 - np.arange(len(labels))
+    shift = 0.0
+    if f"{SCALE_SITE}_spread" in posterior:
+        z_scale = jax.random.normal(jax.random.fold_in(key, SCALE_STREAM), (t_pop[names[0]].shape[0], len(labels)))
+        shift = jnp.asarray(posterior[f"{SCALE_SITE}_spread"])[:, None] * z_scale
+    scaled = scaled_terms(law, treatments) if f"{SCALE_SITE}_spread" in posterior else ()
     out = {}
     for i, k in enumerate(names):
         spread = posterior.get(f"{k}_spread")
         out[k] = t_pop[k][:, None] + (0.0 if spread is None else jnp.asarray(spread)[:, None] * z[i])
+        if k in scaled:
+            out[k] = out[k] + shift
         if f"{k}_outer_shift" in posterior:
             shift = jnp.asarray(posterior[f"{k}_outer_shift"])[:, np.maximum(placed, 0)]
             n_new = int(np.max(-1 - placed, initial=-1)) + 1  # outer groups not in the fit

@@ -240,12 +240,19 @@ def _divergence_advice(
         else ""
     )
     if funnels:
-        names = ", ".join(repr(f.removesuffix("_spread")) for f in funnels)
+        # a parameter's spread: make it shared; the spread of the groups' scales (group_scale=True): leave it out
+        names = ", ".join(repr(f.removesuffix("_spread")) for f in funnels if f != "scale_spread")
+        remedy = (f"make {names} shared if the groups need not differ" if names else "") + (
+            f"{' or ' if names else ''}leave group_scale out if the groups share one scale"
+            if "scale_spread" in funnels
+            else ""
+        )
         where = (
             f" They sit at the smallest values of {', '.join(funnels)}: a funnel where the groups' values are "
             f"nearly equal.{long} "
-            + ("Try target_accept_prob=0.99, or make " if smaller else "Make ")
-            + f"{names} shared if the groups need not differ."
+            + ("Try target_accept_prob=0.99, or " if smaller else "")
+            + (remedy if smaller else remedy[0].upper() + remedy[1:])
+            + "."
         )
     else:
         where = (

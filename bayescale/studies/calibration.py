@@ -103,7 +103,7 @@ def _prior_draws(model: ScalingModel, setup: _Setup, n: int, key) -> tuple[dict,
     prior excludes through a factor that forward simulation ignores) or not a number (a
     simulated value that overflows) are rejected; the studies report how many.
     """
-    sites = latent_sites(model.law, model.likelihood, model.treatments, setup.n_groups)
+    sites = latent_sites(model.law, model.likelihood, model.treatments, setup.n_groups, scaled=bool(model.scaled_names))
     numpyro_model = model_function(model)
     placeholder = jnp.full(setup.data.n_rows, -1.0 if model.likelihood.rate and not model.counts else 0.0)
     simulate = compiled(
@@ -183,7 +183,7 @@ def _simulate_and_fit(
     # simulated posteriors differ a lot (quickstart design: 7 to 770 leapfrog steps per draw), and on CPU a
     # vectorised batch pays for its longest trajectory (40 Chinchilla simulations: 100 s in one batch, 56 s one
     # at a time, 26 s one at a time in 2 threads), so on CPU every data set is its own batch (the default)
-    sites = latent_sites(model.law, model.likelihood, model.treatments, setup.n_groups)
+    sites = latent_sites(model.law, model.likelihood, model.treatments, setup.n_groups, scaled=bool(model.scaled_names))
     args = _batched(setup.args, fitted)
     samples = sample_batches(
         model_function(model),
