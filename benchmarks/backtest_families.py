@@ -101,6 +101,8 @@ def model_for(kind: str) -> bs.ScalingModel:
         )
     if kind == "hierarchical, noise per family":
         return bs.ScalingModel(bs.laws.Chinchilla(), group="family", pooled=["sigma"], **common)
+    if kind == "group scale":  # each family's level terms shifted by its own scale
+        return bs.ScalingModel(bs.laws.Chinchilla(), group="family", shared=["sigma"], group_scale=True, **common)
     return bs.ScalingModel(bs.laws.Chinchilla(), group="family", shared=["sigma"], **common)
 
 

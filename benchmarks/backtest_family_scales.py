@@ -10,12 +10,16 @@ a constant factor changes only the family's ``E``, ``A`` and ``B``):
 - ``scaled: one curve``: the family's mean offset, on the log, from one Chinchilla law fitted to all
   families by least squares (which removes, to first order, where the family's runs sit on the curve).
 
+And the package's model of it, ``group scale`` (``ScalingModel(..., group_scale=True)``):
+each family's scale a parameter, ``s_g ~ Normal(0, scale_spread)``, learned with the rest.
+
 Both beside the default ``hierarchical`` model, on the holdouts of ``backtest_families.py`` (each
 family's largest size held out, 1, 2, 3 or all smaller sizes kept; the ``cut`` split), 4 x (500 +
 500) draws. Reported: mean ARE per family, 90% coverage per held-out point, median relative width,
 share of fits without a warning, median seconds per fit. Discussion in ``docs/hierarchy.md``.
 
     BAYESCALE_DATA_DIR=../shared/datasets python benchmarks/backtest_family_scales.py [--datasets olmo,porian]
+        [--kinds "hierarchical,group scale"]   (rows of other datasets and kinds kept)
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from scipy.optimize import least_squares
 
 import bayescale as bs
 
-KINDS = ("hierarchical", "scaled: mean", "scaled: one curve")
+KINDS = ("hierarchical", "scaled: mean", "scaled: one curve", "group scale")
 
 
 def one_curve(train: pd.DataFrame) -> np.ndarray:
@@ -64,12 +68,13 @@ def factors(kind: str, train: pd.DataFrame) -> pd.Series:
 
 def score(kind: str, train: pd.DataFrame, held: pd.DataFrame, draws: int, seed: int, key: dict) -> list[dict]:
     held = held[held["D"] >= MIN_TOKENS_PER_PARAM * held["N"]]
-    factor = factors(kind, train)
+    transform = kind.startswith("scaled")
+    factor = factors(kind, train) if transform else pd.Series(1.0, index=train["family"].unique())
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", bs.SamplerWarning)
         scaled = train.assign(target=train["target"] * train["family"].map(factor))
-        fit = model_for("hierarchical").fit(scaled, seed=seed, warmup=draws, draws=draws)
+        fit = model_for("hierarchical" if transform else kind).fit(scaled, seed=seed, warmup=draws, draws=draws)
     table = fit.predict(held).interval(0.9)
     back = held["family"].map(factor).to_numpy()
     median, lower, upper = (table[c].to_numpy() / back for c in ("median", "lower", "upper"))
@@ -96,11 +101,11 @@ def score(kind: str, train: pd.DataFrame, held: pd.DataFrame, draws: int, seed: 
     return rows
 
 
-def run(name: str, draws: int, seed: int) -> pd.DataFrame:
+def run(name: str, draws: int, seed: int, kinds=KINDS) -> pd.DataFrame:
     load, targets = DATASETS[name]
     rows = []
     for _, kept, train, held in splits(load(), name, targets):
-        for kind in KINDS:
+        for kind in kinds:
             rows += score(kind, train, held, draws, seed, {"dataset": name, "kept": kept})
     return pd.DataFrame(rows)
 
@@ -122,10 +127,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     fit_arguments(parser)
     parser.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated, of {list(DATASETS)}")
+    parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, of {list(KINDS)}")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    results = pd.concat([run(name, args.draws, args.seed) for name in args.datasets.split(",")], ignore_index=True)
-    results.to_csv(args.out / "backtest_family_scales.csv", index=False)
+    path = args.out / "backtest_family_scales.csv"
+    kinds = args.kinds.split(",")
+    new = pd.concat([run(name, args.draws, args.seed, kinds) for name in args.datasets.split(",")], ignore_index=True)
+    old = pd.read_csv(path, dtype={"kept": str}) if path.exists() else pd.DataFrame()
+    if not old.empty:  # the rows of other datasets and kinds are kept
+        old = old[~(old["dataset"].isin(new["dataset"].unique()) & old["model"].isin(kinds))]
+    results = pd.concat([old, new], ignore_index=True)
+    results.to_csv(path, index=False)
     print(summarise(results).round(4).to_string())
 
 
