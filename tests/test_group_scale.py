@@ -15,7 +15,6 @@ import bayescale as bs
 from bayescale.model.args import Z_SCALE
 from bayescale.model.build import pooled_level_terms, pooled_names, sample_pooled
 from tests.conftest import args_of, assert_same_posterior, simulate
-from tests.test_pooled_frame import simulate_families
 
 LAW = bs.laws.SaturatingPowerLaw("N")
 TRUTH = {"E": 1.8, "A": 300.0, "alpha": 0.3}
@@ -69,32 +68,33 @@ def test_the_option_is_checked_and_kept():
         bs.ScalingModel(LAW, target="err", likelihood=bs.likelihoods.LogitNormal(), group="family", group_scale=True)
 
 
-def test_the_factor_is_the_population_density_times_the_jacobian():
+def test_the_factor_is_the_population_density_times_the_jacobian(runs):
     # values x and scales s from (u, v): the factor must be log N(x; M + s e, S) + log N(s; 0, tau)
     # + log |det d(x, s) / d(u, v)|, up to the dropped constant, in the frame and outside it
-    model = bs.ScalingModel(bs.laws.Chinchilla(), target="loss", group="family", group_scale=True, pilot=True)
-    args = args_of(model, model.validate(simulate_families(4)))
-    args = args._replace(basis=args.basis._replace(framed=jnp.asarray([1.0, 0.0, 1.0, 0.0])))
+    model = bs.ScalingModel(LAW, group="family", group_scale=True)
+    args = args_of(model, model.validate(runs))
+    assert np.asarray(args.basis.framed).tolist() == [1.0] * 5 + [0.0]  # f5's two runs: outside the frame
+    args = args._replace(basis=args.basis._replace(framed=jnp.asarray([1.0, 0.0, 1.0, 1.0, 1.0, 0.0])))
     names, terms = pooled_names(model.law, model.treatments), pooled_level_terms(model.law, model.treatments)
     levels = jnp.asarray([float(k in model.scaled_names) for k in names])
-    centred = {k: jnp.asarray([0.0, 1.0, 0.0, 0.0]) if k in ("E", "A") else jnp.zeros(4) for k in names}
-    args = args._replace(centred=centred)  # group 1 outside the frame with E and A centred, group 3 with none
+    one = jnp.asarray([0.0, 1.0, 0.0, 0.0, 0.0, 0.0])
+    args = args._replace(centred={k: one if k in ("E", "A") else jnp.zeros(6) for k in names})  # f1 centred
     rng = np.random.default_rng(3)
 
     @jax.jit
     def run(flat, hyper, tau):
         data = {f"{k}_z": flat[:, i] for i, k in enumerate(names)} | {"scale_z": flat[:, -1]}
         with trace() as tr, substitute(data=data):
-            x = sample_pooled(names, terms, hyper, args, 4, None, (tau, levels))
+            x = sample_pooled(names, terms, hyper, args, 6, None, (tau, levels))
         site = tr["pooled_groups"]
         out = jnp.concatenate([jnp.stack([x[k] for k in names], axis=-1), tr["scale"]["value"][:, None]], axis=-1)
         return out, site["fn"].log_prob(site["value"])
 
-    jacobian = jax.jit(jax.jacobian(lambda v, hyper, tau: run(v.reshape(4, 6), hyper, tau)[0].ravel()))
+    jacobian = jax.jit(jax.jacobian(lambda v, hyper, tau: run(v.reshape(6, 4), hyper, tau)[0].ravel()))
     for _ in range(3):
         hyper = {k: (rng.normal(0.0, 0.5), rng.gamma(2.0, 0.1)) for k in names}
         tau = rng.gamma(2.0, 0.25)
-        flat = jnp.asarray(rng.normal(0.0, 1.5 * Z_SCALE, (4, 6)))
+        flat = jnp.asarray(rng.normal(0.0, 1.5 * Z_SCALE, (6, 4)))
         out, factor = run(flat, hyper, tau)
         x, s = np.asarray(out[:, :-1]), np.asarray(out[:, -1])
         location = np.array([float(args.prior_loc[k] + args.prior_scale[k] * hyper[k][0]) for k in names])
