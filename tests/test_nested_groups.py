@@ -35,6 +35,7 @@ def simulate_recipes(n_families=4, recipes=3, sizes=6, seed=0):
 
 
 MODEL = bs.ScalingModel(LAW, group="recipe", within="family")
+SHORT = {"warmup": 500, "draws": 500, "extend": 0}  # the reference without the pilot: ~570 leapfrog steps per draw
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +139,7 @@ def test_with_or_without_the_pilot_the_same_posterior(nested_fit, recipes):
     # with the pilot the outer locations are sampled given the groups (nested_density); without it, and in
     # simulation, in the model's generative form: the same posterior
     assert nested_fit.options.init == "pilot"
-    fit = bs.ScalingModel(LAW, group="recipe", within="family", pilot=False).fit(recipes[0], seed=1)
+    fit = bs.ScalingModel(LAW, group="recipe", within="family", pilot=False).fit(recipes[0], seed=1, **SHORT)
     names = ["alpha_pop", "alpha_outer_spread", "alpha_outer_shift[f1]", "E[f0-r1]", "sigma"]
     assert_same_posterior(fit, nested_fit, names)
     prior = nested_fit.sample_prior(200).prior

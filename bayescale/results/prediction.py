@@ -330,17 +330,17 @@ def _new_groups(law: Law, treatments, posterior, log_ref, key, labels, placed=No
     z = jax.random.normal(key, (len(names), t_pop[names[0]].shape[0], len(labels)))
     if placed is None:  # each unseen group in an outer group of its own
         placed = -1 - np.arange(len(labels))
-    shift = 0.0
-    if f"{SCALE_SITE}_spread" in posterior:
+    scaled, scale_shift = (), 0.0
+    if f"{SCALE_SITE}_spread" in posterior:  # one log-scale per unseen group, shared by its level terms
         z_scale = jax.random.normal(jax.random.fold_in(key, SCALE_STREAM), (t_pop[names[0]].shape[0], len(labels)))
-        shift = jnp.asarray(posterior[f"{SCALE_SITE}_spread"])[:, None] * z_scale
-    scaled = scaled_terms(law, treatments) if f"{SCALE_SITE}_spread" in posterior else ()
+        scaled = scaled_terms(law, treatments)
+        scale_shift = jnp.asarray(posterior[f"{SCALE_SITE}_spread"])[:, None] * z_scale
     out = {}
     for i, k in enumerate(names):
         spread = posterior.get(f"{k}_spread")
         out[k] = t_pop[k][:, None] + (0.0 if spread is None else jnp.asarray(spread)[:, None] * z[i])
         if k in scaled:
-            out[k] = out[k] + shift
+            out[k] = out[k] + scale_shift
         if f"{k}_outer_shift" in posterior:
             shift = jnp.asarray(posterior[f"{k}_outer_shift"])[:, np.maximum(placed, 0)]
             n_new = int(np.max(-1 - placed, initial=-1)) + 1  # outer groups not in the fit
