@@ -46,7 +46,7 @@ def fits(runs):
     with warnings.catch_warnings():  # the generative form mixes slowly at small spreads: the point of the frame
         warnings.simplefilter("ignore", bs.SamplerWarning)
         plain = bs.ScalingModel(LAW, group="family", group_scale=True, pilot=False)
-        plain = plain.fit(runs, seed=1, warmup=400, draws=400, extend=0)
+        plain = plain.fit(runs, seed=1, chains=2, warmup=400, draws=400, extend=0)
     return framed, plain
 
 
