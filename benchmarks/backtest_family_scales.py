@@ -13,7 +13,7 @@ a constant factor changes only the family's ``E``, ``A`` and ``B``):
 And the package's model of it, ``group scale`` (``ScalingModel(..., group_scale=True)``):
 each family's scale a parameter, ``s_g ~ Normal(0, scale_spread)``, learned with the rest.
 
-Both beside the default ``hierarchical`` model, on the holdouts of ``backtest_families.py`` (each
+Each beside the default ``hierarchical`` model, on the holdouts of ``backtest_families.py`` (each
 family's largest size held out, 1, 2, 3 or all smaller sizes kept; the ``cut`` split), 4 x (500 +
 500) draws. Reported: mean ARE per family, 90% coverage per held-out point, median relative width,
 share of fits without a warning, median seconds per fit. Discussion in ``docs/hierarchy.md``.
