@@ -281,7 +281,8 @@ def starting_point(
                 sd[f"{par.name}_outer_tau"] = sd[f"{par.name}_tau"]
             sd[site] = Z_SCALE * np.where(c, np.sqrt(v), np.minimum(1.0, np.sqrt(v) / s))
     if scaled and args is not None:
-        offsets = np.mean([(_estimates(fits, k)[0] - _estimates(fits, k)[2]) * args.prior_scale[k] for k in scaled], 0)
+        # each group's mean offset of the scaled terms from their population means, on the sampling scale
+        offsets = np.mean([_offset(fits, k) * args.prior_scale[k] for k in scaled], axis=0)
         point[f"{SCALE_SITE}_tau"] = np.asarray(np.log(max(float(np.std(offsets)), SPREAD_FLOOR)))
         sd[f"{SCALE_SITE}_tau"] = np.asarray(np.sqrt(1.0 / (2 * max(n_groups - 1, 1))))
         point[z_site(SCALE_SITE)], sd[z_site(SCALE_SITE)] = np.zeros(n_groups), np.full(n_groups, Z_SCALE)
@@ -445,6 +446,12 @@ def _in_values(information, jacobian, gradient, values) -> tuple[np.ndarray, np.
     value_information = 0.5 * (value_information + np.swapaxes(value_information, -1, -2))
     value_data = np.einsum("gij,gj->gi", value_information, values) - np.einsum("gki,gk->gi", inverse, gradient)
     return value_information, value_data
+
+
+def _offset(fits: GroupFits, name: str) -> np.ndarray:
+    """Each group's standardised mode of ``name`` less the groups' precision-weighted mean (:func:`_estimates`)."""
+    w, _, mean = _estimates(fits, name)
+    return w - mean
 
 
 def _typical(values: np.ndarray, fitted: np.ndarray) -> np.ndarray:

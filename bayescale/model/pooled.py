@@ -203,10 +203,7 @@ def frame(
     Returns ``m`` ``(groups, K)`` and ``L`` ``(groups, K, K)``, lower triangular.
     """
     weight = 1.0 / spread**2
-    information, gradient = basis.information, basis.gradient
-    if log_noise is not None:
-        weight_noise = jnp.exp(2.0 * (basis.log_noise - log_noise))
-        information, gradient = information * weight_noise[:, None, None], gradient * weight_noise[:, None]
+    information, gradient = weighed(basis, log_noise, basis.information, basis.gradient)
     data = jnp.einsum("gij,gj->gi", information, basis.mode) - gradient
 
     def solve(j, y0, x0):
@@ -269,12 +266,8 @@ def location_data(
     ``every``, every group says what its data measure at its fit given the population, in the frame
     or not (``level_information``, ``level_data``; :func:`bayescale.model.pilot.pooled_basis`).
     """
-    information, data = (
-        (basis.level_information, basis.level_data) if every else (basis.value_information, basis.value_data)
-    )
-    if log_noise is not None:
-        weight_noise = jnp.exp(2.0 * (basis.log_noise - log_noise))
-        information, data = information * weight_noise[:, None, None], data * weight_noise[:, None]
+    measured = (basis.level_information, basis.level_data) if every else (basis.value_information, basis.value_data)
+    information, data = weighed(basis, log_noise, *measured)
     q = within[:, None] * information * within[None, :]
     factor = cholesky(q + jnp.eye(q.shape[-1]))  # I + Q
     # W = S^-1 Q (I + Q)^-1 S^-1 = S^-1 (I - (I + Q)^-1) S^-1; (I + A S^2)^-1 b = S^-1 (I + Q)^-1 S b
@@ -318,10 +311,7 @@ def scale_frame(
     weight, told = location_data(spread, basis, log_noise, every=True)
     in_precision = 1.0 / tau**2 + jnp.einsum("i,gij,j->g", levels, weight, levels)
     in_mean = (told - jnp.einsum("gij,j->gi", weight, location)) @ levels / in_precision
-    information, data = basis.level_information, basis.level_data
-    if log_noise is not None:
-        weight_noise = jnp.exp(2.0 * (basis.log_noise - log_noise))
-        information, data = information * weight_noise[:, None, None], data * weight_noise[:, None]
+    information, data = weighed(basis, log_noise, basis.level_information, basis.level_data)
     known, moved = centred * levels / spread**2, (1.0 - centred) * levels
     out_precision = 1.0 / tau**2 + jnp.sum(known, axis=-1) + jnp.einsum("gi,gij,gj->g", moved, information, moved)
     told_out = data - jnp.einsum("gij,gj->gi", information, values)
@@ -329,6 +319,16 @@ def scale_frame(
     framed = basis.framed > 0
     precision = jnp.where(framed, in_precision, out_precision)
     return jnp.where(framed, in_mean, out_mean), 1.0 / jnp.sqrt(precision)
+
+
+def weighed(basis: PooledBasis, log_noise, information: jnp.ndarray, data: jnp.ndarray) -> tuple:
+    """The pilot's ``information`` ``(groups, K, K)`` and what it says (``data``, ``(groups, K)``: data or
+    gradient) at the current noise scale ``log_noise`` (per group, or one value): a likelihood's information
+    scales as ``sigma^-2``, so both times ``exp(2 (basis.log_noise - log_noise))``; ``None``: the pilot's."""
+    if log_noise is None:
+        return information, data
+    weight_noise = jnp.exp(2.0 * (basis.log_noise - log_noise))
+    return information * weight_noise[:, None, None], data * weight_noise[:, None]
 
 
 def cholesky(a: jnp.ndarray) -> jnp.ndarray:
