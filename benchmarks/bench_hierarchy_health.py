@@ -6,6 +6,9 @@ design is judged over many seeds, each a new simulated data set and chain seed:
 - ``contract``: the hierarchy issue's usage block, 4 simulated Chinchilla families x 8 runs
   (4 sizes x 2 tokens per parameter), ``pooled=["alpha", "beta", "E"]`` (the prefactors
   pooled too), exponents scattered by 10%, E by 5%, 1% noise;
+- ``few_runs``: the same four families, a fifth of 8 runs, one of 2 runs and one of 1 (about Chinchilla's
+  values, scattered by half of ``six``'s spreads), the usage block's model: families of one or two runs
+  sit outside the pilot's frame;
 - ``six``: 6 simulated Chinchilla families x 20 runs (4 sizes x 5 ratios), every parameter
   pooled, scattered as in ``bench_hierarchical_fit.py`` (like ``tests/test_pooled_frame.py``'s);
 - ``saturating``: 6 simulated families x 8 model sizes and one of 2, ``E + A N^-alpha``, every
@@ -68,6 +71,21 @@ def contract(seed: int) -> tuple[bs.ScalingModel, pd.DataFrame]:
         y = np.asarray(law.mean(p, N=n, D=n * r)) * np.exp(0.01 * rng.standard_normal(n.size))
         frames.append(pd.DataFrame({"family": f"f{f}", "N": n, "D": n * r, "loss": y}))
     model = bs.ScalingModel(law, target="loss", group="family", pooled=["alpha", "beta", "E"])
+    return model, pd.concat(frames, ignore_index=True)
+
+
+def few_runs(seed: int) -> tuple[bs.ScalingModel, pd.DataFrame]:
+    model, df = contract(seed)
+    rng = np.random.default_rng(seed + 1000)
+    law = bs.laws.Chinchilla()
+    frames = [df[df["family"] != "f3"]]
+    for f, runs in (("f4", 8), ("f5", 2), ("f6", 1)):  # a fifth family like the others, one of 2 runs, one of 1
+        n, r = (a.ravel() for a in np.meshgrid(np.geomspace(3e7, 2e9, 4), [10.0, 40.0], indexing="ij"))
+        p = {k: CHINCHILLA[k] * np.exp(0.5 * SPREAD[k] * rng.standard_normal()) for k in CHINCHILLA}
+        n, d = n[:runs], (n * r)[:runs]
+        y = np.asarray(law.mean(p, N=n, D=d)) * np.exp(0.01 * rng.standard_normal(n.size))
+        frames.append(pd.DataFrame({"family": f, "N": n, "D": d, "loss": y}))
+    frames.append(df[df["family"] == "f3"])
     return model, pd.concat(frames, ignore_index=True)
 
 
@@ -162,6 +180,7 @@ def olmo(seed: int) -> tuple[bs.ScalingModel, pd.DataFrame]:
 
 DESIGNS = {
     "contract": contract,
+    "few_runs": few_runs,
     "six": six,
     "saturating": saturating,
     "overtraining": overtraining,
