@@ -85,6 +85,11 @@ class StudentT:
         nu = self.nu if self.nu is not None else params["nu"]
         return dist.StudentT(nu, log_mean, _scale(params["sigma"], noise_log_sd))
 
+    def information(self, params, noise_log_sd=None):
+        """Fisher information about the log mean in one row: ``(nu + 1) / ((nu + 3) scale^2)``."""
+        nu = self.nu if self.nu is not None else params["nu"]
+        return (nu + 1.0) / ((nu + 3.0) * _scale(params["sigma"], noise_log_sd) ** 2)
+
     def draw_log_target(self, rng, log_mean, params, noise_log_sd=None, trials=None) -> np.ndarray:
         log_mean = np.asarray(log_mean)
         nu = self.nu if self.nu is not None else np.asarray(params["nu"])
@@ -134,6 +139,10 @@ class Normal:
 
     def distribution(self, log_mean, params, noise_log_sd=None, trials=None) -> dist.Distribution:
         return dist.Normal(log_mean, _scale(params["sigma"], noise_log_sd))
+
+    def information(self, params, noise_log_sd=None):
+        """Fisher information about the log mean in one row: ``1 / scale^2``."""
+        return 1.0 / _scale(params["sigma"], noise_log_sd) ** 2
 
     def draw_log_target(self, rng, log_mean, params, noise_log_sd=None, trials=None) -> np.ndarray:
         log_mean = np.asarray(log_mean)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -77,31 +78,75 @@ def test_coordinates_invert_with_unit_jacobian(names, terms):
 
 def test_the_factor_is_the_population_density_times_the_jacobian():
     # the groups' values x(u) and the factor the model adds for them: their difference from log N(x; M, S) +
-    # log |det dx/du| must be the dropped constant, G * K * log(Z_SCALE), wherever u and the population are
+    # log |det dx/du| must be the dropped constant, G * K * log(Z_SCALE), wherever u and the population are;
+    # all four groups in the frame, then two outside it: f1 with E and A centred, f3 with its level given the rest
     model, args = framed_args(simulate_families(4))
     names, terms = pooled_names(LAW, model.treatments), pooled_level_terms(LAW, model.treatments)
     assert terms == names and args.basis.information.shape == (4, 5, 5)
+    levels = jnp.asarray([float(k in ("E", "A", "B")) for k in names])
     rng = np.random.default_rng(2)
 
-    @jax.jit  # one program for the three draws below (op by op, the Jacobian compiles hundreds)
-    def run(u, hyper, log_noise):
+    def evidence(x0, move):  # any smooth function of the other coordinates: the map stays exact
+        return jnp.sum(jnp.sin(x0) * move, axis=-1), 50.0 * jnp.sum(move**2, axis=-1)
+
+    @jax.jit  # one program for the draws below (op by op, the Jacobian compiles hundreds)
+    def run(u, hyper, log_noise, framed, centred):
         data = {f"{k}_z": u[:, i] for i, k in enumerate(names)}
+        moved = args._replace(basis=args.basis._replace(framed=framed, levelled=1.0 - framed), centred=centred)
         with trace() as tr, substitute(data=data):
-            x = sample_pooled(names, terms, hyper, args, 4, log_noise)
+            x = sample_pooled(names, terms, hyper, moved, 4, log_noise, None, (levels, evidence))
         site = tr["pooled_groups"]
         return jnp.stack([x[k] for k in names], axis=-1), site["fn"].log_prob(site["value"])
 
-    jacobian = jax.jit(jax.jacobian(lambda v, hyper, log_noise: run(v.reshape(4, 5), hyper, log_noise)[0].ravel()))
-    for _ in range(3):
+    jacobian = jax.jit(jax.jacobian(lambda v, *rest: run(v.reshape(4, 5), *rest)[0].ravel()))
+    inside = (jnp.ones(4), {k: jnp.zeros(4) for k in names})
+    one = jnp.asarray([0.0, 1.0, 0.0, 0.0])
+    outside = (jnp.asarray([1.0, 0.0, 1.0, 0.0]), {k: one if k in ("E", "A") else jnp.zeros(4) for k in names})
+    for framed, centred in (inside, inside, outside, outside):
         hyper = {k: (rng.normal(0.0, 0.5), rng.gamma(2.0, 0.1)) for k in names}
         log_noise = jnp.asarray(rng.normal(np.log(0.01), 0.5, 4))  # the frame weighs each group's data at its noise
         u = jnp.asarray(rng.normal(0.0, 1.5 * Z_SCALE, (4, 5)))
-        x, factor = run(u, hyper, log_noise)
+        x, factor = run(u, hyper, log_noise, framed, centred)
         location = np.array([float(args.prior_loc[k] + args.prior_scale[k] * hyper[k][0]) for k in names])
         spread = np.array([float(args.prior_scale[k] * hyper[k][1]) for k in names])
         density = float(np.sum(-0.5 * ((np.asarray(x) - location) / spread) ** 2 - np.log(spread * np.sqrt(2 * np.pi))))
-        log_det = np.linalg.slogdet(np.asarray(jacobian(u.ravel(), hyper, log_noise)))[1]
+        log_det = np.linalg.slogdet(np.asarray(jacobian(u.ravel(), hyper, log_noise, framed, centred)))[1]
         np.testing.assert_allclose(float(factor) - (density + log_det), 20 * np.log(Z_SCALE), rtol=0, atol=1e-7)
+
+
+def test_outside_the_frame_the_level_slot_is_the_level_s_conditional():
+    rng = np.random.default_rng(4)
+    # what the level map reads of the pilot: which groups are framed, and the information about their values
+    information = rng.normal(0.0, 1.0, (4, 5, 5))
+    information = jnp.asarray(information @ np.swapaxes(information, -1, -2))
+    basis = pooled.PooledBasis(*[None] * len(pooled.PooledBasis._fields))
+    framed = jnp.asarray([0.0, 0.0, 1.0, 0.0])
+    basis = basis._replace(framed=framed, levelled=1.0 - framed, level_information=information)
+    levels = jnp.asarray([1.0, 1.0, 0.0, 1.0, 0.0])  # E, A, alpha, B, beta
+    centred = jnp.zeros((4, 5)).at[3, 0].set(1.0)  # group 2 in the frame, group 3 with E centred: as they were
+    location, spread = jnp.asarray(rng.normal(0.0, 1.0, 5)), jnp.asarray(rng.gamma(2.0, 0.1, 5))
+    prior = (jnp.zeros(5), jnp.ones(5))
+    sites = jnp.asarray(rng.normal(0.0, 1.0, (4, 5)))
+
+    def evidence(x0, move, told=0.3):  # the rows see a move t along `move` as Normal(told / 4, 1 / 4): P = 5
+        return jnp.full(4, told), jnp.full(4, 4.0)
+
+    z, log_sd = pooled.level_frame(sites, centred, levels, location, spread, *prior, basis, evidence)
+    np.testing.assert_allclose(log_sd, [-0.5 * np.log(5.0)] * 2 + [0.0] * 2, atol=1e-12)
+    np.testing.assert_array_equal(z[2:], sites[2:])
+    # the other slots are the coordinates turned: the pivot (E's slot) alone moves along w, only the level terms
+    back = pooled.level_start(z, centred, levels, spread, basis)
+    np.testing.assert_allclose(back[:2], sites[:2].at[:, 0].set(0.0), atol=1e-12)
+    step = pooled.level_frame(sites.at[:2, 0].add(1.0), centred, levels, location, spread, *prior, basis, evidence)[0]
+    w = (np.asarray(step) - np.asarray(z))[:2] * np.sqrt(5.0)  # one unit of the slot moves z by w / sqrt(P)
+    np.testing.assert_allclose(np.linalg.norm(w, axis=-1), 1.0, atol=1e-12)
+    shares = np.maximum(np.einsum("gij,j->gi", information, levels), 0.0)[:2] * np.asarray(spread * levels)
+    np.testing.assert_allclose(w, -shares / np.linalg.norm(shares, axis=-1, keepdims=True), atol=1e-12)
+    # at the slot's 0, the level sits at its conditional mean given the rest, told / P = 0.06 along the move
+    at_zero = pooled.level_frame(back, centred, levels, location, spread, *prior, basis, evidence)[0]
+    nothing = pooled.level_frame(back, centred, levels, location, spread, *prior, basis, partial(evidence, told=0.0))
+    np.testing.assert_allclose(at_zero[:2] - nothing[0][:2], 0.06 * w, atol=1e-12)
+    np.testing.assert_allclose(z[:2] - at_zero[:2], np.asarray(sites[:2, :1]) * w / np.sqrt(5.0), atol=1e-12)
 
 
 @pytest.fixture(scope="module")

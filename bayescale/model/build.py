@@ -90,6 +90,7 @@ def build(
     treatments = dict(treatments or {})
     terms = shared_level_terms(law, treatments) if level_coordinates else ()
     pooled_terms, pooled_params = pooled_level_terms(law, treatments), pooled_names(law, treatments)
+    level_names = scaled_terms(law, treatments)  # the pooled terms in the target's units
 
     def model(args: ModelArgs) -> None:
         n_groups = 0 if args.group_ids is None else args.group_ids.shape[0]
@@ -132,9 +133,13 @@ def build(
             # a noise scale per group: each group's data weighed at its current scale (with one scale for all,
             # weighing them at it instead of at each group's own fit gave 4 divergences on the frame's test design)
             log_noise = jnp.log(noise["sigma"]) if jnp.ndim(noise.get("sigma", 0.0)) == 1 else None
-            levels = jnp.asarray([float(k in scaled) for k in pooled_params])
+            levels = jnp.asarray([float(k in level_names) for k in pooled_params])  # == scaled, where given
             scaled_by = None if common is None else (common[0], levels)
-            groups.update(sample_pooled(pooled_params, pooled_terms, hyper, args, n_groups, log_noise, scaled_by))
+            level = None  # outside the frame, a group's level given the rest (PooledBasis.levelled)
+            if args.basis is not None and args.basis.levelled is not None and not scaled:
+                level = (levels, functools.partial(level_evidence, law, likelihood, args, groups, noise, pooled_params))
+            sampled = sample_pooled(pooled_params, pooled_terms, hyper, args, n_groups, log_noise, scaled_by, level)
+            groups.update(sampled)
         user = law.to_user(from_transformed(law, groups), args.log_ref)
         for name in law.parameter_names:
             numpyro.deterministic(name, user[name])
@@ -160,6 +165,30 @@ def build(
         numpyro.sample("obs", observation, obs=args.observed)
 
     return model
+
+
+def level_evidence(
+    law: Law, likelihood, args: ModelArgs, groups: dict, noise: dict, names: tuple, x0: jnp.ndarray, move: jnp.ndarray
+):
+    """What each group's rows say of a move ``t`` of its pooled values from ``x0`` along ``move`` (both
+    ``(groups, K)``, ``names``' order; the other parameters' values in ``groups``), the law linearised at
+    ``x0``: ``(sum_i c_i j_i r_i, sum_i c_i j_i^2)`` per group, ``r_i`` the residual of the log target at
+    ``x0``, ``j_i`` the log mean's derivative along ``move`` and ``c_i`` the likelihood's Fisher information
+    about the log mean (:func:`bayescale.model.pooled.level_frame`)."""
+
+    def log_mean(x):
+        values = dict(groups) | {k: x[:, i] for i, k in enumerate(names)}
+        rows = {k: v[args.group] if jnp.ndim(v) == 1 else v for k, v in values.items()}
+        return law.log_mean(from_transformed(law, rows), args.log_x)
+
+    mean, slope = jax.jvp(log_mean, (x0,), (move,))
+    noise = {k: v[args.group] if jnp.ndim(v) == 1 else v for k, v in noise.items()}
+    information = likelihood.information(noise, args.noise_log_sd) * jnp.ones_like(args.observed)
+    if args.mask is not None:
+        information = information * args.mask
+    n_groups = x0.shape[0]
+    told = jax.ops.segment_sum(information * slope * (args.observed - mean), args.group, n_groups)
+    return told, jax.ops.segment_sum(information * slope**2, args.group, n_groups)
 
 
 def simulate_nested(names: tuple[str, ...], location, within, between, args: ModelArgs, n_groups: int) -> dict:
@@ -351,6 +380,7 @@ def sample_pooled(
     n_groups: int,
     log_noise=None,
     common=None,
+    level=None,
 ):
     """Every group's pooled values from standard coordinates in the pilot's frame (:mod:`bayescale.model.pooled`).
 
@@ -367,6 +397,11 @@ def sample_pooled(
     group ``g``'s values scatter about ``mu + s_g e``, and ``s_g`` comes from ``scale_z``
     through its conditional given the population and the group's data: before its values in
     the frame, after its coordinates outside it (:func:`bayescale.model.pooled.scale_frame`).
+    Without it, a group outside the frame whose design measures none of its level terms
+    (``args.basis.levelled``) has its level sampled given its other coordinates and its rows
+    (:func:`bayescale.model.pooled.level_frame`): its few runs pin its loss level and little else.
+    ``level``: ``(e, evidence)``, 1.0 on the pooled terms in the target's units and
+    :func:`level_evidence` at the current parameters.
 
     Groups nested in outer groups (``args.outer``): the outer groups' locations are sampled
     first, from standard coordinates ``<name>_outer_z`` through the Gaussian approximation of
@@ -414,15 +449,20 @@ def sample_pooled(
     offset = c * prior_loc + (1.0 - c) * group_location
     unit = c * prior_scale + (1.0 - c) * spread
     in_frame = pooled.from_coordinates(mean + pooled.solve_upper(lower, u / Z_SCALE), names, terms)
-    x = jnp.where(framed, in_frame, offset + unit * u / Z_SCALE)
+    outside, level_log_sd = offset + unit * u / Z_SCALE, 0.0
+    if common is None and level is not None:  # outside the frame, a levelled group's level given the rest
+        position = (group_location, spread, prior_loc, prior_scale, args.basis, level[1])
+        z, level_log_sd = pooled.level_frame(u / Z_SCALE, c, level[0], *position)
+        outside, level_log_sd = offset + unit * z, jnp.sum(level_log_sd)
+    x = jnp.where(framed, in_frame, outside)
     # |det dx/du| = Z_SCALE^-K / prod(diag L) in the frame (the coordinates' map has unit Jacobian),
-    # Z_SCALE^-K prod(b) outside; the common constant is dropped
+    # Z_SCALE^-K prod(b) sd_level outside; the common constant is dropped
     log_jacobian = jnp.where(framed, -jnp.log(jnp.diagonal(lower, axis1=-2, axis2=-1)), jnp.log(unit))
     if args.outer is None:
         density = jnp.sum(dist.Normal(group_location, spread).log_prob(x)) + scale_density
     else:
         density = nested_density(outer, factor, location, spread, between, x, args.outer)
-    numpyro.factor("pooled_groups", density + jnp.sum(log_jacobian))
+    numpyro.factor("pooled_groups", density + jnp.sum(log_jacobian) + level_log_sd)
     return {k: x[:, i] for i, k in enumerate(names)}
 
 

@@ -91,6 +91,7 @@ from bayescale.model.build import (
     noise_site,
     pooled_level_terms,
     pooled_names,
+    scaled_terms,
     shared_level_terms,
 )
 from bayescale.model.pooled import PooledBasis
@@ -307,6 +308,13 @@ def starting_point(
             population = (jnp.asarray(location), jnp.asarray(spread), jnp.asarray(between))
             centre, _ = pooled.outer_frame(*population, args.basis, args.outer, len(args.outer_ids))
             location = np.asarray(centre)[np.asarray(args.outer)]
+        if args.basis.levelled is not None and not scaled:  # a levelled group's level at its conditional mean
+            levels = jnp.asarray([float(k in scaled_terms(law, treatments)) for k in names])
+            c = jnp.stack([jnp.asarray(centred[k], float) for k in names], axis=-1)
+            z = jnp.stack([jnp.asarray(point[z_site(k)]) for k in names], axis=-1) / Z_SCALE
+            sites = pooled.level_start(z, c, levels, jnp.asarray(spread), args.basis)
+            for i, k in enumerate(names):
+                point[z_site(k)] = Z_SCALE * np.clip(np.asarray(sites[:, i]), -START_CLIP, START_CLIP)
         mean, lower = pooled.frame(jnp.asarray(location), jnp.asarray(spread), args.basis, coordinates=coordinates)
         u = Z_SCALE * np.einsum("gji,gj->gi", np.asarray(lower), np.asarray(args.basis.mode - mean))  # L'(y - m)
         framed = np.asarray(args.basis.framed) > 0  # the others start as without the frame (above)
@@ -377,7 +385,9 @@ def pooled_basis(
     negative eigenvalues (a direction the data do not measure) set to 0. Only groups whose
     design measures every pooled parameter (``measured``: parameter -> bool per group,
     :func:`bayescale.model.build.measured_by_design`) and whose fit succeeded are sampled in
-    the frame; the others as without it. ``None`` where nothing is pooled.
+    the frame; the others as without it, except that a group whose design measures none of its
+    level terms has its level sampled given the rest (``levelled``,
+    :func:`bayescale.model.pooled.level_frame`). ``None`` where nothing is pooled.
 
     Why not all groups: in level coordinates, a group that measures little has its values'
     map linearised where its prior and a run or two place it, and its coordinates curve
@@ -434,7 +444,17 @@ def pooled_basis(
     gradient, information = gradient * framed[:, None], information * framed[:, None, None]
     fields = (mode, values, jacobian, information, framed.astype(float), log_noise, gradient)
     fields += _in_values(information, np.asarray(jacobian), gradient, values) + level
-    return PooledBasis(*(jnp.asarray(a) for a in fields))
+    basis = PooledBasis(*(jnp.asarray(a) for a in fields))
+    # outside the frame, a group whose design measures none of its level terms has its level sampled given the
+    # rest, where those terms are all the law's in the target's units (not a rate) and the likelihood states its
+    # information about the log mean
+    terms = scaled_terms(law, treatments)
+    whole = set(terms) == {p.name for p in law.parameters if p.in_target_units} and bool(terms)
+    whole &= not likelihood.rate and hasattr(likelihood, "information")
+    levelled = ~framed & ~np.logical_or.reduce([np.asarray(measured[k], bool) for k in terms]) if whole else None
+    if levelled is not None and levelled.any():
+        basis = basis._replace(levelled=jnp.asarray(levelled, dtype=float))
+    return basis
 
 
 def _in_values(information, jacobian, gradient, values) -> tuple[np.ndarray, np.ndarray]:

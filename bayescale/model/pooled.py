@@ -98,6 +98,9 @@ class PooledBasis(NamedTuple):
     # failed measured at its pooled values with the other sites at the fitted groups' median
     level_information: jnp.ndarray  # (groups, K, K)
     level_data: jnp.ndarray  # (groups, K)
+    # (groups,): 1.0 where a group outside the frame has its level sampled given the rest (:func:`level_frame`),
+    # None where no group has
+    levelled: jnp.ndarray | None = None
 
 
 def to_coordinates(x: jnp.ndarray, names: Sequence[str], terms: Sequence[str]) -> jnp.ndarray:
@@ -319,6 +322,79 @@ def scale_frame(
     framed = basis.framed > 0
     precision = jnp.where(framed, in_precision, out_precision)
     return jnp.where(framed, in_mean, out_mean), 1.0 / jnp.sqrt(precision)
+
+
+def level_frame(
+    z: jnp.ndarray,
+    centred: jnp.ndarray,
+    levels: jnp.ndarray,
+    location: jnp.ndarray,
+    spread: jnp.ndarray,
+    prior_loc: jnp.ndarray,
+    prior_scale: jnp.ndarray,
+    basis: PooledBasis,
+    evidence,
+) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Outside the frame, each group's standard coordinates ``(groups, K)`` with its level sampled given the rest.
+
+    A group outside the frame has its values sampled as without the pilot, ``x = a + b z`` (centred, ``a, b = loc,
+    scale``; or not, ``a, b = M, S``: ``centred``). Where its level terms (``levels``: 1.0 on the law's terms in the
+    target's units) are all non-centred (one to three runs, one data budget: its design measures none of them), its
+    rows pin its loss level and little else, and hold ``z`` on a thin slab whose place moves with the population: at
+    a small spread, a funnel. So one direction ``w`` of ``z`` is sampled given the others, the one along which the
+    level moves at least cost under the population: ``w`` proportional to ``S`` times each level term's share of the
+    group's loss (``A_g e``, from the pilot's information, :func:`level_shares`; a direction fixed by the spreads,
+    not by ``z``). The reflection ``H = I - 2 h h' / h'h``, ``h = p + w`` (``H p = -w``; ``h`` never vanishes),
+    takes one slot, the pivot (the first level term), onto ``w``, and that slot holds the move's standardised
+    conditional given the others: with ``x0`` the values at zero move, ``evidence(x0, d)`` gives per group what its
+    rows say of a move ``t`` along ``d = -S w``, the law linearised at ``x0`` (``sum_i c_i j_i r_i`` and ``sum_i c_i
+    j_i^2``: :func:`bayescale.model.build.level_evidence`), so ``t`` has precision ``P = 1 + sum_i c_i j_i^2`` (its
+    prior is ``Normal(0, 1)``, exactly) and mean ``sum_i c_i j_i r_i / P``. The slot is ``mean + u / sqrt(P)``: the
+    group's standardised level where its rows pin it, its non-centred one where only the population does, at every
+    spread the chain visits. The reflection has unit Jacobian and the slot's map ``P^-1/2``: returns the coordinates
+    to map (``a + b z``) and ``log P^-1/2`` per group (0, and ``z`` as it is, for a group in the frame or with a
+    centred level term). ``group_scale=True``'s scale is conditioned the same way (:func:`scale_frame`).
+    """
+    active, pivot, w, h = _level_pieces(centred, levels, spread, basis)
+    rest = z * (1.0 - pivot)
+    z0 = _reflect(rest, h)
+    x0 = centred * (prior_loc + prior_scale * z0) + (1.0 - centred) * (location + spread * z0)
+    told, information = evidence(x0, -spread * w)
+    precision = 1.0 + information
+    mean, sd = told / precision, 1.0 / jnp.sqrt(precision)
+    mapped = z0 - (mean + sd * jnp.sum(z * pivot, axis=-1))[:, None] * w
+    return jnp.where(active[:, None], mapped, z), jnp.where(active, jnp.log(sd), 0.0)
+
+
+def level_start(
+    z: jnp.ndarray, centred: jnp.ndarray, levels: jnp.ndarray, spread: jnp.ndarray, basis: PooledBasis
+) -> jnp.ndarray:
+    """The sites that :func:`level_frame` maps to coordinates ``z`` with the level moved to its conditional mean
+    (the slot at 0; where the chains start)."""
+    active, pivot, _, h = _level_pieces(centred, levels, spread, basis)
+    return jnp.where(active[:, None], _reflect(z, h) * (1.0 - pivot), z)  # H is its own inverse
+
+
+def level_shares(basis: PooledBasis, levels: jnp.ndarray) -> jnp.ndarray:
+    """Each level term's weight in what every group's data measure of its level, ``(groups, K)``: the pilot's
+    information about the values times a shift of all level terms (``A_g e``), at least 0."""
+    return jnp.maximum(jnp.einsum("gij,j->gi", basis.level_information, levels), 0.0)
+
+
+def _level_pieces(centred, levels, spread, basis) -> tuple:
+    """``(active, pivot, w, h)`` of :func:`level_frame`, per group."""
+    n = (1.0 - centred) * levels  # (groups, K): the non-centred level terms
+    q = n * spread * level_shares(basis, levels)
+    size = jnp.sum(q**2, axis=-1)
+    active = (basis.levelled > 0) & jnp.all(n == levels, axis=-1) & (size > 0)
+    w = q / jnp.sqrt(jnp.where(active, size, 1.0))[:, None]  # 1 where unused: no sqrt'(0) in the gradient
+    pivot = jax.nn.one_hot(jnp.argmax(levels > 0), n.shape[-1], dtype=q.dtype) * jnp.ones_like(q)
+    return active, pivot, w, pivot + w
+
+
+def _reflect(z, h) -> jnp.ndarray:
+    """``H z`` with ``H = I - 2 h h' / h'h`` (:func:`level_frame`)."""
+    return z - 2.0 * h * (jnp.sum(h * z, axis=-1) / jnp.sum(h * h, axis=-1))[:, None]
 
 
 def weighed(basis: PooledBasis, log_noise, information: jnp.ndarray, data: jnp.ndarray) -> tuple:
