@@ -200,10 +200,12 @@ def test_pilot_changes_the_parameterisation(families):
     df, _ = families
     model = bs.ScalingModel(LAW, group="family", pilot=True)
     data = model.validate(df)
-    centred = args_of(model, data).centred
+    args = args_of(model, data)
+    centred = args.centred
     # six families measure their exponent and differ by more than their runs leave in doubt;
-    # the sparse one (2 runs) cannot measure it
+    # the sparse one (2 runs) cannot measure it, nor its level terms: its level is sampled given the rest
     assert centred["alpha"].tolist() == [1.0] * 6 + [0.0]
+    assert args.basis.levelled.tolist() == [0.0] * 6 + [1.0] and args.basis.level_rows.tolist() == [48, 49]
     assert args_of(bs.ScalingModel(LAW, group="family", pilot=False), data).centred["alpha"].tolist() == [0.0] * 7
     # by default the pilot runs for one fit (its frame) and not for many (fit_many's groups are padded)
     assert args_of(bs.ScalingModel(LAW, group="family"), data).basis is not None

@@ -174,21 +174,26 @@ def level_evidence(
     ``(groups, K)``, ``names``' order; the other parameters' values in ``groups``), the law linearised at
     ``x0``: ``(sum_i c_i j_i r_i, sum_i c_i j_i^2)`` per group, ``r_i`` the residual of the log target at
     ``x0``, ``j_i`` the log mean's derivative along ``move`` and ``c_i`` the likelihood's Fisher information
-    about the log mean (:func:`bayescale.model.pooled.level_frame`)."""
+    about the log mean, over the levelled groups' rows (``args.basis.level_rows``; the other groups' sums are 0 and
+    unused). :func:`bayescale.model.pooled.level_frame`."""
+
+    at = args.basis.level_rows  # only the levelled groups' rows: the others' say is not used
+    group, observed = args.group[at], args.observed[at]
+    noise_log_sd = None if args.noise_log_sd is None else args.noise_log_sd[at]
 
     def log_mean(x):
         values = dict(groups) | {k: x[:, i] for i, k in enumerate(names)}
-        rows = {k: v[args.group] if jnp.ndim(v) == 1 else v for k, v in values.items()}
-        return law.log_mean(from_transformed(law, rows), args.log_x)
+        rows = {k: v[group] if jnp.ndim(v) == 1 else v for k, v in values.items()}
+        return law.log_mean(from_transformed(law, rows), {k: v[..., at] for k, v in args.log_x.items()})
 
     mean, slope = jax.jvp(log_mean, (x0,), (move,))
-    noise = {k: v[args.group] if jnp.ndim(v) == 1 else v for k, v in noise.items()}
-    information = likelihood.information(noise, args.noise_log_sd) * jnp.ones_like(args.observed)
+    noise = {k: v[group] if jnp.ndim(v) == 1 else v for k, v in noise.items()}
+    information = likelihood.information(noise, noise_log_sd) * jnp.ones_like(observed)
     if args.mask is not None:
-        information = information * args.mask
+        information = information * args.mask[at]
     n_groups = x0.shape[0]
-    told = jax.ops.segment_sum(information * slope * (args.observed - mean), args.group, n_groups)
-    return told, jax.ops.segment_sum(information * slope**2, args.group, n_groups)
+    told = jax.ops.segment_sum(information * slope * (observed - mean), group, n_groups)
+    return told, jax.ops.segment_sum(information * slope**2, group, n_groups)
 
 
 def simulate_nested(names: tuple[str, ...], location, within, between, args: ModelArgs, n_groups: int) -> dict:

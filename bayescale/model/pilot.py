@@ -453,7 +453,8 @@ def pooled_basis(
     whole &= not likelihood.rate and hasattr(likelihood, "information")
     levelled = ~framed & ~np.logical_or.reduce([np.asarray(measured[k], bool) for k in terms]) if whole else None
     if levelled is not None and levelled.any():
-        basis = basis._replace(levelled=jnp.asarray(levelled, dtype=float))
+        rows = np.flatnonzero(levelled[np.asarray(groups)])
+        basis = basis._replace(levelled=jnp.asarray(levelled, dtype=float), level_rows=jnp.asarray(rows))
     return basis
 
 

@@ -101,6 +101,7 @@ class PooledBasis(NamedTuple):
     # (groups,): 1.0 where a group outside the frame has its level sampled given the rest (:func:`level_frame`),
     # None where no group has
     levelled: jnp.ndarray | None = None
+    level_rows: jnp.ndarray | None = None  # the rows of those groups (indices), which alone say of their level
 
 
 def to_coordinates(x: jnp.ndarray, names: Sequence[str], terms: Sequence[str]) -> jnp.ndarray:
