@@ -340,7 +340,7 @@ def level_frame(
 
     A group outside the frame has its values sampled as without the pilot, ``x = a + b z`` (centred, ``a, b = loc,
     scale``; or not, ``a, b = M, S``: ``centred``). Where its level terms (``levels``: 1.0 on the law's terms in the
-    target's units) are all non-centred (one to three runs, one data budget: its design measures none of them), its
+    target's units) are all non-centred (a run or a few: its design measures none of them), its
     rows pin its loss level and little else, and hold ``z`` on a thin slab whose place moves with the population: at
     a small spread, a funnel. So one direction ``w`` of ``z`` is sampled given the others, the one along which the
     level moves at least cost under the population: ``w`` proportional to ``S`` times each level term's share of the
