@@ -294,9 +294,9 @@ def starting_point(
         location = loc + scale * np.array([float(point[f"{k}_pop_z"]) / Z_SCALE for k in names])
         spread = scale * np.exp([float(point[f"{k}_tau"]) for k in names])
         coordinates = (names, pooled_level_terms(law, treatments))
+        levels = np.array([float(k in scaled_terms(law, treatments)) for k in names])  # == scaled, where given
+        c = np.stack([np.asarray(centred[k], float) for k in names], axis=-1)
         if scaled:  # each group about its scale's conditional mean (v = 0), as sample_pooled maps it
-            levels = np.array([float(k in scaled) for k in names])
-            c = np.stack([np.asarray(centred[k], float) for k in names], axis=-1)
             u = np.stack([point[z_site(k)] for k in names], axis=-1) / Z_SCALE
             values = c * (loc + scale * u) + (1.0 - c) * (location + spread * u)
             tau = np.exp(float(point[f"{SCALE_SITE}_tau"]))
@@ -309,10 +309,8 @@ def starting_point(
             centre, _ = pooled.outer_frame(*population, args.basis, args.outer, len(args.outer_ids))
             location = np.asarray(centre)[np.asarray(args.outer)]
         if args.basis.levelled is not None and not scaled:  # a levelled group's level at its conditional mean
-            levels = jnp.asarray([float(k in scaled_terms(law, treatments)) for k in names])
-            c = jnp.stack([jnp.asarray(centred[k], float) for k in names], axis=-1)
             z = jnp.stack([jnp.asarray(point[z_site(k)]) for k in names], axis=-1) / Z_SCALE
-            sites = pooled.level_start(z, c, levels, jnp.asarray(spread), args.basis)
+            sites = pooled.level_start(z, jnp.asarray(c), jnp.asarray(levels), jnp.asarray(spread), args.basis)
             for i, k in enumerate(names):
                 point[z_site(k)] = Z_SCALE * np.clip(np.asarray(sites[:, i]), -START_CLIP, START_CLIP)
         mean, lower = pooled.frame(jnp.asarray(location), jnp.asarray(spread), args.basis, coordinates=coordinates)
