@@ -91,6 +91,10 @@ class AccuracyLaw(OneInputLaw):
         return 3.0 if self.rising else 1.02
 
     @property
+    def midpoint(self) -> tuple[str, str, float]:
+        return ("B", f"{self.x}_mid", 1.0 if self.rising else -1.0)
+
+    @property
     def formula(self) -> str:
         sign = "" if self.rising else "-"
         top = "top" if self.ceiling is None else f"{self.ceiling:g}"

@@ -104,6 +104,11 @@ class Law:
     #: :func:`bayescale.model.build.shared_level_terms`). ``None``: each parameter has its own
     #: standardised coordinate.
     level_terms: ClassVar[tuple[str, ...] | None] = None
+    #: ``(steepness, location, sign)`` where the law rises as ``sigmoid(sign * B * log(x / x_mid))``
+    #: (``sign`` -1 where it rises as ``x`` falls): when both are shared and nothing is pooled, NUTS
+    #: samples ``x_mid`` as the curve's progress at the far end of the data
+    #: (:func:`bayescale.model.build.sample_midpoint`). ``None``: no such pair.
+    midpoint: ClassVar[tuple[str, str, float] | None] = None
     #: The likelihood a model of this law gets unless given one (a name of ``bs.likelihoods.LIKELIHOODS``):
     #: residuals on ``log(target)`` for losses; a law of a rate in (0, 1) names one for rates.
     default_likelihood: ClassVar[str] = "student_t"

@@ -151,6 +151,10 @@ class SigmoidLaw(OneInputLaw):
         return f"R0 + gain / (1 + ({self.x}_mid/{self.x})^B)"
 
     @property
+    def midpoint(self) -> tuple[str, str, float]:
+        return ("B", f"{self.x}_mid", 1.0)
+
+    @property
     def parameters(self) -> tuple[Parameter, ...]:
         x = self.x
         return (
@@ -202,6 +206,10 @@ class RateSigmoidLaw(OneInputLaw):
     @property
     def formula(self) -> str:
         return f"R0 + (1 - R0) sigmoid(lift) / (1 + ({self.x}_mid/{self.x})^B)"
+
+    @property
+    def midpoint(self) -> tuple[str, str, float]:
+        return ("B", f"{self.x}_mid", 1.0)
 
     @property
     def parameters(self) -> tuple[Parameter, ...]:

@@ -90,16 +90,20 @@ def build(
     treatments = dict(treatments or {})
     terms = shared_level_terms(law, treatments) if level_coordinates else ()
     pooled_terms, pooled_params = pooled_level_terms(law, treatments), pooled_names(law, treatments)
+    curve = shared_midpoint(law, treatments) if level_coordinates and not pooled_params else None
+    own_coordinates = terms + (curve[:2] if curve else ())  # sampled jointly, not one site per parameter
     level_names = scaled_terms(law, treatments)  # the pooled terms in the target's units
 
     def model(args: ModelArgs) -> None:
         n_groups = 0 if args.group_ids is None else args.group_ids.shape[0]
         groups = sample_power_terms(terms, args) if terms else {}
+        if curve:
+            groups.update(sample_midpoint(curve, law.parameter(curve[1]).location_of, args))
         population = dict(groups)
         common = sample_scale(args, n_groups) if scaled and n_groups else None  # (tau, shift or None)
         hyper = {}  # pooled parameter -> (population location, spread), standardised, where args.basis is given
         for par in law.parameters:
-            if par.name in terms:
+            if par.name in own_coordinates:
                 continue
             how = treatments.get(par.name, "shared")
             loc, scale = args.prior_loc[par.name], args.prior_scale[par.name]
@@ -517,6 +521,93 @@ def sample_power_terms(terms: tuple[str, ...], args: ModelArgs) -> dict:
         slope = coordinate(z_site(alpha), out[a] + loc[alpha], scale[alpha], loc[a] + loc[alpha], scale[alpha])
         out[alpha] = slope - out[a]
     return out
+
+
+def shared_midpoint(law: Law, treatments: Mapping[str, str]) -> tuple[str, str, float] | None:
+    """The law's :attr:`~bayescale.laws.Law.midpoint` where both of its parameters are shared, else ``None``.
+
+    Examples
+    --------
+    >>> import bayescale as bs
+    >>> shared_midpoint(bs.laws.AccuracyLaw("bpb", chance=0.25, rising=False), {})
+    ('B', 'bpb_mid', -1.0)
+    >>> shared_midpoint(bs.laws.AccuracyLaw("C", chance=0.25), {"C_mid": "pooled"}) is None
+    True
+    """
+    pair = law.midpoint
+    if pair is None or any(treatments.get(name, "shared") != "shared" for name in pair[:2]):
+        return None
+    return pair
+
+
+def sample_midpoint(curve: tuple[str, str, float], x: str, args: ModelArgs) -> dict:
+    """``log B`` and ``log(x_mid / x_ref)`` of a sigmoid in ``sign * B * log(x / x_mid)``, via its climb over the data.
+
+    ``B`` is sampled from its own standardised site; ``x_mid``'s site holds
+    ``phi(q_low) + phi(q_high)`` (:class:`Progress`), where ``q_low`` and ``q_high`` are
+    the log-odds of the share of the climb reached at the two ends of the data and
+    ``phi(q) = sign(q) log(1 + |q|)``; the prior is the law's, with the map's Jacobian.
+    Where every run is still at the floor (a task at chance) the data say ``q_high < -c``,
+    where every run is at the ceiling ``q_low > c``: walls of fixed width in this coordinate,
+    where in ``(log B, log x_mid)`` they are ``|log(x_mid / x_end)| > c / B``, sharper the
+    steeper the curve (NUTS diverged there). The map's ``B`` is floored at a climb of 2
+    log-odds across the data (``benchmarks/bench_accuracy_health.py`` measures both).
+    """
+    steep, mid, sign = curve
+    log_b = args.prior_loc[steep] + args.prior_scale[steep] * _standard(z_site(steep))
+    low, high = jnp.min(args.log_x[x]), jnp.max(args.log_x[x])
+    half = jnp.maximum((high - low) / 2, 0.1)
+    # the map's steepness: B, but no less than a climb of 2 log-odds across the data, below which the data
+    # see no climb and a coordinate scaled by B would pinch the prior of x_mid into a funnel
+    steepness = jnp.exp(log_b) + 1.0 / half
+    progress = Progress(args.prior_loc[mid], args.prior_scale[mid], steepness, (low + high) / 2, half, sign)
+    return {steep: log_b, mid: progress.location(numpyro.sample(z_site(mid), progress))}
+
+
+class Progress(dist.Distribution):
+    """The prior of a sigmoid's midpoint ``m ~ Normal(loc, scale)`` (in log input) in the coordinate
+    :func:`sample_midpoint` samples: ``Z_SCALE (phi(p - g) + phi(p + g))``, with ``p = sign b (centre - m)``
+    the log-odds of the climb at the data's centre and ``g = b * half_range``.
+
+    Exact both ways: :meth:`sample` draws ``m`` and maps it (simulation); :meth:`log_prob` is the
+    Normal at the mapped-back ``m`` times ``|dm / dvalue|``. The inverse is closed-form on each of
+    ``p < -g``, ``|p| <= g`` and ``p > g``.
+    """
+
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
+    support = constraints.real
+
+    def __init__(self, loc, scale, steepness, centre, half_range, sign: float) -> None:
+        self.loc, self.scale, self.steepness, self.sign = loc, scale, steepness, sign
+        self.centre, self.gap = centre, steepness * half_range
+        super().__init__(batch_shape=jnp.shape(loc))
+
+    @staticmethod
+    def _phi(q):
+        return jnp.sign(q) * jnp.log1p(jnp.abs(q))
+
+    def _centre_logit(self, value):
+        """``p`` at a value of the coordinate (every branch finite, so ``where`` keeps gradients clean)."""
+        w, g = value / Z_SCALE, self.gap
+        edge = jnp.log1p(2.0 * g)
+        above = jnp.sqrt(jnp.exp(jnp.clip(w, -700.0, 700.0)) + g**2) - 1.0
+        below = 1.0 - jnp.sqrt(jnp.exp(jnp.clip(-w, -700.0, 700.0)) + g**2)
+        return jnp.where(w > edge, above, jnp.where(w < -edge, below, (1.0 + g) * jnp.tanh(w / 2.0)))
+
+    def location(self, value):
+        """``m`` at a value of the coordinate."""
+        return self.centre - self.sign * self._centre_logit(value) / self.steepness
+
+    def sample(self, key, sample_shape=()):
+        m = self.loc + self.scale * jax.random.normal(key, sample_shape + self.batch_shape)
+        p = self.sign * self.steepness * (self.centre - m)
+        return Z_SCALE * (self._phi(p - self.gap) + self._phi(p + self.gap))
+
+    def log_prob(self, value):
+        p, g = self._centre_logit(value), self.gap
+        slope = 1.0 / (1.0 + jnp.abs(p - g)) + 1.0 / (1.0 + jnp.abs(p + g))  # d value / dp, over Z_SCALE
+        normal = dist.Normal(self.loc, self.scale).log_prob(self.location(value))
+        return normal - jnp.log(slope) - jnp.log(self.steepness) - jnp.log(Z_SCALE)
 
 
 INFORMATIVE_VALUES = 3  # distinct values of an input a group needs for its term to be measured
