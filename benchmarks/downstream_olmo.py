@@ -18,7 +18,8 @@ of its median, beside the paper's own chained and step-2 errors at 13B (``paper_
 
 ``--step2 runs`` gives each ladder run its own midpoint (``group="run", pooled=["bpb_mid"]``), and a
 new run draws one from the ladder's (``downstream_olmo_<runs>_runs.csv``); ``--thin K`` fits step 2 to
-at most K checkpoints per run (``_thinK.csv``).
+at most K checkpoints per run (``_thinK.csv``). ``--inner`` fits both steps below 3B and scores the
+ladder's own 3B runs (``downstream_olmo_inner.csv``): how honest the bands are inside the ladder.
 
     BAYESCALE_DATA_DIR=../shared/datasets python benchmarks/downstream_olmo.py --out benchmarks/results
 """
@@ -130,6 +131,47 @@ def run_task(
     return rows
 
 
+def inner(tasks: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Both steps fitted to the ladder below 3B, predicting the 3B runs' final accuracy: the bands' honesty
+    inside the ladder, from the 3B runs' measured bpb (with the chain's risk at their distance) and chained."""
+    rows = []
+    df = ladder(tasks, "all")
+    for task in PAPER_TASKS:
+        t = df[df["task"] == task]
+        keep = t.groupby("run")["step"].transform(lambda s: s > s.min() + SKIP * (s.max() - s.min()))
+        below = t["N"] < 3e9
+        final = t[below].groupby("run").tail(1)
+        held = t[~below].sort_values("step").groupby("run").tail(SMOOTH).groupby("run").mean(numeric_only=True)
+        first = bs.ScalingModel(bs.laws.Chinchilla(), target="bpb").fit(final, seed=seed)
+        law = bs.laws.AccuracyLaw("bpb", chance=float(t["chance"].iloc[0]), rising=False, ceiling=1.0)
+        second = bs.ScalingModel(law, target="acc").fit(t[keep & below], seed=seed)
+        distance = first.extrapolation(held[["N", "D"]])
+        measured = np.broadcast_to(held["bpb"].to_numpy(), (second.draws("B").size, len(held)))
+        alone = second.predict_from_draws({"bpb": measured}, held[["bpb"]], distance=distance).interval(0.9)
+        chained = bs.Chain(first, second).predict(held[["N", "D"]]).interval(0.9)
+        for i, run in enumerate(held.index):
+            acc = held["acc"].iloc[i]
+            rows.append(
+                {
+                    "task": task,
+                    "run": run,
+                    "decades": float(distance[i]),
+                    "actual": acc,
+                    "step2_median": alone["median"].iloc[i],
+                    "step2_covered": alone["lower"].iloc[i] <= acc <= alone["upper"].iloc[i],
+                    "chained_median": chained["median"].iloc[i],
+                    "chained_covered": chained["lower"].iloc[i] <= acc <= chained["upper"].iloc[i],
+                }
+            )
+        print(f"{task} done", flush=True)
+    table = pd.DataFrame(rows)
+    for how in ("step2", "chained"):
+        error = (table[f"{how}_median"] - table["actual"]).abs().mean() * 100
+        covered = table[f"{how}_covered"].sum()
+        print(f"3B runs, {how}: mean abs error {error:.2f} points, 90% covers {covered}/{len(table)}")
+    return table
+
+
 def report(table: pd.DataFrame) -> None:
     t = table.copy()
     t["abs_err"] = (t["median"] - t["actual"]).abs() * 100
@@ -175,9 +217,16 @@ def main() -> None:
         help="single: one curve through every checkpoint (the paper's); runs: a midpoint per run, pooled",
     )
     parser.add_argument("--thin", type=int, help="step 2 on at most this many checkpoints per run (checkpoints.thin)")
+    parser.add_argument("--inner", action="store_true", help="fit below 3B and score the ladder's 3B runs instead")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     tasks = bs.datasets.load("olmo_ladder_tasks")
+    if args.inner:
+        table = inner(tasks, args.seed)
+        if args.out is not None:
+            args.out.mkdir(parents=True, exist_ok=True)
+            table.to_csv(args.out / "downstream_olmo_inner.csv", index=False)
+        return
     fit_rows = ladder(tasks, args.runs, args.smooth)
     goals = targets(tasks)
     rows = []
