@@ -106,8 +106,8 @@ class Law:
     level_terms: ClassVar[tuple[str, ...] | None] = None
     #: ``(steepness, location, sign)`` where the law rises as ``sigmoid(sign * B * log(x / x_mid))``
     #: (``sign`` -1 where it rises as ``x`` falls): when both are shared and nothing is pooled, NUTS
-    #: samples ``x_mid`` as the curve's progress at the far end of the data
-    #: (:func:`bayescale.model.build.sample_midpoint`). ``None``: no such pair.
+    #: samples ``x_mid`` through the climb's progress at the two ends of the data (same prior and
+    #: posterior; :func:`bayescale.model.build.sample_midpoint`). ``None``: no such pair.
     midpoint: ClassVar[tuple[str, str, float] | None] = None
     #: The likelihood a model of this law gets unless given one (a name of ``bs.likelihoods.LIKELIHOODS``):
     #: residuals on ``log(target)`` for losses; a law of a rate in (0, 1) names one for rates.
