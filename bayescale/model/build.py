@@ -606,7 +606,7 @@ class Progress(dist.Distribution):
     def log_prob(self, value):
         p, g = self._centre_logit(value), self.gap
         slope = 1.0 / (1.0 + jnp.abs(p - g)) + 1.0 / (1.0 + jnp.abs(p + g))  # d value / dp, over Z_SCALE
-        normal = dist.Normal(self.loc, self.scale).log_prob(self.location(value))
+        normal = dist.Normal(self.loc, self.scale).log_prob(self.centre - self.sign * p / self.steepness)
         return normal - jnp.log(slope) - jnp.log(self.steepness) - jnp.log(Z_SCALE)
 
 
