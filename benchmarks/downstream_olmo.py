@@ -141,7 +141,7 @@ def inner(tasks: pd.DataFrame, seed: int) -> pd.DataFrame:
         keep = t.groupby("run")["step"].transform(lambda s: s > s.min() + SKIP * (s.max() - s.min()))
         below = t["N"] < 3e9
         final = t[below].groupby("run").tail(1)
-        held = t[~below].sort_values("step").groupby("run").tail(SMOOTH).groupby("run").mean(numeric_only=True)
+        held = t[~below].groupby("run").tail(1).set_index("run")  # the mean of its last SMOOTH evaluations
         first = bs.ScalingModel(bs.laws.Chinchilla(), target="bpb").fit(final, seed=seed)
         law = bs.laws.AccuracyLaw("bpb", chance=float(t["chance"].iloc[0]), rising=False, ceiling=1.0)
         second = bs.ScalingModel(law, target="acc").fit(t[keep & below], seed=seed)
