@@ -294,7 +294,8 @@ def starting_point(
         location = loc + scale * np.array([float(point[f"{k}_pop_z"]) / Z_SCALE for k in names])
         spread = scale * np.exp([float(point[f"{k}_tau"]) for k in names])
         coordinates = (names, pooled_level_terms(law, treatments))
-        levels = np.array([float(k in scaled_terms(law, treatments)) for k in names])  # == scaled, where given
+        level_names = scaled_terms(law, treatments)
+        levels = np.array([float(k in level_names) for k in names])  # == scaled, where given
         c = np.stack([np.asarray(centred[k], float) for k in names], axis=-1)
         if scaled:  # each group about its scale's conditional mean (v = 0), as sample_pooled maps it
             u = np.stack([point[z_site(k)] for k in names], axis=-1) / Z_SCALE
