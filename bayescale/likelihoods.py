@@ -211,7 +211,8 @@ class Binomial:
 
     def draw_log_target(self, rng, log_mean, params, noise_log_sd=None, trials=None) -> np.ndarray:
         log_rate = np.asarray(log_mean)
-        inside = log_rate < 0.0  # no count where the law's rate is at or above 1: nan, as in RateBinomial
+        # a rate of 1 (a law's limit, rounded) gets every trial right; above 1 no count: nan, as in RateBinomial
+        inside = log_rate <= 0.0
         n = np.broadcast_to(np.asarray(trials, dtype=np.int64), log_rate.shape)
         k = rng.binomial(n, np.where(inside, np.exp(np.minimum(log_rate, 0.0)), 0.0))
         with np.errstate(divide="ignore"):  # 0 of n right is log rate -inf
@@ -254,7 +255,7 @@ class RateBinomial(dist.Distribution):
         return jnp.where(inside, log_choose + hits + (n - k) * log_q, -jnp.inf)
 
     def sample(self, key, sample_shape=()):
-        p = jnp.where(self.log_rate < 0.0, jnp.exp(self.log_rate), jnp.nan)
+        p = jnp.where(self.log_rate <= 0.0, jnp.exp(self.log_rate), jnp.nan)
         shape = sample_shape + self.batch_shape
         return jax.random.binomial(key, self.total_count, p, shape=shape).astype(jnp.float64)
 
@@ -306,8 +307,9 @@ class LogitNormal:
     def draw_log_target(self, rng, log_mean, params, noise_log_sd=None, trials=None) -> np.ndarray:
         log_rate = np.asarray(log_mean)
         scale = _scale(np.asarray(params["sigma"]), noise_log_sd, np)
-        with np.errstate(divide="ignore", over="ignore"):  # a rate at 0 or 1 has log-odds -inf or inf
-            logit_p = np.where(log_rate < 0.0, _logit_of_log(np.minimum(log_rate, -1e-300), np), np.nan)
+        # a rate of 1 (a law's limit, rounded) draws 1, its noise's limit; above 1: nan
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):  # a rate at 0 has log-odds -inf
+            logit_p = np.where(log_rate <= 0.0, _logit_of_log(np.minimum(log_rate, -1e-300), np), np.nan)
             return -np.logaddexp(0.0, -(logit_p + scale * rng.standard_normal(log_rate.shape)))  # log sigmoid
 
     def log_target(self, observation, trials=None):
@@ -342,7 +344,7 @@ class LogLogitNormal(dist.Distribution):
 
     def sample(self, key, sample_shape=()):
         shape = sample_shape + self.batch_shape
-        logit_p = jnp.where(self.log_rate < 0.0, _logit_of_log(jnp.minimum(self.log_rate, -1e-300)), jnp.nan)
+        logit_p = jnp.where(self.log_rate <= 0.0, _logit_of_log(jnp.minimum(self.log_rate, -1e-300)), jnp.nan)
         return jax.nn.log_sigmoid(logit_p + self.scale * jax.random.normal(key, shape))
 
 

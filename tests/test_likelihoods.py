@@ -46,10 +46,14 @@ def test_host_draws_follow_the_likelihood_s_distribution(likelihood, params, noi
             assert stats.ks_2samp(a, b).pvalue > 1e-3, row
 
 
-def test_no_count_where_the_rate_is_at_or_above_one():
+def test_a_rate_of_one_draws_one_and_above_one_nothing():
+    """A law's limit of 1, reached by rounding far beyond the data, draws its noise's limit; above 1 is nan."""
     log_rate = np.array([[np.log(0.5), 0.0, 0.1]])
-    drawn = bs.likelihoods.Binomial("n").draw_log_target(np.random.default_rng(0), log_rate, {}, None, [10, 10, 10])
-    assert np.isfinite(drawn[0, 0]) and np.isnan(drawn[0, 1:]).all()
+    rng = np.random.default_rng(0)
+    drawn = bs.likelihoods.Binomial("n").draw_log_target(rng, log_rate, {}, None, [10, 10, 10])
+    assert np.isfinite(drawn[0, 0]) and drawn[0, 1] == 0.0 and np.isnan(drawn[0, 2])
+    drawn = bs.likelihoods.LogitNormal().draw_log_target(rng, np.repeat(log_rate, 100, 0), {"sigma": 0.5})
+    assert (drawn[:, 0] < 0).all() and (np.exp(drawn[:, 1]) == 1.0).all() and np.isnan(drawn[:, 2]).all()
 
 
 def test_the_host_generator_follows_the_jax_key():
