@@ -45,7 +45,7 @@ def test_the_law_stays_between_its_floor_and_a_ceiling_of_at_most_one(ceiling):
                 acc = np.asarray(law.mean(p, C=x))
                 floor = 0.0 if chance == 0 else 1 / (1 + (1 - chance) / chance * np.exp(-p["floor_shift"]))
                 top = ceiling if ceiling is not None else floor + (1 - floor) / (1 + np.exp(-p["lift"]))
-                assert np.all(acc >= floor - 1e-12) and np.all(acc <= top + 1e-12) and np.all(acc <= 1 + 1e-15)
+                assert np.all(acc >= floor - 1e-12) and np.all(acc <= top + 1e-12) and np.all(acc <= 1.0)
                 assert np.all(np.diff(acc) >= -1e-12) if rising else np.all(np.diff(acc) <= 1e-12)
     assert "floor_shift" not in bs.laws.AccuracyLaw("C", chance=0.0).parameter_names
     falling = bs.laws.AccuracyLaw("bpb", chance=0.25, rising=False, ceiling=1.0)
@@ -293,6 +293,27 @@ def test_a_task_at_chance_with_a_known_ceiling_samples_without_divergences():
     fit = bs.ScalingModel(bs.laws.AccuracyLaw("C", chance=0.25, ceiling=1.0), target="acc").fit(at_chance(), seed=0)
     assert int(fit.idata.sample_stats["diverging"].sum()) == 0
     assert float(fit.draws("C_mid").min()) > 1e21  # the climb has not begun inside the data
+    # far on, many draws' accuracy rounds to the ceiling of 1: new runs drawn there are 1, not nan
+    band = fit.predict(C=[1e24, 1e40]).interval(0.9)
+    assert np.isfinite(band[["lower", "median", "upper"]]).all(axis=None) and band["upper"].iloc[-1] == 1.0
+
+
+def test_near_a_ceiling_of_one_the_law_s_log_stays_below_zero_with_finite_gradients():
+    """The upper half of the climb is computed down from the top: ``floor + headroom`` rounds above 1."""
+    law = bs.laws.AccuracyLaw("C", chance=0.25, ceiling=1.0)
+    p = {"floor_shift": jnp.asarray(0.3), "B": jnp.asarray(2.0), "log_C_mid": jnp.asarray(0.0)}
+    log_x = jnp.linspace(-400.0, 400.0, 801)
+    log_mean = jax.vmap(lambda lx: law.log_mean(p, {"C": lx}))(log_x)
+    assert float(jnp.max(log_mean)) <= 0.0
+    near = np.asarray(log_mean[(log_x > 5) & (log_x < 15)])  # accuracy 1 - (1 - floor) e^-2x: exact in logs
+    floor = 1 / (1 + 3 * np.exp(-0.3))
+    expected = np.log1p(-(1 - floor) / (1 + np.exp(2.0 * np.asarray(log_x[(log_x > 5) & (log_x < 15)]))))
+    np.testing.assert_allclose(near, expected, rtol=1e-12)
+    for chance in (0.0, 0.25):  # both halves' gradients finite everywhere, also with no floor
+        curve = bs.laws.AccuracyLaw("C", chance=chance, ceiling=1.0)
+        q = {k: v for k, v in p.items() if k in curve.parameter_names or k == "log_C_mid"}
+        grads = jax.vmap(jax.grad(lambda q, lx: curve.log_mean(q, {"C": lx})), in_axes=(None, 0))(q, log_x)
+        assert all(bool(jnp.isfinite(g).all()) for g in grads.values())
 
 
 @pytest.mark.parametrize("sign", [1.0, -1.0])

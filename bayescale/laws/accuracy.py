@@ -40,7 +40,8 @@ class AccuracyLaw(OneInputLaw):
     Notes
     -----
     ``B`` is the steepness in ``log x`` and ``x_mid`` the input at which the curve is halfway
-    up. Against task loss this is the second step of Bhagia et al. (Establishing Task Scaling
+    up. ``B``'s prior is log-normal (sd 1.5) with its median at 0.5 against a scale (a climb from
+    12% to 88% of the way over three to four decades) and at 2 against a loss. Against task loss this is the second step of Bhagia et al. (Establishing Task Scaling
     Laws via Compute-Efficient Model Ladders, 2024), who anchor the curve with an "ideal point"
     of accuracy 1 at zero loss (here ``ceiling=1``); against compute it is the accuracy curve of
     Ruan et al.'s observational scaling laws, whose families differ by a shift of ``C_mid``
@@ -108,8 +109,8 @@ class AccuracyLaw(OneInputLaw):
         return (
             *((floor,) if self.chance > 0 else ()),  # no chance level (free answers): the floor is 0
             *((lift,) if self.ceiling is None else ()),
-            # in log x: ~0.5 against compute (decades of it), ~10 against a loss (a few tenths of a nat)
-            Parameter("B", LogNormal(2.0, 1.5), description=f"steepness in log {x}"),
+            # per e-fold of x: ~0.5 against a scale (a climb over a few decades), ~5 against a loss (a few tenths of a nat)
+            Parameter("B", LogNormal(0.5 if self.rising else 2.0, 1.5), description=f"steepness in log {x}"),
             Parameter(f"{x}_mid", LogNormal(1.0, 3.0), location_of=x, description=f"{x} halfway up"),
         )
 
@@ -127,15 +128,26 @@ class AccuracyLaw(OneInputLaw):
         return jnp.log(floor), jnp.log(self.ceiling - floor)
 
     def log_mean(self, p, log_x):
-        sign = 1.0 if self.rising else -1.0
-        rise = jax.nn.log_sigmoid(sign * p["B"] * (log_x[self.x] - p[f"log_{self.x}_mid"]))
+        climb = (1.0 if self.rising else -1.0) * p["B"] * (log_x[self.x] - p[f"log_{self.x}_mid"])
         log_floor, log_headroom = self._floor_and_headroom(p)
-        return jnp.logaddexp(log_floor, log_headroom + rise)
+        log_top = self._log_top(log_floor, log_headroom)
+        # the lower half up from the floor, the upper half down from the top: near a ceiling of 1 the
+        # accuracy's log stays below 0 (floor + headroom rounds above 1); each half's climb clipped to
+        # its side, so the branch not taken has finite gradients
+        below = jnp.logaddexp(log_floor, log_headroom + jax.nn.log_sigmoid(jnp.minimum(climb, 0.0)))
+        fall = log_headroom - log_top + jax.nn.log_sigmoid(-jnp.maximum(climb, 0.0))
+        return jnp.where(climb < 0.0, below, log_top + jnp.log1p(-jnp.exp(fall)))
+
+    def _log_top(self, log_floor, log_headroom):
+        """``log(floor + headroom)``, at most 0."""
+        if self.ceiling is not None:
+            return math.log(self.ceiling)
+        return jnp.minimum(jnp.logaddexp(log_floor, log_headroom), 0.0)
 
     def log_ceiling(self, p):
         if self.ceiling is not None:  # fixed (1 at most): every finite input's accuracy is below it
             return None
-        return jnp.logaddexp(*self._floor_and_headroom(p))
+        return self._log_top(*self._floor_and_headroom(p))
 
     def config(self) -> dict:
         args = {"x": self.x, "chance": self.chance, "rising": self.rising, "ceiling": self.ceiling}
