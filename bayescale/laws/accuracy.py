@@ -41,12 +41,14 @@ class AccuracyLaw(OneInputLaw):
     -----
     ``B`` is the steepness in ``log x`` and ``x_mid`` the input at which the curve is halfway
     up. ``B``'s prior is log-normal (sd 1.5) with its median at 0.5 against a scale (a climb from
-    12% to 88% of the way over three to four decades) and at 2 against a loss. Against task loss this is the second step of Bhagia et al. (Establishing Task Scaling
-    Laws via Compute-Efficient Model Ladders, 2024), who anchor the curve with an "ideal point"
-    of accuracy 1 at zero loss (here ``ceiling=1``); against compute it is the accuracy curve of
-    Ruan et al.'s observational scaling laws, whose families differ by a shift of ``C_mid``
-    (``pooled=["C_mid"]``). The default likelihood is :class:`bayescale.likelihoods.LogitNormal`,
-    residuals on the log-odds of an averaged accuracy; a Binomial on counts also works.
+    12% to 88% of the way over three to four decades) and at 2 against a loss.
+
+    Against task loss this is the second step of Bhagia et al. (Establishing Task Scaling Laws via
+    Compute-Efficient Model Ladders, 2024), who anchor the curve with an "ideal point" of accuracy 1
+    at zero loss (here ``ceiling=1``); against compute it is the accuracy curve of Ruan et al.'s
+    observational scaling laws, whose families differ by a shift of ``C_mid`` (``pooled=["C_mid"]``).
+    The default likelihood is :class:`bayescale.likelihoods.LogitNormal`, residuals on the log-odds
+    of an averaged accuracy; a Binomial on counts also works.
 
     Examples
     --------
@@ -109,7 +111,7 @@ class AccuracyLaw(OneInputLaw):
         return (
             *((floor,) if self.chance > 0 else ()),  # no chance level (free answers): the floor is 0
             *((lift,) if self.ceiling is None else ()),
-            # per e-fold of x: ~0.5 against a scale (a climb over a few decades), ~5 against a loss (a few tenths of a nat)
+            # per e-fold of x: ~0.5 against a scale (a climb over decades), ~5 against a loss (tenths of a nat)
             Parameter("B", LogNormal(0.5 if self.rising else 2.0, 1.5), description=f"steepness in log {x}"),
             Parameter(f"{x}_mid", LogNormal(1.0, 3.0), location_of=x, description=f"{x} halfway up"),
         )
