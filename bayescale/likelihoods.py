@@ -230,7 +230,7 @@ class Binomial:
 
 
 class RateBinomial(dist.Distribution):
-    """``Binomial(n, p)`` with ``log p`` given; zero probability where ``p >= 1``.
+    """``Binomial(n, p)`` with ``log p`` given; every trial right at ``p = 1``, zero probability above.
 
     ``log p`` comes straight from the law in log space, so rates near 0 keep their
     precision; ``log(1 - p)`` is ``log(-expm1(log p))``.
@@ -252,7 +252,8 @@ class RateBinomial(dist.Distribution):
         log_q = jnp.log(-jnp.expm1(log_p))
         log_choose = gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(n - k + 1.0)
         hits = jnp.where(k > 0, k * log_p, 0.0)  # 0 right at p = 0 (log p = -inf) has probability 1
-        return jnp.where(inside, log_choose + hits + (n - k) * log_q, -jnp.inf)
+        at_one = jnp.where((self.log_rate == 0.0) & (k == n), 0.0, -jnp.inf)  # a law's limit of 1, rounded
+        return jnp.where(inside, log_choose + hits + (n - k) * log_q, at_one)
 
     def sample(self, key, sample_shape=()):
         p = jnp.where(self.log_rate <= 0.0, jnp.exp(self.log_rate), jnp.nan)
@@ -324,7 +325,8 @@ class LogitNormal:
 
 
 class LogLogitNormal(dist.Distribution):
-    """``log(y)`` where ``logit(y) ~ Normal(logit(p), scale)``, with ``log p`` given; zero where ``p >= 1``."""
+    """``log(y)`` where ``logit(y) ~ Normal(logit(p), scale)``, with ``log p`` given; zero where ``p >= 1``
+    (at ``p = 1``, a law's limit rounded, its draws are 1)."""
 
     arg_constraints = {"log_rate": constraints.less_than(jnp.inf), "scale": constraints.positive}
     support = constraints.less_than(0.0)

@@ -111,7 +111,7 @@ class AccuracyLaw(OneInputLaw):
         return (
             *((floor,) if self.chance > 0 else ()),  # no chance level (free answers): the floor is 0
             *((lift,) if self.ceiling is None else ()),
-            # per e-fold of x: ~0.5 against a scale (a climb over decades), ~5 against a loss (tenths of a nat)
+            # per e-fold of x: ~0.5 against a scale (a climb over decades), more against a loss (tenths of a nat)
             Parameter("B", LogNormal(0.5 if self.rising else 2.0, 1.5), description=f"steepness in log {x}"),
             Parameter(f"{x}_mid", LogNormal(1.0, 3.0), location_of=x, description=f"{x} halfway up"),
         )
