@@ -41,7 +41,11 @@ class AccuracyLaw(OneInputLaw):
     -----
     ``B`` is the steepness in ``log x`` and ``x_mid`` the input at which the curve is halfway
     up. ``B``'s prior is log-normal (sd 1.5) with its median at 0.5 against a scale (a climb from
-    12% to 88% of the way over three to four decades) and at 2 against a loss.
+    12% to 88% of the way over three to four decades) and at 2 against a loss. ``x_mid``'s is
+    log-normal about the data's geometric mean, sd 3 in ``log x`` with the ceiling learned (where
+    the runs sit on the curve's lower part it keeps the ceiling and the midpoint from running off
+    together) and 4.6 (two decades) with it known, where runs on the climb place the midpoint and
+    the prior speaks only for a task still at chance: it may take off anywhere beyond the data.
 
     Against task loss this is the second step of Bhagia et al. (Establishing Task Scaling Laws via
     Compute-Efficient Model Ladders, 2024), who anchor the curve with an "ideal point" of accuracy 1
@@ -106,6 +110,7 @@ class AccuracyLaw(OneInputLaw):
     @property
     def parameters(self) -> tuple[Parameter, ...]:
         x = self.x
+        mid_sd = 3.0 if self.ceiling is None else 4.6
         floor = Parameter("floor_shift", Normal(0.0, 0.5), description="log-odds of the floor minus those of chance")
         lift = Parameter("lift", Normal(1.0, 2.0), description="log-odds of the share of 1 - floor gained at the top")
         return (
@@ -113,7 +118,8 @@ class AccuracyLaw(OneInputLaw):
             *((lift,) if self.ceiling is None else ()),
             # per e-fold of x: ~0.5 against a scale (a climb over decades), more against a loss (tenths of a nat)
             Parameter("B", LogNormal(0.5 if self.rising else 2.0, 1.5), description=f"steepness in log {x}"),
-            Parameter(f"{x}_mid", LogNormal(1.0, 3.0), location_of=x, description=f"{x} halfway up"),
+            # the midpoint's sd in log x: the class docstring says why it is wider with the ceiling known
+            Parameter(f"{x}_mid", LogNormal(1.0, mid_sd), location_of=x, description=f"{x} halfway up"),
         )
 
     def _floor_and_headroom(self, p):
