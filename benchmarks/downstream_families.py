@@ -26,30 +26,10 @@ import argparse
 import time
 import warnings
 
-import numpy as np
 import pandas as pd
-from downstream_olmo import PAPER_TASKS, ladder
+from downstream_olmo import PAPER_TASKS, final_runs, logit_baseline
 
 import bayescale as bs
-
-
-def final_runs(tasks: pd.DataFrame) -> pd.DataFrame:
-    """Each ladder run's last row per task (its accuracy the mean of its last 5 evaluations), with its group."""
-    runs = ladder(tasks, "all")
-    final = runs.sort_values("step").groupby(["task", "run"]).tail(1)
-    return final.assign(C=6 * final["N"] * final["D"], xC=final["xC"].map(lambda x: f"{x:g}xC"))
-
-
-def baseline(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
-    """Least squares of logit(acc) on log C: one slope, an intercept per group."""
-    groups = sorted(train["xC"].unique())
-
-    def design(df):
-        return np.column_stack([np.log(df["C"])] + [(df["xC"] == g).to_numpy(float) for g in groups])
-
-    y = np.log(train["acc"] / (1 - train["acc"]))
-    coef, *_ = np.linalg.lstsq(design(train), y, rcond=None)
-    return 1 / (1 + np.exp(-design(test) @ coef))
 
 
 def fit_curve(curve: str, train: pd.DataFrame, chance: float, seed: int) -> bs.ScalingFit:
@@ -69,7 +49,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="a folder for downstream_families.csv")
     args = parser.parse_args()
-    final = final_runs(bs.datasets.load("olmo_ladder_tasks"))
+    final = final_runs(bs.datasets.load("olmo_ladder_tasks"), "all")
     largest = final["N"] == final["N"].max()
     holdouts = {"one": [("one", final["xC"] == g) for g in sorted(final["xC"].unique())], "all": [("all", None)]}
     rows = []
@@ -80,7 +60,7 @@ def main() -> None:
             for name, chosen in holdouts[setting]:
                 held = largest[runs.index] & (True if chosen is None else chosen[runs.index])
                 train, test = runs[~held], runs[held]
-                guess = baseline(train, test)
+                guess = logit_baseline(train, test, group="xC")
                 for curve in args.curves.split(","):
                     start = time.perf_counter()
                     with warnings.catch_warnings(record=True) as caught:

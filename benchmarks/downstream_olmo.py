@@ -55,6 +55,31 @@ def ladder(tasks: pd.DataFrame, runs: str, smooth: int = SMOOTH) -> pd.DataFrame
     return df.assign(bpb=means["bpb"], acc=means["acc"])
 
 
+def past_warmup(df: pd.DataFrame) -> pd.Series:
+    """Each run's checkpoints past the first ``SKIP`` of its steps: the rows step 2 is fitted to."""
+    return df.groupby("run")["step"].transform(lambda s: s > s.min() + SKIP * (s.max() - s.min()))
+
+
+def final_runs(tasks: pd.DataFrame, runs: str) -> pd.DataFrame:
+    """Each fitted ladder run's last row per task (its accuracy the mean of its last ``SMOOTH`` evaluations),
+    with its compute ``C = 6 N D`` and its group of token multiplier (``xC``: ``"1xC"``, reruns included)."""
+    final = ladder(tasks, runs).sort_values("step").groupby(["task", "run"]).tail(1)
+    return final.assign(C=6 * final["N"] * final["D"], xC=final["xC"].map(lambda x: f"{x:g}xC"))
+
+
+def logit_baseline(train: pd.DataFrame, test: pd.DataFrame, group: str | None = None) -> np.ndarray:
+    """The downstream issue's baseline: least squares of ``logit(acc)`` on ``log C``, one slope and an
+    intercept (per ``group``, where given)."""
+    labels = [] if group is None else sorted(train[group].unique())
+
+    def design(df):
+        dummies = [(df[group] == g).to_numpy(float) for g in labels] or [np.ones(len(df))]
+        return np.column_stack([np.log(df["C"]), *dummies])
+
+    coef, *_ = np.linalg.lstsq(design(train), np.log(train["acc"] / (1 - train["acc"])), rcond=None)
+    return 1 / (1 + np.exp(-design(test) @ coef))
+
+
 def targets(tasks: pd.DataFrame) -> pd.DataFrame:
     """Each target's final (N, D) and its task values averaged over its last ``SMOOTH`` evaluations."""
     rows = []
@@ -91,7 +116,7 @@ def run_task(
     chance = float(df["chance"].iloc[0])
     final = df.groupby("run").tail(1)
     first = bs.ScalingModel(bs.laws.Chinchilla(), target="bpb", inputs={"N": "N", "D": "D"}).fit(final, seed=seed)
-    keep = df.groupby("run")["step"].transform(lambda s: s > s.min() + SKIP * (s.max() - s.min()))
+    keep = past_warmup(df)
     law = bs.laws.AccuracyLaw("bpb", chance=chance, rising=False, ceiling=1.0)  # at zero loss, always right
     if step2 == "runs":  # each run its own midpoint about the ladder's; a new run draws one
         shape = [p.name for p in law.parameters if p.name != "bpb_mid"]
@@ -138,7 +163,7 @@ def inner(tasks: pd.DataFrame, seed: int) -> pd.DataFrame:
     df = ladder(tasks, "all")
     for task in PAPER_TASKS:
         t = df[df["task"] == task]
-        keep = t.groupby("run")["step"].transform(lambda s: s > s.min() + SKIP * (s.max() - s.min()))
+        keep = past_warmup(t)
         below = t["N"] < 3e9
         final = t[below].groupby("run").tail(1)
         held = t[~below].groupby("run").tail(1).set_index("run")  # the mean of its last SMOOTH evaluations

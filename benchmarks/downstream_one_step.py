@@ -21,9 +21,8 @@ from __future__ import annotations
 import argparse
 import warnings
 
-import numpy as np
 import pandas as pd
-from downstream_olmo import PAPER_TASKS, ladder, targets
+from downstream_olmo import PAPER_TASKS, final_runs, logit_baseline, targets
 
 import bayescale as bs
 
@@ -45,16 +44,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     tasks = bs.datasets.load("olmo_ladder_tasks")
-    runs, goals = ladder(tasks, args.runs), targets(tasks)
+    runs, goals = final_runs(tasks, args.runs), targets(tasks)
     goals["C"] = 6 * goals["N"] * goals["D"]
     rows = []
     for task in PAPER_TASKS:
-        final = runs[runs["task"] == task].sort_values("step").groupby("run").tail(1)
-        final = final.assign(C=6 * final["N"] * final["D"])
-        goal = goals[goals["task"] == task]
+        final, goal = runs[runs["task"] == task], goals[goals["task"] == task]
         chance = float(final["chance"].iloc[0])
-        slope, intercept = np.polyfit(np.log(final["C"]), np.log(final["acc"] / (1 - final["acc"])), 1)
-        baseline = 1 / (1 + np.exp(-(intercept + slope * np.log(goal["C"].to_numpy()))))
+        baseline = logit_baseline(final, goal)
         for curve in args.curves.split(","):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", bs.SamplerWarning)
