@@ -352,6 +352,18 @@ class ScalingModel:
         )
 
     @property
+    def shares_shape(self) -> bool:
+        """Whether the groups share the law's shape: none of its parameters outside the target's units (the
+        exponents, the locations on an input's axis) is ``independent``.
+
+        A group's extrapolation risk is then measured from every group's runs, which test that shape
+        (``ScalingFit.reach``); otherwise from its own runs. ``False`` without groups.
+        """
+        if self.group is None:
+            return False
+        return all(self.treatments[p.name] != "independent" for p in self.law.parameters if not p.in_target_units)
+
+    @property
     def scaled_names(self) -> tuple[str, ...]:
         """The pooled level terms that each group's own log-scale shifts (``group_scale=True``), else ``()``."""
         return scaled_terms(self.law, self.treatments) if self.group_scale else ()

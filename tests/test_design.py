@@ -165,8 +165,8 @@ def test_a_batch_takes_the_one_run_that_matters_over_many_cheap_ones():
     assert not cut and place[10] == 1 and (place[:10] > 0).sum() == 5
 
 
-@pytest.mark.filterwarnings("ignore::bayescale.SamplerWarning")  # short chains: the ranking is the point
-def test_with_groups_only_a_run_of_the_target_s_group_brings_its_data_nearer():
+@pytest.fixture(scope="module")
+def three_families():
     rng = np.random.default_rng(0)
     frames = []
     for f in range(3):
@@ -174,12 +174,30 @@ def test_with_groups_only_a_run_of_the_target_s_group_brings_its_data_nearer():
         d = 20 * n * np.exp(rng.uniform(-1, 1, 8))
         loss = (1.8 + 400 * n**-0.34 + 2000 * d**-0.36) * np.exp(0.01 * rng.normal(size=8)) * (1 + 0.03 * f)
         frames.append(pd.DataFrame({"N": n, "D": d, "loss": loss, "family": f"f{f}"}))
+    return pd.concat(frames, ignore_index=True)
+
+
+CANDIDATES = pd.DataFrame({"N": [1e10, 1e10], "D": [2e11, 2e11], "family": ["f0", "f1"]})  # one run, two families
+TARGET = {"N": 7e10, "D": 1.4e12, "family": "f0"}
+
+
+@pytest.mark.filterwarnings("ignore::bayescale.SamplerWarning")  # short chains: widths are the point
+def test_with_exponents_of_its_own_only_a_run_of_the_target_s_group_brings_its_data_nearer(three_families):
+    model = bs.ScalingModel("chinchilla", group="family", independent=["alpha", "beta"])
+    fit = model.fit(three_families, seed=0, chains=2, warmup=300, draws=300, extend=0)
+    ranked = fit.next_runs(CANDIDATES, target=TARGET)
+    assert ranked["width_after"].iloc[0] < 0.6 * ranked["width_after"].iloc[1]
+    assert ranked["width_after"].iloc[1] > 0.95 * ranked["width_now"].iloc[1]  # f1's run leaves f0's reach as it is
+
+
+@pytest.mark.filterwarnings("ignore::bayescale.SamplerWarning")  # short chains: widths are the point
+def test_where_groups_share_the_shape_a_run_of_any_group_brings_the_data_nearer(three_families):
     fit = bs.ScalingModel("chinchilla", group="family").fit(
-        pd.concat(frames, ignore_index=True), seed=0, chains=2, warmup=300, draws=300, extend=0
-    )  # short chains: widths are the point
-    cand = pd.DataFrame({"N": [1e10, 1e10], "D": [2e11, 2e11], "family": ["f0", "f1"]})  # one run, two families
-    own = fit.next_runs(cand, target={"N": 7e10, "D": 1.4e12, "family": "f0"})
-    assert own["width_after"].iloc[0] < 0.8 * own["width_after"].iloc[1]  # f1's run leaves f0's reach as it is
-    new = fit.next_runs(cand, target={"N": 7e10, "D": 1.4e12, "family": "new"})  # measured from every family's runs
-    assert new["width_now"].iloc[0] > own["width_now"].iloc[0]
+        three_families, seed=0, chains=2, warmup=300, draws=300, extend=0
+    )
+    ranked = fit.next_runs(CANDIDATES, target=TARGET)
+    assert ranked["width_after"].iloc[1] < 0.8 * ranked["width_now"].iloc[1]  # f1's run tests the shape f0 shares
+    assert ranked["width_after"].iloc[0] < ranked["width_after"].iloc[1]  # f0's own also measures f0's level
+    new = fit.next_runs(CANDIDATES, target=TARGET | {"family": "new"})  # measured from every family's runs
+    assert new["width_now"].iloc[0] > ranked["width_now"].iloc[0]
     np.testing.assert_allclose(new["width_after"].iloc[0], new["width_after"].iloc[1], rtol=0.1)

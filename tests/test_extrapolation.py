@@ -104,15 +104,24 @@ def test_the_drift_is_saved_with_the_fit(quickstart_runs, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore::bayescale.SamplerWarning")  # short chains: about distances, not mixing
-def test_each_group_is_measured_from_its_own_data():
+@pytest.mark.parametrize(
+    ("independent", "small_at_1e9"),
+    [(["A"], 0.0), (["A", "alpha"], 1.0)],
+    ids=["shape shared: every group's runs", "shape its own: the group's runs"],
+)
+def test_a_group_is_measured_from_the_runs_that_test_its_shape(independent, small_at_1e9):
     law = bs.laws.SaturatingPowerLaw("N")
     small = simulate(law, {"E": 2.0, "A": 3.0, "alpha": 0.3}, {"N": np.geomspace(1e7, 1e8, 8)}, 0.01, 0)
     large = simulate(law, {"E": 2.0, "A": 3.0, "alpha": 0.3}, {"N": np.geomspace(1e7, 1e9, 8)}, 0.01, 1)
     df = pd.concat([small.assign(g="small"), large.assign(g="large")], ignore_index=True)
-    model = bs.ScalingModel(law, target="y", group="g", shared=["E", "alpha"], independent=["A"])
+    shared = [name for name in law.parameter_names if name not in independent]
+    model = bs.ScalingModel(law, target="y", group="g", shared=shared, independent=independent)
+    assert model.shares_shape == (small_at_1e9 == 0.0)
     fit = model.fit(df, seed=0, warmup=300, draws=300, extend=0)
     rows = pd.DataFrame({"N": [1e9, 1e9, 1e10], "g": ["small", "large", "new"]})
-    np.testing.assert_allclose(fit.extrapolation(rows), [1.0, 0.0, 1.0])
+    np.testing.assert_allclose(fit.extrapolation(rows), [small_at_1e9, 0.0, 1.0])
+    small_band = fit.predict(rows.iloc[:1]).draws("curve") - fit.predict(rows.iloc[:1], risk=False).draws("curve")
+    assert (np.abs(small_band).max() == 0.0) == (small_at_1e9 == 0.0)  # the risk is drawn at that distance
 
 
 def test_scores_of_the_harness():

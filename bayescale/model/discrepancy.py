@@ -7,7 +7,8 @@ prediction at inputs ``x`` adds to the law's ``log`` mean a deviation ::
     delta(x) = sigma * d(x) ** power * kappa * e(x)
 
 - ``d(x)``: the distance in decades (base-10 orders of magnitude) from ``x`` to the convex hull of
-  the fitted runs' inputs (zero inside it): how far the prediction reaches beyond the data;
+  the fitted runs' inputs (zero inside it): how far the prediction reaches beyond the data (with
+  groups, beyond the runs that test the group's shape: ``ScalingFit.reach``);
 - ``sigma``: the fit's noise scale (per posterior draw): a law that scatters more around its own
   runs, that fits them worse, drifts further beyond them;
 - ``e(x)``: a Gaussian process on the log inputs with correlation length ``length`` decades, one per

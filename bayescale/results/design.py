@@ -152,7 +152,7 @@ class _Reach:
     fitted: np.ndarray  # log10 inputs of the runs whose hull the target is measured from
     point: np.ndarray  # log10 inputs of the target, (1, inputs)
     runs: np.ndarray  # log10 inputs of each candidate, (candidates, inputs)
-    extends: np.ndarray  # per candidate: does its run join the target's hull (same group, or no groups)
+    extends: np.ndarray  # per candidate: does its run join the target's hull (its reach: fit.reach)
     now: float  # decades from the target to the fitted runs
     z: np.ndarray  # the risk per kept posterior draw, one decade out
 
@@ -179,12 +179,12 @@ class _Reach:
         moved = np.asarray(fit.model.likelihood.shift(log_t, z)) - log_t  # one decade out, on the log scale
         tail = (1 + level) / 2
         spread = np.diff(np.quantile(moved, [1 - tail, tail]))[0] / (2 * stats.norm.ppf(tail))
-        joins = group is None or label not in fit.groups
+        joins = group is None or label not in fit.groups or fit.model.shares_shape
         extends = np.ones(len(inputs), bool) if joins else (inputs[group].astype(str) == label).to_numpy()
         return cls(
             unit=float(spread**2),
             power=drift.power,
-            fitted=fit.fitted_inputs(label),
+            fitted=fit.reach(label),
             point=point,
             runs=np.log10(inputs[law_inputs].to_numpy(float)),
             extends=extends,

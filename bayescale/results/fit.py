@@ -631,11 +631,11 @@ class ScalingFit:
         return Prediction(table, log_mean, log_obs, missing, log_risk, shift=model.likelihood.shift)
 
     def extrapolation(self, data: pd.DataFrame | None = None, /, **inputs) -> np.ndarray:
-        """Decades from each row to the fitted data's range (of the row's group; all data for a new group).
+        """Decades from each row to the fitted runs that test the law there (:meth:`reach`).
 
-        Zero inside the range of every input; beyond it the Euclidean norm of each input's
-        excess, in base-10 orders of magnitude. This is the distance the extrapolation risk
-        grows with.
+        Zero inside their range; beyond it the distance to their convex hull in ``log10`` inputs (the
+        Euclidean norm of each input's excess, in base-10 orders of magnitude). This is the distance the
+        extrapolation risk grows with.
 
         Examples
         --------
@@ -708,19 +708,28 @@ class ScalingFit:
             fitted = fitted[const[ROW_GROUP].values.astype(str) == group]
         return fitted
 
+    def reach(self, group: str | None = None) -> np.ndarray:
+        """``log10`` inputs of the runs from which ``group``'s extrapolation is measured (runs, inputs).
+
+        Where the groups share the law's shape (``ScalingModel.shares_shape``: no exponent or location
+        ``independent``), every group's runs: they test that shape wherever they reach, and a group's
+        own departure from it is the population's spread, already in its posterior. Otherwise, and
+        for a group not in the fit, :meth:`fitted_inputs` of the group (all runs for a new one).
+        """
+        return self.fitted_inputs(None if self.model.shares_shape else group)
+
     def _distance(self, values: dict, row_groups: np.ndarray | None) -> np.ndarray:
         log10_x = np.column_stack([np.log10(np.asarray(values[x], dtype=float)) for x in self.model.law.inputs])
         labels = [None] * len(log10_x) if row_groups is None else list(np.asarray(row_groups, dtype=str))
         return self._hull_distances(log10_x, labels)
 
     def _hull_distances(self, log10_x: np.ndarray, labels: list) -> np.ndarray:
-        """Decades from each row of ``log10_x`` (..., rows, inputs) to its group's fitted runs (all runs for a
-        new group or ``None``), shape (..., rows)."""
+        """Decades from each row of ``log10_x`` (..., rows, inputs) to its group's :meth:`reach`, shape (..., rows)."""
         distance = np.zeros(log10_x.shape[:-1])
         for label in dict.fromkeys(labels):
             rows = np.array([row_label == label for row_label in labels])
             points = log10_x[..., rows, :]
-            far = hull_distance(self.fitted_inputs(label), points.reshape(-1, points.shape[-1]))
+            far = hull_distance(self.reach(label), points.reshape(-1, points.shape[-1]))
             distance[..., rows] = far.reshape(points.shape[:-1])
         return distance
 
