@@ -133,10 +133,10 @@ def splits(df: pd.DataFrame, dataset: str, targets=None):
         yield targets, "cut", df[df["N"] <= cut], df[(df["N"] > cut) & df["family"].isin(targets)]
 
 
-def run(df: pd.DataFrame, draws: int, seed: int, targets=None, dataset: str = "", done=()) -> pd.DataFrame:
+def run(df: pd.DataFrame, draws: int, seed: int, targets=None, dataset: str = "", done=(), models=MODELS):
     rows = []
     for families, kept, train, held in splits(df, dataset, targets):
-        for kind in MODELS:
+        for kind in models:
             if any((dataset, family, kept, kind) in done for family in families):
                 continue
             key = {"dataset": dataset, "kept": kept, "model": kind}
@@ -159,8 +159,8 @@ def fit_and_score(model, train: pd.DataFrame, held: pd.DataFrame, draws: int, se
     table = fit.predict(held).interval(0.9)  # the columns the model reads: inputs and, where it has them, groups
     scored = held.assign(
         error=np.abs(table["median"].to_numpy() - held["target"].to_numpy()) / held["target"].to_numpy(),
-        covered=(table["lower"].to_numpy() <= held["target"].to_numpy())
-        & (held["target"].to_numpy() <= table["upper"].to_numpy()),
+        **band_scores(table, held["target"]),
+        **band_scores(own_reach(fit, held), held["target"], "_own_reach"),
     )
     seconds = time.perf_counter() - start
     rows = []
@@ -173,6 +173,11 @@ def fit_and_score(model, train: pd.DataFrame, held: pd.DataFrame, draws: int, se
                 "n_held": len(own),
                 "are": float(own["error"].mean()),
                 "coverage90": float(own["covered"].mean()),
+                "log_width90": float(own["log_width"].median()),
+                "interval_score90": float(own["interval_score"].mean()),
+                "coverage90_own_reach": float(own["covered_own_reach"].mean()),
+                "log_width90_own_reach": float(own["log_width_own_reach"].median()),
+                "interval_score90_own_reach": float(own["interval_score_own_reach"].mean()),
                 "seconds": seconds,
                 "warnings": len(caught),
                 "healthy": fit.healthy,
@@ -182,25 +187,59 @@ def fit_and_score(model, train: pd.DataFrame, held: pd.DataFrame, draws: int, se
     return rows
 
 
+def band_scores(table: pd.DataFrame, actual: pd.Series, suffix: str = "") -> dict:
+    """Per held-out run: whether the 90% interval covers it, the interval's width and its interval score
+    (width plus 20 times the miss, Gneiting and Raftery 2007), both on the log of the loss."""
+    lower, upper = np.log(table["lower"].to_numpy()), np.log(table["upper"].to_numpy())
+    y = np.log(actual.to_numpy())
+    miss = np.clip(lower - y, 0, None) + np.clip(y - upper, 0, None)
+    return {
+        f"covered{suffix}": (lower <= y) & (y <= upper),
+        f"log_width{suffix}": upper - lower,
+        f"interval_score{suffix}": upper - lower + 2 / 0.1 * miss,
+    }
+
+
+def own_reach(fit: bs.ScalingFit, held: pd.DataFrame) -> pd.DataFrame:
+    """The 90% intervals with each family's extrapolation risk measured from its own runs alone, as before
+    families that share the law's shape were measured from every family's runs (``ScalingFit.reach``)."""
+    if fit.model.group is None or not fit.model.shares_shape:
+        return fit.predict(held).interval(0.9)
+    law_inputs = list(fit.model.law.inputs)
+    points = np.log10(held[law_inputs].to_numpy(float))
+    labels = held["family"].astype(str).to_numpy()
+    distance = np.array(
+        [bs.discrepancy.hull_distance(fit.fitted_inputs(g), p[None])[0] for g, p in zip(labels, points, strict=True)]
+    )
+    values = {x: held[x].to_numpy(float)[None, :] for x in law_inputs}
+    return fit.predict_from_draws(values, groups=labels, distance=distance).interval(0.9)
+
+
 def summarise(results: pd.DataFrame) -> pd.DataFrame:
     """Mean ARE per family and 90% coverage per held-out point, by runs kept and model.
 
-    Averages are over the families where all three models ran (the independent fit
+    Averages are over the families where every model in ``results`` ran (the independent fit
     cannot run when a family has fewer rows than parameters), so the models are compared
-    on the same held-out points.
+    on the same held-out points. Where the rows have them, also the mean interval score and the
+    coverage with each family's risk measured from its own runs (:func:`own_reach`).
     """
     ok = results.dropna(subset=["are"])
-    complete = ok.groupby(["family", "kept"])["model"].transform("nunique") == len(MODELS)
+    complete = ok.groupby(["family", "kept"])["model"].transform("nunique") == ok["model"].nunique()
     ok = ok[complete].assign(covered=lambda t: t["coverage90"] * t["n_held"])
     grouped = ok.groupby(["dataset", "kept", "model"])
-    table = pd.DataFrame(
-        {
-            "families": grouped["family"].nunique(),
-            "mean ARE": grouped["are"].mean(),
-            "coverage90": grouped["covered"].sum() / grouped["n_held"].sum(),
-            "held-out points": grouped["n_held"].sum().astype(int),
-        }
-    )
+    table = {
+        "families": grouped["family"].nunique(),
+        "mean ARE": grouped["are"].mean(),
+        "coverage90": grouped["covered"].sum() / grouped["n_held"].sum(),
+        "held-out points": grouped["n_held"].sum().astype(int),
+    }
+    if "coverage90_own_reach" in ok:
+        ok = ok.assign(covered_own=ok["coverage90_own_reach"] * ok["n_held"])
+        grouped = ok.groupby(["dataset", "kept", "model"])
+        table["coverage90, own reach"] = grouped["covered_own"].sum() / grouped["n_held"].sum()
+        table["interval score"] = grouped["interval_score90"].mean()
+        table["interval score, own reach"] = grouped["interval_score90_own_reach"].mean()
+    table = pd.DataFrame(table)
     return table.unstack("model").reindex(list(KEPT), level="kept")
 
 
@@ -215,9 +254,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     fit_arguments(parser)
     parser.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated, of {list(DATASETS)}")
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {list(MODELS)}")
+    parser.add_argument("--csv", default="backtest_families.csv", help="file name of the rows in --out")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "backtest_families.csv"
+    path = args.out / args.csv
     results = pd.read_csv(path, dtype={"kept": str}) if path.exists() else pd.DataFrame()
     if "dataset" not in results:  # a table from before the datasets and model variants: start again
         results = pd.DataFrame()
@@ -225,7 +266,7 @@ def main() -> None:
         load, targets = DATASETS[name]
         keys = ["dataset", "family", "kept", "model"]
         done = set() if results.empty else set(results[keys].itertuples(index=False, name=None))
-        new = run(load(), args.draws, args.seed, targets, name, done)
+        new = run(load(), args.draws, args.seed, targets, name, done, args.models.split(","))
         results = pd.concat([results, new], ignore_index=True)
         results.to_csv(path, index=False)
     print(summarise(results).round(3).to_string())
