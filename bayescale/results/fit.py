@@ -713,8 +713,9 @@ class ScalingFit:
 
         Where the groups share the law's shape (``ScalingModel.shares_shape``: no exponent or location
         ``independent``), every group's runs: they test that shape wherever they reach, and a group's
-        own departure from it is the population's spread, already in its posterior. Otherwise, and
-        for a group not in the fit, :meth:`fitted_inputs` of the group (all runs for a new one).
+        own departure from it is the population's spread where pooled, already in its posterior (none
+        where shared, as the model states). Otherwise :meth:`fitted_inputs` of the group (all runs for
+        a group not in the fit).
         """
         return self.fitted_inputs(None if self.model.shares_shape else group)
 
