@@ -201,17 +201,18 @@ def band_scores(table: pd.DataFrame, actual: pd.Series, suffix: str = "") -> dic
 
 
 def own_reach(fit: bs.ScalingFit, held: pd.DataFrame) -> pd.DataFrame:
-    """The 90% intervals with each family's extrapolation risk measured from its own runs alone, as before
-    families that share the law's shape were measured from every family's runs (``ScalingFit.reach``)."""
-    if fit.model.group is None or not fit.model.shares_shape:
+    """The 90% intervals with each group's extrapolation risk measured from its own runs alone, as before
+    groups that share the law's shape were measured from every group's runs (``ScalingFit.reach``)."""
+    model = fit.model
+    if model.group is None or not model.shares_shape:
         return fit.predict(held).interval(0.9)
-    law_inputs = list(fit.model.law.inputs)
-    points = np.log10(held[law_inputs].to_numpy(float))
-    labels = held["family"].astype(str).to_numpy()
+    columns = [model.inputs[x] for x in model.law.inputs]
+    points = np.log10(held[columns].to_numpy(float))
+    labels = held[model.group].astype(str).to_numpy()
     distance = np.array(
         [bs.discrepancy.hull_distance(fit.fitted_inputs(g), p[None])[0] for g, p in zip(labels, points, strict=True)]
     )
-    values = {x: held[x].to_numpy(float)[None, :] for x in law_inputs}
+    values = {x: held[c].to_numpy(float)[None, :] for x, c in zip(model.law.inputs, columns, strict=True)}
     return fit.predict_from_draws(values, groups=labels, distance=distance).interval(0.9)
 
 

@@ -27,6 +27,7 @@ import time
 import warnings
 
 import pandas as pd
+from backtest_families import own_reach
 from downstream_olmo import PAPER_TASKS, final_runs, logit_baseline
 
 import bayescale as bs
@@ -39,6 +40,12 @@ def fit_curve(curve: str, train: pd.DataFrame, chance: float, seed: int) -> bs.S
         model = bs.ScalingModel(law, target="acc", group="xC", pooled=["C_mid"], shared=shape)
         return model.fit(train[["C", "acc", "xC"]], seed=seed)
     return bs.ScalingModel(law, target="acc").fit(train[["C", "acc"]], seed=seed)
+
+
+def interval_score(row: pd.Series, actual: float) -> float:
+    """The 90% interval's score in accuracy points: its width plus 20 times the miss (lower is better)."""
+    miss = max(row["lower"] - actual, 0.0) + max(actual - row["upper"], 0.0)
+    return 100 * (row["upper"] - row["lower"] + 2 / 0.1 * miss)
 
 
 def main() -> None:
@@ -68,6 +75,7 @@ def main() -> None:
                         fit = fit_curve(curve, train, chance, args.seed)
                         band = fit.predict(test[["C", "xC"]] if curve == "pooled" else test[["C"]]).interval(0.9)
                     seconds = time.perf_counter() - start
+                    own = own_reach(fit, test) if curve == "pooled" else band
                     for i in range(len(test)):
                         actual = test["acc"].iloc[i]
                         rows.append(
@@ -81,6 +89,10 @@ def main() -> None:
                                 "error": 100 * abs(band["median"].iloc[i] - actual),
                                 "covered": band["lower"].iloc[i] <= actual <= band["upper"].iloc[i],
                                 "width": 100 * (band["upper"].iloc[i] - band["lower"].iloc[i]),
+                                "interval_score": interval_score(band.iloc[i], actual),
+                                "covered_own_reach": own["lower"].iloc[i] <= actual <= own["upper"].iloc[i],
+                                "width_own_reach": 100 * (own["upper"].iloc[i] - own["lower"].iloc[i]),
+                                "interval_score_own_reach": interval_score(own.iloc[i], actual),
                                 "baseline_error": 100 * abs(guess[i] - actual),
                                 "warnings": len(caught),
                                 "seconds": seconds,
@@ -96,6 +108,10 @@ def main() -> None:
         covered=("covered", "sum"),
         pairs=("covered", "size"),
         width=("width", "median"),
+        interval_score=("interval_score", "mean"),
+        covered_own_reach=("covered_own_reach", "sum"),
+        width_own_reach=("width_own_reach", "median"),
+        interval_score_own_reach=("interval_score_own_reach", "mean"),
         warned=("warnings", lambda w: int((w > 0).sum())),
         seconds=("seconds", "median"),
     )
