@@ -11,6 +11,8 @@ Settings: ``one`` holds out one group's 3B run(s) at a time, every other run in 
 decades of size beyond every group). Curves:
 
 - ``pooled``: ``AccuracyLaw("C", chance)``, ``group="xC", pooled=["C_mid"]``, the shape shared;
+- ``pooled steepness``: the same with the steepness ``B`` pooled too (each group its own, about the
+  population's);
 - ``one curve``: the same law with no groups.
 
 The baseline is the issue's ten-line one: least squares of ``logit(acc)`` on ``log C``, one slope and an
@@ -35,9 +37,10 @@ import bayescale as bs
 
 def fit_curve(curve: str, train: pd.DataFrame, chance: float, seed: int) -> bs.ScalingFit:
     law = bs.laws.AccuracyLaw("C", chance=chance)
-    if curve == "pooled":
-        shape = [name for name in law.parameter_names if name != "C_mid"]
-        model = bs.ScalingModel(law, target="acc", group="xC", pooled=["C_mid"], shared=shape)
+    if curve in ("pooled", "pooled steepness"):
+        pooled = ["C_mid"] if curve == "pooled" else ["C_mid", "B"]
+        shape = [name for name in law.parameter_names if name not in pooled]
+        model = bs.ScalingModel(law, target="acc", group="xC", pooled=pooled, shared=shape)
         return model.fit(train[["C", "acc", "xC"]], seed=seed)
     return bs.ScalingModel(law, target="acc").fit(train[["C", "acc"]], seed=seed)
 
@@ -73,9 +76,9 @@ def main() -> None:
                     with warnings.catch_warnings(record=True) as caught:
                         warnings.simplefilter("always", bs.SamplerWarning)
                         fit = fit_curve(curve, train, chance, args.seed)
-                        band = fit.predict(test[["C", "xC"]] if curve == "pooled" else test[["C"]]).interval(0.9)
+                        band = fit.predict(test[["C", "xC"]] if curve != "one curve" else test[["C"]]).interval(0.9)
                     seconds = time.perf_counter() - start
-                    own = own_reach(fit, test) if curve == "pooled" else band
+                    own = own_reach(fit, test) if curve != "one curve" else band
                     for i in range(len(test)):
                         actual = test["acc"].iloc[i]
                         rows.append(
