@@ -173,10 +173,10 @@ def fit_and_score(model, train: pd.DataFrame, held: pd.DataFrame, draws: int, se
                 "n_held": len(own),
                 "are": float(own["error"].mean()),
                 "coverage90": float(own["covered"].mean()),
-                "log_width90": float(own["log_width"].median()),
+                "log_width90": float(own["width"].median()),
                 "interval_score90": float(own["interval_score"].mean()),
                 "coverage90_own_reach": float(own["covered_own_reach"].mean()),
-                "log_width90_own_reach": float(own["log_width_own_reach"].median()),
+                "log_width90_own_reach": float(own["width_own_reach"].median()),
                 "interval_score90_own_reach": float(own["interval_score_own_reach"].mean()),
                 "seconds": seconds,
                 "warnings": len(caught),
@@ -187,15 +187,15 @@ def fit_and_score(model, train: pd.DataFrame, held: pd.DataFrame, draws: int, se
     return rows
 
 
-def band_scores(table: pd.DataFrame, actual: pd.Series, suffix: str = "") -> dict:
+def band_scores(table: pd.DataFrame, actual: pd.Series, suffix: str = "", scale=np.log) -> dict:
     """Per held-out run: whether the 90% interval covers it, the interval's width and its interval score
-    (width plus 20 times the miss, Gneiting and Raftery 2007), both on the log of the loss."""
-    lower, upper = np.log(table["lower"].to_numpy()), np.log(table["upper"].to_numpy())
-    y = np.log(actual.to_numpy())
+    (width plus 20 times the miss, Gneiting and Raftery 2007), both on ``scale`` (the log of the loss)."""
+    lower, upper = scale(table["lower"].to_numpy()), scale(table["upper"].to_numpy())
+    y = scale(actual.to_numpy())
     miss = np.clip(lower - y, 0, None) + np.clip(y - upper, 0, None)
     return {
         f"covered{suffix}": (lower <= y) & (y <= upper),
-        f"log_width{suffix}": upper - lower,
+        f"width{suffix}": upper - lower,
         f"interval_score{suffix}": upper - lower + 2 / 0.1 * miss,
     }
 
@@ -226,7 +226,11 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
     """
     ok = results.dropna(subset=["are"])
     complete = ok.groupby(["family", "kept"])["model"].transform("nunique") == ok["model"].nunique()
-    ok = ok[complete].assign(covered=lambda t: t["coverage90"] * t["n_held"])
+    scored = "coverage90_own_reach" in ok
+    ok = ok[complete].assign(
+        covered=lambda t: t["coverage90"] * t["n_held"],
+        **({"covered_own": lambda t: t["coverage90_own_reach"] * t["n_held"]} if scored else {}),
+    )
     grouped = ok.groupby(["dataset", "kept", "model"])
     table = {
         "families": grouped["family"].nunique(),
@@ -234,9 +238,7 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
         "coverage90": grouped["covered"].sum() / grouped["n_held"].sum(),
         "held-out points": grouped["n_held"].sum().astype(int),
     }
-    if "coverage90_own_reach" in ok:
-        ok = ok.assign(covered_own=ok["coverage90_own_reach"] * ok["n_held"])
-        grouped = ok.groupby(["dataset", "kept", "model"])
+    if scored:
         table["coverage90, own reach"] = grouped["covered_own"].sum() / grouped["n_held"].sum()
         table["interval score"] = grouped["interval_score90"].mean()
         table["interval score, own reach"] = grouped["interval_score90_own_reach"].mean()

@@ -29,7 +29,7 @@ import time
 import warnings
 
 import pandas as pd
-from backtest_families import own_reach
+from backtest_families import band_scores, own_reach
 from downstream_olmo import PAPER_TASKS, final_runs, logit_baseline
 
 import bayescale as bs
@@ -45,10 +45,9 @@ def fit_curve(curve: str, train: pd.DataFrame, chance: float, seed: int) -> bs.S
     return bs.ScalingModel(law, target="acc").fit(train[["C", "acc"]], seed=seed)
 
 
-def interval_score(row: pd.Series, actual: float) -> float:
-    """The 90% interval's score in accuracy points: its width plus 20 times the miss (lower is better)."""
-    miss = max(row["lower"] - actual, 0.0) + max(actual - row["upper"], 0.0)
-    return 100 * (row["upper"] - row["lower"] + 2 / 0.1 * miss)
+def points(accuracy):
+    """Accuracy in points: the scale the bands are scored on."""
+    return 100 * accuracy
 
 
 def main() -> None:
@@ -78,7 +77,8 @@ def main() -> None:
                         fit = fit_curve(curve, train, chance, args.seed)
                         band = fit.predict(test[["C", "xC"]] if curve != "one curve" else test[["C"]]).interval(0.9)
                     seconds = time.perf_counter() - start
-                    own = own_reach(fit, test) if curve != "one curve" else band
+                    scores = band_scores(band, test["acc"], scale=points)
+                    own = band_scores(own_reach(fit, test), test["acc"], "_own_reach", scale=points)
                     for i in range(len(test)):
                         actual = test["acc"].iloc[i]
                         rows.append(
@@ -90,12 +90,12 @@ def main() -> None:
                                 "actual": actual,
                                 "median": band["median"].iloc[i],
                                 "error": 100 * abs(band["median"].iloc[i] - actual),
-                                "covered": band["lower"].iloc[i] <= actual <= band["upper"].iloc[i],
-                                "width": 100 * (band["upper"].iloc[i] - band["lower"].iloc[i]),
-                                "interval_score": interval_score(band.iloc[i], actual),
-                                "covered_own_reach": own["lower"].iloc[i] <= actual <= own["upper"].iloc[i],
-                                "width_own_reach": 100 * (own["upper"].iloc[i] - own["lower"].iloc[i]),
-                                "interval_score_own_reach": interval_score(own.iloc[i], actual),
+                                "covered": scores["covered"][i],
+                                "width": scores["width"][i],
+                                "interval_score": scores["interval_score"][i],
+                                "covered_own_reach": own["covered_own_reach"][i],
+                                "width_own_reach": own["width_own_reach"][i],
+                                "interval_score_own_reach": own["interval_score_own_reach"][i],
                                 "baseline_error": 100 * abs(guess[i] - actual),
                                 "warnings": len(caught),
                                 "seconds": seconds,

@@ -727,6 +727,7 @@ class ScalingFit:
     def _hull_distances(self, log10_x: np.ndarray, labels: list) -> np.ndarray:
         """Decades from each row of ``log10_x`` (..., rows, inputs) to its group's :meth:`reach`, shape (..., rows)."""
         distance = np.zeros(log10_x.shape[:-1])
+        labels = [None] * len(labels) if self.model.shares_shape else labels  # one reach for all: one hull
         for label in dict.fromkeys(labels):
             rows = np.array([row_label == label for row_label in labels])
             points = log10_x[..., rows, :]
