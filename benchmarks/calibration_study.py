@@ -78,6 +78,12 @@ def cases() -> dict:
             pd.DataFrame({"C": np.geomspace(1e15, 1e23, 40)}),
         ),
         "sigmoid": (one_input(bs.laws.SigmoidLaw("C")), COMPUTE),
+        "accuracy": (one_input(bs.laws.AccuracyLaw("C", chance=0.25)), COMPUTE),
+        # the chain's second step: accuracy against task loss (bits per byte), ceiling 1 at zero loss
+        "accuracy_known_ceiling": (
+            one_input(bs.laws.AccuracyLaw("bpb", chance=0.25, rising=False, ceiling=1.0)),
+            pd.DataFrame({"C": np.geomspace(0.5, 1.5, 12)}),
+        ),
         "rate_sigmoid": (one_input(bs.laws.RateSigmoidLaw("C"), **binomial), BENCHMARK),
         "exponentiated": (one_input(bs.laws.ExponentiatedPowerLaw("C"), **binomial), BENCHMARK),
         "hierarchical": (
@@ -90,8 +96,10 @@ def cases() -> dict:
 
 
 def split(design: pd.DataFrame, model) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Smallest three quarters of the runs (by the product of the inputs) to fit, the rest to predict."""
+    """Smallest three quarters of the runs (by the product of the inputs) to fit, the rest to predict; against a
+    loss (a falling accuracy law) the largest three quarters, so that the predicted runs are the better models."""
     scale = np.prod([design[c].to_numpy(dtype=float) for c in model.inputs.values()], axis=0)
+    scale = scale if getattr(model.law, "rising", True) else 1.0 / scale
     small = scale <= np.quantile(scale, 0.75)
     return design[small], design[~small]
 
