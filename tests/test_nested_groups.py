@@ -35,7 +35,7 @@ def simulate_recipes(n_families=4, recipes=3, sizes=6, seed=0):
 
 
 MODEL = bs.ScalingModel(LAW, group="recipe", within="family")
-SHORT = {"chains": 2, "warmup": 500, "draws": 500, "extend": 0}  # the reference without the pilot: ~570 steps per draw
+SHORT = {"chains": 2, "warmup": 300, "draws": 400, "extend": 0}  # the reference without the pilot: ~570 steps per draw
 
 
 @pytest.fixture(scope="module")
