@@ -11,8 +11,9 @@ Chinchilla law, all parameters pooled:
 - ``nested in setting``: ``within="setting"``, each setting's two datasets about its location.
 
 Reported per model and runs kept: the mean absolute relative error (ARE) of the held-out
-runs' median, the 90% intervals' coverage, the fits without a sampler warning, and the
-median seconds per fit.
+runs' median, the 90% intervals' coverage and interval score (each recipe's extrapolation risk
+counted from every recipe's runs, ``ScalingFit.reach``, and from its own runs, the rule before),
+the fits without a sampler warning, and the median seconds per fit.
 
     BAYESCALE_DATA_DIR=../shared/datasets python benchmarks/backtest_nested.py --out benchmarks/results
 """
@@ -55,9 +56,13 @@ def main() -> None:
                 rows += fit_and_score(model, train, held, args.draws, args.seed, {"kept": kept, "model": name})
     results = pd.DataFrame(rows)
     results.to_csv(args.out / "backtest_nested.csv", index=False)
+    held = lambda c: np.average(c, weights=results.loc[c.index, "n_held"])  # noqa: E731  (per held-out run)
     summary = results.groupby(["kept", "model"], sort=False).agg(
         mean_are=("are", "mean"),
-        coverage90=("coverage90", lambda c: np.average(c, weights=results.loc[c.index, "n_held"])),
+        coverage90=("coverage90", held),
+        coverage90_own_reach=("coverage90_own_reach", held),
+        interval_score90=("interval_score90", "mean"),
+        interval_score90_own_reach=("interval_score90_own_reach", "mean"),
         healthy=("healthy", "mean"),
         seconds=("seconds", "median"),
     )
