@@ -56,11 +56,14 @@ def main() -> None:
                 rows += fit_and_score(model, train, held, args.draws, args.seed, {"kept": kept, "model": name})
     results = pd.DataFrame(rows)
     results.to_csv(args.out / "backtest_nested.csv", index=False)
-    held = lambda c: np.average(c, weights=results.loc[c.index, "n_held"])  # noqa: E731  (per held-out run)
+
+    def per_run(share):  # a share per recipe, weighted by its held-out runs
+        return np.average(share, weights=results.loc[share.index, "n_held"])
+
     summary = results.groupby(["kept", "model"], sort=False).agg(
         mean_are=("are", "mean"),
-        coverage90=("coverage90", held),
-        coverage90_own_reach=("coverage90_own_reach", held),
+        coverage90=("coverage90", per_run),
+        coverage90_own_reach=("coverage90_own_reach", per_run),
         interval_score90=("interval_score90", "mean"),
         interval_score90_own_reach=("interval_score90_own_reach", "mean"),
         healthy=("healthy", "mean"),
