@@ -63,4 +63,4 @@ def test_an_error_in_one_chain_reaches_the_caller(model, runs):
     short = args._replace(observed=args.observed[:-1])  # one row fewer: not the compiled shape
     keys = jax.random.split(jax.random.key(0), 3)
     with Progress(False, 0, "") as bar, pytest.raises(TypeError, match="compiled"):
-        runner.run_threads([(keys[0], args, None), (keys[1], short, None), (keys[2], args, None)], 100, bar)
+        runner.run_threads([(keys[0], args, None), (keys[1], short, None), (keys[2], args, None)], 100, bar, target=0.9)

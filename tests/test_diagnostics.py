@@ -54,6 +54,26 @@ def test_a_run_that_diverges_is_sampled_again_with_smaller_steps(model, quicksta
     assert note in str(bs.load_fit(tmp_path / "fit.nc").health)
 
 
+def test_the_second_run_reuses_the_first_run_s_compiled_sampler(model, quickstart_runs, monkeypatch):
+    # the target acceptance is an argument of the compiled programs: the rerun compiles nothing, and its
+    # higher target still takes effect (smaller steps)
+    calls = _first_run_diverging(monkeypatch, 3)
+    runners, steps = [], []
+    real_runner, real_sample = runner._runner, fitting.sample
+    monkeypatch.setattr(runner, "_runner", lambda *a, **k: runners.append(real_runner(*a, **k)) or runners[-1])
+
+    def sample(*args, **kwargs):
+        samples = real_sample(*args, **kwargs)
+        steps.append(float(np.median(samples.stats["step_size"])))
+        return samples
+
+    monkeypatch.setattr(fitting, "sample", sample)
+    model.fit(quickstart_runs, seed=0)
+    assert calls == [0.9, 0.99]
+    assert len(runners) == 2 and runners[0] is runners[1]
+    assert steps[1] < 0.8 * steps[0], steps
+
+
 def test_a_target_acceptance_the_user_chose_is_kept(model, quickstart_runs, monkeypatch):
     calls = _first_run_diverging(monkeypatch, 3)
     with pytest.warns(bs.SamplerWarning, match="3 divergent transitions"):

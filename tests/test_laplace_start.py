@@ -159,7 +159,7 @@ def warmup_steps(**options) -> int:
     """Leapfrog steps of one chain's 500 warmup iterations on a 40-run saturating curve."""
     sampler, args = runner(bs.ScalingModel(bs.laws.SaturatingPowerLaw("N"), target="loss"), saturating(), **options)
     state = sampler._init(jax.random.key(0), args, args.start)
-    _, (_, info) = sampler.advance(500)(state, args)
+    _, (_, info) = sampler.advance(500)(state, args, sampler.options.target_accept_prob)
     return int(info["n_steps"].sum())
 
 
@@ -186,7 +186,7 @@ def test_chains_that_find_different_modes_stay_apart_and_r_hat_says_so():
     draws = []
     for key in jax.random.split(jax.random.key(0), 8):
         state = sampler._init(key, None, None)
-        _, (z, _) = sampler.advance(400)(state, None)
+        _, (z, _) = sampler.advance(400)(state, None, sampler.options.target_accept_prob)
         draws.append(np.asarray(z["x"][200:]))
     draws = np.array(draws)
     sides = np.sign(draws.mean(axis=1))

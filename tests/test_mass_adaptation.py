@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from numpyro.infer.hmc import hmc
 from numpyro.infer.hmc_util import welford_covariance
 
 import bayescale as bs
@@ -89,7 +91,7 @@ def warmup_steps(model, df, seed: int, iterations: int = 1000, **options) -> int
     """Leapfrog steps of the first ``iterations`` of one chain's 1,000 warmup iterations."""
     run, args = runner(model, df, warmup=1000, **options)
     state = run._init(jax.random.key(seed), args, args.start)
-    _, (_, info) = run.advance(iterations)(state, args)
+    _, (_, info) = run.advance(iterations)(state, args, run.options.target_accept_prob)
     return int(info["n_steps"].sum())
 
 
@@ -113,9 +115,9 @@ def test_the_matrix_changes_at_window_ends_only():
     state = run._init(jax.random.key(0), args, args.start)
     first_end = adaptation.windows(200)[0][1]
     before = np.asarray(state.adapt_state.inverse_mass_matrix)
-    state, _ = run.advance(first_end)(state, args)  # iterations 0 .. first_end - 1
+    state, _ = run.advance(first_end)(state, args, run.options.target_accept_prob)  # iterations 0 .. first_end - 1
     np.testing.assert_array_equal(np.asarray(state.adapt_state.inverse_mass_matrix), before)
-    state, _ = run.advance(1)(state, args)  # the window's last iteration
+    state, _ = run.advance(1)(state, args, run.options.target_accept_prob)  # the window's last iteration
     after = np.asarray(state.adapt_state.inverse_mass_matrix)
     assert not np.allclose(after, before)
     assert np.all(np.linalg.eigvalsh(after) > 0)
@@ -153,7 +155,7 @@ def test_the_pilot_s_warmup_caps_the_tree_depth():
     steps = []
     for run, args in (capped, full):
         state = run._init(jax.random.key(0), args, args.start)
-        steps.append(np.asarray(run.advance(100)(state, args)[1][1]["n_steps"]))
+        steps.append(np.asarray(run.advance(100)(state, args, run.options.target_accept_prob)[1][1]["n_steps"]))
     assert steps[0].max() <= 2**6 - 1 < steps[1].max(), (steps[0].max(), steps[1].max())
     with pytest.raises(ValueError, match="warmup_max_tree_depth must be an integer in"):
         NUTSOptions(warmup_max_tree_depth=0)
@@ -169,3 +171,34 @@ def test_an_estimate_can_be_shrunk_towards_the_matrix_in_force():
     w = adaptation.shrinkage(n, d)
     expected = (1 - w) * np.cov(draws, rowvar=False) + w * target + adaptation.RIDGE * 5 / (n + 5) * np.eye(d)
     np.testing.assert_allclose(cov, expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize(("target", "dense"), [(0.8, False), (0.99, True)])
+def test_the_step_size_adapts_as_numpyro_s_warmup_does(target, dense):
+    # adaptation.adapting adapts the step size with the target as an argument (one compiled sampler for every
+    # target); on NumPyro's kernel it reproduces NumPyro's own warmup, mass matrix windows included
+    scales = jnp.array([1.0, 10.0, 0.1])
+    potential = lambda z: 0.5 * jnp.sum((z / scales) ** 2)  # noqa: E731
+    warmup, iterations = 150, 200
+
+    def run(ours: bool):
+        init_kernel, sample_kernel = hmc(potential_fn=potential, algo="NUTS")
+        state = init_kernel(
+            jnp.ones(3), warmup, adapt_step_size=not ours, dense_mass=dense, target_accept_prob=target,
+            rng_key=jax.random.key(0),
+        )  # fmt: skip
+        if ours:
+            adapt = adaptation.adapting(sample_kernel, warmup, 3)
+            step = jax.jit(lambda s: adapt(s, (), jnp.asarray(target)))
+        else:
+            step = jax.jit(lambda s: sample_kernel(s, model_args=()))
+        steps = []
+        for _ in range(iterations):
+            state = step(state)
+            steps.append(float(state.adapt_state.step_size))
+        return np.array(steps), np.asarray(state.adapt_state.inverse_mass_matrix)
+
+    (ours, matrix), (numpyro, numpyro_matrix) = run(True), run(False)
+    np.testing.assert_allclose(ours, numpyro, rtol=1e-9)
+    np.testing.assert_allclose(matrix, numpyro_matrix, rtol=1e-9)
+    assert len(set(ours[warmup:])) == 1  # fixed after warmup

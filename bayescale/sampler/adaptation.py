@@ -27,10 +27,15 @@ good guess, and each window refines the last. (With the pilot's start and shrink
 the diagonal, 3 of 11 fits of 7 saturating-law families had a chain with 35-61 divergences;
 towards the matrix in force, none of 13 on the same CPU, though 2 of 6 with XLA limited to AVX.)
 
-It runs on NumPyro's kernel with ``adapt_mass_matrix=False``: NumPyro then adapts the
-step size only, and :func:`adapting` sets the matrix (and its square roots, as NumPyro
-stores them) between iterations, keeping the window's running covariance (Welford's,
-NumPyro's own) in the adaptation state's unused ``mm_state``.
+It runs on NumPyro's kernel with ``adapt_mass_matrix=False``, and :func:`adapting` sets
+the matrix (and its square roots, as NumPyro stores them) between iterations, keeping the
+window's running covariance (Welford's, NumPyro's own) in the adaptation state's unused
+``mm_state``.
+
+The step size is adapted here too, for every fit (:func:`step_size_adapting`): NumPyro's
+dual averaging, restarted where NumPyro's does, with the target acceptance an argument of
+the compiled sampler. NumPyro's warmup closes over its target, so a rerun at a higher
+target (:meth:`~bayescale.sampler.options.NUTSOptions.rerun`) would compile a second sampler.
 """
 
 from __future__ import annotations
@@ -39,8 +44,9 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.linalg import solve_triangular
-from numpyro.infer.hmc_util import dual_averaging, welford_covariance
+from numpyro.infer.hmc_util import build_adaptation_schedule, dual_averaging, welford_covariance
 
 START_BUFFER = 25  # iterations before the first window (step size only)
 FIRST_WINDOW = 25  # draws in the first window; each next window doubles
@@ -97,24 +103,61 @@ def shrunk_covariance(welford_state, target=None) -> tuple[jnp.ndarray, jnp.ndar
     return cov, solve_triangular(tril_inv, jnp.eye(d), lower=True), tril_inv
 
 
-def adapting(sample_kernel: Callable, warmup: int, dimension: int, toward_previous: bool = False) -> Callable:
-    """Wrap NumPyro's ``sample_kernel`` (run with ``adapt_mass_matrix=False``) so that it adapts a dense matrix.
+def step_size_adapting(warmup: int) -> Callable:
+    """NumPyro's step-size adaptation (``numpyro.infer.hmc_util.warmup_adapter``) with the target acceptance
+    an argument: ``update(adapt, t, accept_prob, target)`` after warmup iteration ``t``.
 
-    The returned ``step(state, model_args)`` runs one NUTS iteration, adds the draw to the
-    window's running covariance while inside a window of :func:`windows`, and at a
-    window's last iteration replaces the matrix by :func:`shrunk_covariance` and restarts
-    the step size's dual averaging (from ten times the current step, as NumPyro does).
-    With ``toward_previous`` each estimate is shrunk towards the matrix in force instead of
-    its own diagonal: for chains that start with an informed matrix (the pilot's,
-    ``init="pilot"``), not NumPyro's identity.
+    Dual averaging of ``log(step size)`` towards ``target``; the last warmup iteration takes the
+    average. At the end of each middle window of NumPyro's schedule (where NumPyro's kernel, run with
+    ``adapt_step_size=False``, still updates its own mass matrix) the averaging restarts from ten times
+    the current step, as NumPyro's does without its heuristic step-size search (``hmc``'s default).
     """
-    spans = windows(warmup)
-    if not spans:
-        return lambda state, model_args: sample_kernel(state, model_args=model_args)
-    first, last = spans[0][0], spans[-1][1]
-    ends = jnp.array([end for _, end in spans])
+    schedule = np.asarray(build_adaptation_schedule(warmup)).reshape(-1, 2)
+    # the iterations after which the averaging restarts; -1 (no iteration) where there is no middle window
+    restarts = jnp.asarray(schedule[1:-1, 1]) if len(schedule) > 2 else jnp.full(1, -1)
+    ss_init, ss_update = dual_averaging()
+
+    def update(adapt, t, accept_prob, target):
+        ss_state = ss_update(target - accept_prob, adapt.ss_state)
+        log_step_size, log_step_size_avg, *_ = ss_state
+        step_size = jnp.where(t == warmup - 1, jnp.exp(log_step_size_avg), jnp.exp(log_step_size))
+        finfo = jnp.finfo(jnp.result_type(step_size))
+        step_size = jnp.clip(step_size, finfo.tiny, finfo.max)
+        ss_state = jax.lax.cond(
+            jnp.any(t == restarts), lambda: ss_init(jnp.log(10.0) + jnp.log(step_size)), lambda: ss_state
+        )
+        return adapt._replace(step_size=step_size, ss_state=ss_state)
+
+    return update
+
+
+def adapting(
+    sample_kernel: Callable,
+    warmup: int,
+    dimension: int,
+    *,
+    step_size: bool = True,
+    shrunk: bool = False,
+    toward_previous: bool = False,
+) -> Callable:
+    """Wrap NumPyro's ``sample_kernel`` (run with ``adapt_step_size=False``, and with
+    ``adapt_mass_matrix=False`` where ``shrunk``) so that it adapts what NumPyro's does not.
+
+    The returned ``step(state, model_args, target)`` runs one NUTS iteration, then during
+    warmup adapts the step size towards the acceptance ``target`` (:func:`step_size_adapting`)
+    where ``step_size``. With ``shrunk`` it also adapts a dense matrix: it adds the draw to the
+    window's running covariance while inside a window of :func:`windows`, and at a window's last
+    iteration replaces the matrix by :func:`shrunk_covariance` and restarts the step size's dual
+    averaging (from ten times the current step, as NumPyro does). With ``toward_previous`` each
+    estimate is shrunk towards the matrix in force instead of its own diagonal: for chains that
+    start with an informed matrix (the pilot's, ``init="pilot"``), not NumPyro's identity.
+    """
+    adapt_step = step_size_adapting(warmup) if step_size and warmup else None
+    spans = windows(warmup) if shrunk else []
     welford_init, welford_update, _ = welford_covariance(diagonal=False)
     step_size_init, _ = dual_averaging()
+    first, last = (spans[0][0], spans[-1][1]) if spans else (0, -1)
+    ends = jnp.array([end for _, end in spans])
 
     def window_end(adapt):
         inverse_mass, sqrt, sqrt_inv = shrunk_covariance(
@@ -128,15 +171,18 @@ def adapting(sample_kernel: Callable, warmup: int, dimension: int, toward_previo
             ss_state=step_size_init(jnp.log(10.0 * adapt.step_size)),
         )
 
-    def step(state, model_args):
+    def step(state, model_args, target):
         state = sample_kernel(state, model_args=model_args)
         t = state.i - 1  # the iteration just run
         adapt = state.adapt_state
-        inside = (t >= first) & (t <= last)
-        adapt = adapt._replace(
-            mm_state=jax.lax.cond(inside, lambda: welford_update(state.z, adapt.mm_state), lambda: adapt.mm_state)
-        )
-        adapt = jax.lax.cond(jnp.any(t == ends), window_end, lambda a: a, adapt)
+        if adapt_step is not None:
+            adapt = jax.lax.cond(t < warmup, lambda a: adapt_step(a, t, state.accept_prob, target), lambda a: a, adapt)
+        if spans:
+            inside = (t >= first) & (t <= last)
+            adapt = adapt._replace(
+                mm_state=jax.lax.cond(inside, lambda: welford_update(state.z, adapt.mm_state), lambda: adapt.mm_state)
+            )
+            adapt = jax.lax.cond(jnp.any(t == ends), window_end, lambda a: a, adapt)
         return state._replace(adapt_state=adapt)
 
     return step

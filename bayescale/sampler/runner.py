@@ -136,16 +136,17 @@ def sample(
     runner = _runner(model, args, sites, warmup, options, mode, n_devices, cache_key, report, start)
     keys = list(jax.random.split(jax.random.key(seed), chains))
     tasks = [(key, args, start) for key in keys]
+    target = options.target_accept_prob
     per_fit = 1 if mode == "chains" else chains
 
     def block(bar: Progress, states=None):
         """``draws`` more draws of every chain: from its start (``states=None``) or its ``states``."""
         if mode == "chain":
-            per_chain = runner.run_threads(tasks, draws, bar, states=states)
+            per_chain = runner.run_threads(tasks, draws, bar, target=target, states=states)
             z, stats = (_stacked([c[i] for c in per_chain]) for i in (0, 1))
             states = [c[2] for c in per_chain]
         else:
-            z, stats, states = runner.run_chains(jnp.stack(keys), args, start, draws, bar, state=states)
+            z, stats, states = runner.run_chains(jnp.stack(keys), args, start, draws, bar, target=target, state=states)
         values, loglik = jax.device_get(runner.post(loglik=True)(_flat(z, 0), args))
         posterior = {k: np.asarray(v).reshape((chains, draws) + np.shape(v)[1:]) for k, v in values.items()}
         loglik = np.asarray(loglik).reshape((chains, draws) + np.shape(loglik)[1:])
@@ -215,7 +216,9 @@ def sample_batches(
         runner = _runner(model, members[0], sites, warmup, options, "chain", 1, cache_key, report, None, many=many)
         tasks = [(key, a, None) for a, s in zip(members, seeds, strict=True) for key in _keys(s, chains)]
         with Progress(progress_bar, n * chains, f"{n} fits, {chains} chains each", unit="chain") as bar:
-            per_chain = runner.run_threads(tasks, draws, bar, values=True, per_chain=True, threads=threads)
+            per_chain = runner.run_threads(
+                tasks, draws, bar, target=options.target_accept_prob, values=True, per_chain=True, threads=threads
+            )
         parts = [per_chain[b : b + chains] for b in range(0, len(tasks), chains)]
         posterior = _stacked([_stacked([c[0] for c in part]) for part in parts])
         stats = _stacked([_stacked([c[1] for c in part]) for part in parts])
@@ -227,7 +230,9 @@ def sample_batches(
     def run(first: int):
         idx = np.arange(first, first + batch_size) % n
         keys = jax.vmap(lambda s: jax.random.split(jax.random.key(s), chains))(jnp.asarray(seeds[idx]))
-        z, stats, _ = runner.run_chains(keys, take(idx), None, draws, Progress(False, 0, ""))
+        z, stats, _ = runner.run_chains(
+            keys, take(idx), None, draws, Progress(False, 0, ""), target=options.target_accept_prob
+        )
         values = jax.device_get(runner.post(loglik=False)(_flat(z, 1), take(idx)))
         keep = min(batch_size, n - first)
         values = {
@@ -292,7 +297,10 @@ RUNNERS = CompiledCache(KEEP_COMPILED)
 
 def _runner(model, args, sites, warmup, options, mode, n_devices, cache_key, report, start, many=False) -> Runner:
     """The cached :class:`Runner` of this model structure, data shape and layout; ``many`` for the
-    sampler of a long run of many fits (its sampling loop compiled with ``runs="many"``)."""
+    sampler of a long run of many fits (its sampling loop compiled with ``runs="many"``). The target
+    acceptance is an argument of its programs, not part of it: a fit sampled again at a higher target
+    (:meth:`~bayescale.sampler.options.NUTSOptions.rerun`) runs the first run's sampler."""
+    options = replace(options, target_accept_prob=None)
     shapes = jax.tree_util.tree_map(lambda a: (jnp.shape(a), jnp.result_type(a)), (args, start))
     key = (mode, cache_key, model if cache_key is None else None, warmup, options, n_devices, many, tuple(report))
     key += (tuple(sorted(sites.items())), str(shapes))
@@ -347,13 +355,17 @@ class Runner:
         self._newton_scale = ravel_pytree({k: jnp.full(shape, r / 2.0) for k, (shape, r) in sites.items()})[0]
         pe_gen = lambda args: lambda flat: potential_energy(model, (args,), {}, self._unravel(flat))  # noqa: E731
         self._init_kernel, self._sample_kernel = hmc(potential_fn_gen=pe_gen, algo="NUTS")
-        if options.diagonal_shrinkage:
+        # NumPyro adapts the mass matrix (unless diagonal_shrinkage), adaptation.adapting the step size: towards
+        # a target acceptance that is an argument of the compiled programs, so one sampler serves every target
+        self._step = adaptation.adapting(
+            self._sample_kernel,
+            warmup,
+            dimension(sites),
+            step_size=options.adapt_step_size,
+            shrunk=options.diagonal_shrinkage,
             # from the pilot's start the matrix in force is informed: shrink each window's estimate towards it
-            self._step = adaptation.adapting(
-                self._sample_kernel, warmup, dimension(sites), toward_previous=options.init == "pilot"
-            )
-        else:
-            self._step = lambda state, model_args: self._sample_kernel(state, model_args=model_args)
+            toward_previous=options.init == "pilot",
+        )
         self._init = self._vectorised(self._init_one, runs="once", n_args=2)
         self._advance: dict[int, Callable] = {}
         self._post: dict[bool, Callable] = {}
@@ -379,9 +391,8 @@ class Runner:
             self.warmup,
             inverse_mass_matrix=inverse_mass,
             dense_mass=o.dense_mass,
-            target_accept_prob=o.target_accept_prob,
             max_tree_depth=(o.warmup_max_tree_depth, o.max_tree_depth),
-            adapt_step_size=o.adapt_step_size,
+            adapt_step_size=False,  # self._step adapts it
             adapt_mass_matrix=o.adapt_mass_matrix and not o.diagonal_shrinkage,  # then self._step adapts it
             regularize_mass_matrix=o.regularize_mass_matrix,
             model_args=(args,),
@@ -471,9 +482,9 @@ class Runner:
             return z, jnp.where(ok, covariance, jnp.eye(flat.size))
         return z, jnp.where(ok, jnp.diag(covariance), jnp.ones(flat.size))
 
-    def _advance_one(self, state, args, length):
+    def _advance_one(self, state, args, target, length):
         def step(state, _):
-            state = self._step(state, (args,))
+            state = self._step(state, (args,), target)
             info = {
                 "diverging": state.diverging,
                 "n_steps": state.num_steps,
@@ -498,13 +509,15 @@ class Runner:
         return {k: values[k] for k in self.report}
 
     # -- programs --------------------------------------------------------------------
-    def _vectorised(self, fn, runs: str, n_args: int = 1):
-        """``fn(key or state, *args)`` of one chain, compiled for one call of this runner's mode."""
+    def _vectorised(self, fn, runs: str, n_args: int = 1, n_shared: int = 0):
+        """``fn(key or state, *args, *shared)`` of one chain, compiled for one call of this runner's mode;
+        the last ``n_shared`` arguments are the same for every chain and data set."""
         if self.mode == "chain":
             return compiled(fn, runs=runs)
+        n_args += n_shared
         batched = jax.vmap(fn, in_axes=(0,) + (None,) * n_args)
         if self.mode == "batch":  # (data set, chain) keys and states; one data set's args per member
-            return compiled(jax.vmap(batched), runs=runs)
+            return compiled(jax.vmap(batched, in_axes=(0,) * (1 + n_args - n_shared) + (None,) * n_shared), runs=runs)
         if self.n_devices == 1:
             return compiled(batched, runs=runs)
         mesh = Mesh(np.array(jax.local_devices()[: self.n_devices]), ("chain",))
@@ -517,10 +530,11 @@ class Runner:
         )
 
     def advance(self, length: int) -> Callable:
-        """The program that runs ``length`` NUTS iterations: ``(state, args) -> (state, (z, stats))``."""
+        """The program that runs ``length`` NUTS iterations: ``(state, args, target) -> (state, (z, stats))``,
+        the step size adapted towards the acceptance ``target`` (a float) during warmup."""
         if length not in self._advance:
             runs = "many" if self.many else "fit"
-            self._advance[length] = self._vectorised(partial(self._advance_one, length=length), runs)
+            self._advance[length] = self._vectorised(partial(self._advance_one, length=length), runs, n_shared=1)
         return self._advance[length]
 
     def post(self, loglik: bool) -> Callable:
@@ -542,19 +556,21 @@ class Runner:
             return self._executables[name]
 
     # -- drivers -----------------------------------------------------------------------
-    def run_chains(self, keys, args, start, draws: int, bar: Progress, state=None):
+    def run_chains(self, keys, args, start, draws: int, bar: Progress, *, target: float, state=None):
         """All chains (of all data sets) in each call: draws and stats with leading axes (..., chain, draw),
-        and the chains' final state. With ``state`` (the final state of an earlier call) the chains run
-        on from there, without warmup (``keys`` then only shapes the output)."""
+        and the chains' final state; the step size adapted towards the acceptance ``target``. With
+        ``state`` (the final state of an earlier call) the chains run on from there, without warmup
+        (``keys`` then only shapes the output)."""
         warm_chunks, draw_chunks = _chunks(self.warmup, draws, bar.enabled)
+        target = jnp.asarray(target, dtype=float)
         if state is None:
             state = self._init(keys, args, start)
             for length in warm_chunks:
-                state, _ = self.advance(length)(state, args)
+                state, _ = self.advance(length)(state, args, target)
                 bar(length, "warmup")
         traces = []
         for length in draw_chunks:
-            state, trace = self.advance(length)(state, args)
+            state, trace = self.advance(length)(state, args, target)
             traces.append(jax.device_get(trace))
             bar(length, "sample")
         axis = keys.ndim  # the draw axis follows the key axes
@@ -567,13 +583,15 @@ class Runner:
         tasks,
         draws: int,
         bar: Progress,
+        *,
+        target: float,
         values=False,
         per_chain=False,
         threads: int | None = None,
         states: list | None = None,
     ):
         """One chain per ``(key, args, start)`` task in ``threads`` threads (default one per core): (draws,
-        stats, final state) each.
+        stats, final state) each, the step size adapted towards the acceptance ``target``.
 
         Every program is compiled here first, so no two threads compile the same one. With
         ``values`` the draws come post-processed (the reported values, no log likelihood).
@@ -587,7 +605,8 @@ class Runner:
         if states is not None:
             warm_chunks = []
             tasks = [(s, a, start) for s, (_, a, start) in zip(states, tasks, strict=True)]
-        advance = {n: self._executable(n, self.advance(n), state, args) for n in set(warm_chunks + draw_chunks)}
+        target = jnp.asarray(target, dtype=float)
+        advance = {n: self._executable(n, self.advance(n), state, args, target) for n in set(warm_chunks + draw_chunks)}
         if values:
             specimen = {k: jax.ShapeDtypeStruct((draws, *shape), float) for k, (shape, _) in self.sites.items()}
             post = self._executable(("values", draws), self.post(loglik=False), specimen, args)
@@ -600,14 +619,14 @@ class Runner:
             for length in warm_chunks:
                 if stop.is_set():
                     return None
-                state, _ = advance[length](state, args)
+                state, _ = advance[length](state, args, target)
                 if iterations:
                     bar(length, "warmup")
             traces = []
             for length in draw_chunks:
                 if stop.is_set():
                     return None
-                state, trace = advance[length](state, args)
+                state, trace = advance[length](state, args, target)
                 traces.append(trace)
                 if iterations:
                     bar(length, "sample")
