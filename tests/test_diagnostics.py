@@ -55,8 +55,8 @@ def test_a_run_that_diverges_is_sampled_again_with_smaller_steps(model, quicksta
 
 
 def test_the_second_run_reuses_the_first_run_s_compiled_sampler(model, quickstart_runs, monkeypatch):
-    # the target acceptance is an argument of the compiled programs: the rerun compiles nothing, and its
-    # higher target still takes effect (smaller steps)
+    # the target acceptance is an argument of the compiled programs: the rerun (and a refit at another target)
+    # compiles nothing, and each target still takes effect (smaller steps for a higher one)
     calls = _first_run_diverging(monkeypatch, 3)
     runners, steps = [], []
     real_runner, real_sample = runner._runner, fitting.sample
@@ -69,9 +69,10 @@ def test_the_second_run_reuses_the_first_run_s_compiled_sampler(model, quickstar
 
     monkeypatch.setattr(fitting, "sample", sample)
     model.fit(quickstart_runs, seed=0)
-    assert calls == [0.9, 0.99]
-    assert len(runners) == 2 and runners[0] is runners[1]
-    assert steps[1] < 0.8 * steps[0], steps
+    model.fit(quickstart_runs, seed=0, target_accept_prob=0.95)  # a refit as a warning may advise: the same
+    assert calls == [0.9, 0.99, 0.95]
+    assert len(runners) == 3 and runners[0] is runners[1] is runners[2]
+    assert steps[1] < 0.8 * steps[0] and steps[1] < steps[2] < steps[0], steps
 
 
 def test_a_target_acceptance_the_user_chose_is_kept(model, quickstart_runs, monkeypatch):
