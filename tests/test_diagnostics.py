@@ -298,3 +298,20 @@ def test_a_fit_short_of_draws_runs_its_chains_on(model, quickstart_runs, monkeyp
 def test_extend_is_checked():
     with pytest.raises(ValueError, match="extend must be a whole number >= 0, got -1"):
         bs.ScalingModel("chinchilla").fit(pd.DataFrame({"N": [1e8], "D": [1e9], "loss": [3.0]}), extend=-1)
+
+
+def test_the_reasons_for_many_unhealthy_fits_name_a_low_tail_ess():
+    # a fit whose bulk ESS is fine and whose tail ESS is not: the clause says so (it used to report only the
+    # worst bulk ESS, 900 here, which reads as healthy, and named no ESS problem)
+    health = pd.DataFrame(
+        {
+            "divergences": [0, 0, 2],
+            "max_rhat": [1.001, 1.002, 1.003],
+            "min_ess_bulk": [900.0, 1200.0, 1500.0],
+            "min_ess_tail": [310.0, 800.0, 1400.0],
+            "tree_depth_saturation": [0.0, 0.0, 0.0],
+        }
+    )
+    reasons = diagnostics.unhealthy_reasons(health, 400)
+    assert reasons == "divergences in 1, ESS below 400 in 1 (lowest: tail 310)"
+    assert diagnostics.unhealthy_reasons(health, 300) == "divergences in 1"

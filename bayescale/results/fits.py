@@ -15,7 +15,7 @@ from bayescale.data import ScalingData
 from bayescale.results import netcdf
 from bayescale.results.fit import ScalingFit
 from bayescale.results.prediction import log_density
-from bayescale.sampler.diagnostics import SamplerWarning, health_table, unhealthy_reasons
+from bayescale.sampler.diagnostics import SamplerWarning, ess_wanted, health_table, unhealthy_reasons
 from bayescale.sampler.runner import Samples
 
 
@@ -78,9 +78,11 @@ class ScalingFits(Mapping):
         self.health = health
         bad = ~health["healthy"]
         if warn and bad.any():
+            chains, draws = stats["diverging"].shape[1:3]
+            reasons = unhealthy_reasons(health, ess_wanted(chains, draws))
             shown = ", ".join(repr(k) for k in health.index[bad][:5])
             warnings.warn(
-                f"{bad.sum()} of {len(health)} fits were unhealthy ({unhealthy_reasons(health)}): {shown}"
+                f"{bad.sum()} of {len(health)} fits were unhealthy ({reasons}): {shown}"
                 f"{' ...' if bad.sum() > 5 else ''}. fits.health lists them and fits[key].diagnostics() says why "
                 "and what to try (more warmup and draws, target_accept_prob=0.95, stronger priors)",
                 SamplerWarning,

@@ -327,8 +327,9 @@ def health_table(
     return table, per_label
 
 
-def unhealthy_reasons(health: pd.DataFrame) -> str:
-    """What went wrong across a :func:`health_table`, as a short clause."""
+def unhealthy_reasons(health: pd.DataFrame, wanted: float) -> str:
+    """What went wrong across a :func:`health_table`, as a short clause; ``wanted``: the bulk and tail
+    ESS a healthy fit needs (:func:`ess_wanted` of its chains and draws)."""
     reasons = []
     if (health["divergences"] > 0).any():
         reasons.append(f"divergences in {(health['divergences'] > 0).sum()}")
@@ -336,7 +337,11 @@ def unhealthy_reasons(health: pd.DataFrame) -> str:
         reasons.append(f"R-hat > {RHAT_MAX} in {(health['max_rhat'] > RHAT_MAX).sum()}")
     if (health["tree_depth_saturation"] > SATURATION_MAX).any():
         reasons.append(f"max tree depth in {(health['tree_depth_saturation'] > SATURATION_MAX).sum()}")
-    reasons.append(f"worst min bulk ESS {health['min_ess_bulk'].min():.0f}")
+    ess = health[["min_ess_bulk", "min_ess_tail"]].rename(columns={"min_ess_bulk": "bulk", "min_ess_tail": "tail"})
+    low = ess.min(axis=1) < wanted
+    if low.any():
+        kind = ess.min().idxmin()
+        reasons.append(f"ESS below {wanted:.0f} in {low.sum()} (lowest: {kind} {ess[kind].min():.0f})")
     return ", ".join(reasons)
 
 

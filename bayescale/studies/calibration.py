@@ -46,7 +46,7 @@ from bayescale.plot import rank_histograms
 from bayescale.results.prediction import posterior_draws
 from bayescale.sampler.cluster import check_client
 from bayescale.sampler.compile import compiled
-from bayescale.sampler.diagnostics import SamplerWarning, health_table, unhealthy_reasons
+from bayescale.sampler.diagnostics import SamplerWarning, ess_wanted, health_table, unhealthy_reasons
 from bayescale.sampler.options import NUTSOptions, check_counts, dimension
 from bayescale.sampler.runner import sample_batches
 from bayescale.spec import ScalingModel
@@ -249,11 +249,13 @@ def _health(posterior: dict[str, np.ndarray], sample_stats: dict, max_tree_depth
     return health_table(posterior, sample_stats, max_tree_depth)[0].rename_axis("sim")
 
 
-def _warn_unhealthy(health: pd.DataFrame, what: str) -> None:
+def _warn_unhealthy(health: pd.DataFrame, what: str, wanted: float) -> None:
+    """One SamplerWarning for the unhealthy fits of a study; ``wanted``: the ESS a healthy fit needs."""
     bad = ~health["healthy"]
     if bad.any():
         warnings.warn(
-            f"{bad.sum()} of {len(health)} simulated fits of the {what} were unhealthy ({unhealthy_reasons(health)}); "
+            f"{bad.sum()} of {len(health)} simulated fits of the {what} were unhealthy "
+            f"({unhealthy_reasons(health, wanted)}); "
             "they are all counted (calibration is a property of the whole procedure). Try more warmup and "
             "draws, target_accept_prob=0.95, or priors that exclude the simulations that fail (study.health "
             "lists them, study.truth has their parameters)",
@@ -366,7 +368,7 @@ def sbc(
         kept = post.reshape(n_sims, chains * draws)[:, thin]
         ranks[label] = (kept < true_values[label][:, None]).sum(axis=1)
     health = _health(flat_posterior, sample_stats, options.max_tree_depth)
-    _warn_unhealthy(health, "SBC study")
+    _warn_unhealthy(health, "SBC study", ess_wanted(chains, draws))
     return SBCStudy(
         ranks=pd.DataFrame(ranks).rename_axis("sim"),
         truth=pd.DataFrame(true_values).rename_axis("sim"),
@@ -617,7 +619,7 @@ def extrapolation_coverage(
     for name in model.posterior_names:
         flat.update(_labelled(name, posterior[name], groups, posterior[name].ndim == 4))  # (sim, chain, draw, group)
     health = _health(flat, sample_stats, options.max_tree_depth)
-    _warn_unhealthy(health, "coverage study")
+    _warn_unhealthy(health, "coverage study", ess_wanted(chains, draws))
     return CoverageStudy(inside, levels, future_frame.reset_index(drop=True), health, seed, rejected)
 
 
