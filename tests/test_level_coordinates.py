@@ -12,7 +12,7 @@ from numpyro.infer import Predictive
 from scipy import stats
 
 import bayescale as bs
-from bayescale.model.build import shared_level_terms
+from bayescale.model.build import independent_level_terms, shared_level_terms
 from tests.conftest import assert_same_posterior, log_references, model_args, model_function, sites_of
 
 PRIOR_DRAWS = 20_000
@@ -79,9 +79,11 @@ def prior_logs(fitted: bs.ScalingModel, runs: pd.DataFrame) -> tuple[dict, objec
 
 
 def assert_independent_normals(values: dict, args) -> None:
-    """Each log a Normal with its prior's location and scale (KS), and none correlated with another."""
+    """Each log a Normal with its prior's location and scale (KS), and none correlated with another (a group's
+    values named ``"E[0]"``)."""
     for name, v in values.items():
-        loc, scale = float(args.prior_loc[name]), float(args.prior_scale[name])
+        par = name.split("[")[0]
+        loc, scale = float(args.prior_loc[par]), float(args.prior_scale[par])
         assert stats.kstest(v, stats.norm(loc, scale).cdf).pvalue > KS_P_MIN, name
     r = np.corrcoef(np.stack(list(values.values())))
     assert np.abs(r[np.triu_indices(len(values), 1)]).max() < 4.5 / np.sqrt(PRIOR_DRAWS), "independent a priori"
@@ -163,3 +165,48 @@ def test_two_power_terms_sample_in_fewer_steps():
     assert level.healthy, level.health
     # seeds 0-3: 6.5-6.6 against 10.8-11.6 steps per draw, min bulk ESS 4,100-5,300 against 830-1,300
     assert steps[1] > 1.3 * steps[0] and ess[0] > 2 * ess[1], (steps, ess)
+
+
+def two_groups(make_runs, seeds=(0, 1)) -> pd.DataFrame:
+    """Two groups' runs, each drawn by ``make_runs(seed)``."""
+    return pd.concat([make_runs(seed).assign(g=f"g{seed}") for seed in seeds], ignore_index=True)
+
+
+def independent(law: bs.laws.Law) -> bs.ScalingModel:
+    return bs.ScalingModel(law, target="loss", inputs={"N": "N"}, group="g", independent=["E", "A", "alpha"])
+
+
+def well_saturating(seed: int) -> pd.DataFrame:
+    """40 runs over three decades of a curve that levels off (alpha 0.3): every parameter identified."""
+    rng = np.random.default_rng(seed)
+    n = np.geomspace(1e7, 1e10, 40)
+    return pd.DataFrame({"N": n, "loss": (1.7 + 8.0 * (n / 1e8) ** -0.3) * np.exp(0.02 * rng.standard_normal(40))})
+
+
+def test_independent_groups_use_level_coordinates_of_their_own():
+    law = bs.laws.SaturatingPowerLaw("N")
+    assert independent_level_terms(law, dict.fromkeys(("E", "A", "alpha"), "independent")) == ("E", "A", "alpha")
+    assert independent_level_terms(law, {"E": "shared", "A": "independent", "alpha": "independent"}) == ()
+    values, args = prior_logs(independent(law), two_groups(weakly_saturating, (31, 32)))
+    assert all(v.shape == (PRIOR_DRAWS, 2) for v in values.values())
+    assert_independent_normals({f"{k}[{g}]": v[:, g] for k, v in values.items() for g in range(2)}, args)
+
+
+def test_independent_groups_same_posterior_as_in_their_own_coordinates():
+    runs = two_groups(well_saturating)
+    fits = (
+        independent(bs.laws.SaturatingPowerLaw("N")).fit(runs, seed=0),
+        independent(OwnCoordinates("N")).fit(runs, seed=1),
+    )
+    assert all(fit.healthy for fit in fits)
+    assert_same_posterior(*fits, [f"{k}[g{g}]" for k in ("E", "A", "alpha") for g in (0, 1)] + ["sigma"])
+
+
+@pytest.mark.filterwarnings("ignore::bayescale.SamplerWarning")  # the own-coordinates fit may warn (long trees)
+def test_independent_groups_that_barely_level_off_sample_in_few_steps():
+    runs = two_groups(weakly_saturating, (31, 32))
+    level, own = (independent(law).fit(runs, seed=0) for law in (bs.laws.SaturatingPowerLaw("N"), OwnCoordinates("N")))
+    steps = [float(fit.idata.sample_stats["n_steps"].mean()) for fit in (level, own)]
+    assert level.healthy, level.health
+    # seeds 0-2: 13-15 against 158-226 leapfrog steps per draw
+    assert steps[1] > 3 * steps[0], steps

@@ -73,7 +73,8 @@ def build(
         (default all shared, the only choice without a group column).
     level_coordinates : bool
         Sample a law's shared :attr:`~bayescale.laws.Law.level_terms` in level coordinates
-        (:func:`shared_level_terms`; the default); False keeps one standardised site per
+        (:func:`shared_level_terms`; the default), and independent ones in each group's own
+        (:func:`independent_level_terms`); False keeps one standardised site per
         parameter (what :mod:`bayescale.model.pilot` reads).
     scaled : tuple of str
         Pooled level terms that every group shifts together by its own log-scale
@@ -89,9 +90,10 @@ def build(
     """
     treatments = dict(treatments or {})
     terms = shared_level_terms(law, treatments) if level_coordinates else ()
+    own_terms = independent_level_terms(law, treatments) if level_coordinates else ()
     pooled_terms, pooled_params = pooled_level_terms(law, treatments), pooled_names(law, treatments)
     curve = shared_midpoint(law, treatments) if level_coordinates and not pooled_params else None
-    own_coordinates = terms + (curve[:2] if curve else ())  # sampled jointly, not one site per parameter
+    own_coordinates = terms + own_terms + (curve[:2] if curve else ())  # sampled jointly, not one site per parameter
     level_names = scaled_terms(law, treatments)  # the pooled terms in the target's units
 
     def model(args: ModelArgs) -> None:
@@ -100,6 +102,9 @@ def build(
         if curve:
             groups.update(sample_midpoint(curve, law.parameter(curve[1]).location_of, args))
         population = dict(groups)
+        if own_terms:  # each group's curve in its own level coordinates (a new group has no population to draw from)
+            with numpyro.plate(GROUP_PLATE, n_groups):
+                groups.update(sample_power_terms(own_terms, args))
         common = sample_scale(args, n_groups) if scaled and n_groups else None  # (tau, shift or None)
         hyper = {}  # pooled parameter -> (population location, spread), standardised, where args.basis is given
         for par in law.parameters:
@@ -281,8 +286,9 @@ def shared_level_terms(law: Law, treatments: Mapping[str, str]) -> tuple[str, ..
 
     ``(E, A, alpha)`` for ``E + A x^-alpha``, ``(E, A, alpha, B, beta, ...)`` for
     ``E + A x^-alpha + B y^-beta + ...``; checked on the way (each prefactor followed by its
-    exponent, all positive). :func:`build` samples them as :func:`sample_power_terms` says;
-    pooled or independent ones keep their own standardised sites.
+    exponent, all positive). :func:`build` samples them as :func:`sample_power_terms` says, and
+    independent ones group by group (:func:`independent_level_terms`); pooled ones keep their own
+    standardised sites.
 
     Examples
     --------
@@ -296,10 +302,26 @@ def shared_level_terms(law: Law, treatments: Mapping[str, str]) -> tuple[str, ..
     >>> shared_level_terms(bs.laws.Chinchilla(), {"beta": "pooled"})
     ()
     """
-    terms = declared_level_terms(law)
-    if any(treatments.get(name, "shared") != "shared" for name in terms):
-        return ()
-    return terms
+    return level_terms_if_all(law, treatments, "shared")
+
+
+def independent_level_terms(law: Law, treatments: Mapping[str, str]) -> tuple[str, ...]:
+    """The law's :attr:`~bayescale.laws.Law.level_terms` where all are independent, or ``()``.
+
+    Each group's curve is then sampled in level coordinates of its own (:func:`sample_power_terms`
+    in the group plate): the same independent priors, the ridge that a curve which barely levels
+    off makes of ``E``, ``A`` and ``alpha`` straightened group by group.
+
+    Examples
+    --------
+    >>> import bayescale as bs
+    >>> law = bs.laws.SaturatingPowerLaw("N")
+    >>> independent_level_terms(law, dict.fromkeys(law.parameter_names, "independent"))
+    ('E', 'A', 'alpha')
+    >>> independent_level_terms(law, {"E": "shared", "A": "independent", "alpha": "independent"})
+    ()
+    """
+    return level_terms_if_all(law, treatments, "independent")
 
 
 def pooled_level_terms(law: Law, treatments: Mapping[str, str]) -> tuple[str, ...]:
@@ -317,10 +339,7 @@ def pooled_level_terms(law: Law, treatments: Mapping[str, str]) -> tuple[str, ..
     >>> pooled_level_terms(law, {"A": "pooled", "alpha": "pooled"})
     ()
     """
-    terms = declared_level_terms(law)
-    if any(treatments.get(name, "shared") != "pooled" for name in terms):
-        return ()
-    return terms
+    return level_terms_if_all(law, treatments, "pooled")
 
 
 def scaled_terms(law: Law, treatments: Mapping[str, str]) -> tuple[str, ...]:
@@ -332,6 +351,12 @@ def scaled_terms(law: Law, treatments: Mapping[str, str]) -> tuple[str, ...]:
 def pooled_names(law: Law, treatments: Mapping[str, str]) -> tuple[str, ...]:
     """The pooled parameters, in the law's order (the last axis of :class:`~bayescale.model.pooled.PooledBasis`)."""
     return tuple(par.name for par in law.parameters if treatments.get(par.name) == "pooled")
+
+
+def level_terms_if_all(law: Law, treatments: Mapping[str, str], how: str) -> tuple[str, ...]:
+    """The law's declared level terms where every one of them is treated ``how`` across groups, else ``()``."""
+    terms = declared_level_terms(law)
+    return () if any(treatments.get(name, "shared") != how for name in terms) else terms
 
 
 def declared_level_terms(law: Law) -> tuple[str, ...]:

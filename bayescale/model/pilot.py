@@ -87,6 +87,7 @@ from bayescale.model.build import (
     SCALE_SITE,
     SPREAD_PRIOR,
     build,
+    independent_level_terms,
     noise_information,
     noise_site,
     pooled_level_terms,
@@ -251,7 +252,7 @@ def starting_point(
     >>> sorted(point) == sorted(latent_sites(model.law, model.likelihood, model.treatments, 3))
     True
     """
-    if shared_level_terms(law, treatments):
+    if shared_level_terms(law, treatments) or independent_level_terms(law, treatments):  # sites hold level coordinates
         return None
     n_groups = len(next(iter(fits.modes.values())))
     point, sd = {}, {}
