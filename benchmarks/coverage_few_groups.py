@@ -16,14 +16,22 @@ median, and the share of held-out values inside the 90% interval of a new run, w
 extrapolation risk (the default) and without it (the law and the noise only: what a correct law
 should cover at the nominal rate).
 
+With ``--real``, the same two arms on real curves instead: the OLMo ladder's six evaluation sets
+(``backtest_families.py``'s ``olmo`` data: the same runs scored on each set) taken three at a time,
+all 20 triples, each fitted on the runs below 1B parameters (190M-760M x 0.5-10 x Chinchilla's tokens)
+and predicting its 1B and 3B runs (0.1-0.6 decades beyond), default fit settings.
+
     python benchmarks/coverage_few_groups.py [--seeds 20]
+    BAYESCALE_DATA_DIR=../shared/datasets python benchmarks/coverage_few_groups.py --real
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -52,40 +60,63 @@ def simulate(seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.concat(runs, ignore_index=True), pd.concat(held, ignore_index=True)
 
 
+def olmo_triples(cut: float = 1e9):
+    """``(name, runs, held)`` for every three of the OLMo ladder's evaluation sets: runs up to ``cut``
+    parameters fitted, the larger ones held out (columns as :func:`simulate`'s)."""
+    import backtest_families  # the ladder's final checkpoints, one row per run and evaluation set
+
+    olmo = backtest_families.olmo_data().rename(columns={"family": "data", "target": "loss"})
+    for sets in itertools.combinations(backtest_families.OLMO_SETS, 3):
+        three = olmo[olmo["data"].isin(sets)].reset_index(drop=True)
+        small = three["N"] <= cut
+        yield "+".join(sets), three[small].reset_index(drop=True), three[~small].reset_index(drop=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--real", action="store_true", help="the OLMo ladder's evaluation sets, three at a time")
+    parser.add_argument("--csv", type=Path, help="write one row per case, arm and risk here")
     options = parser.parse_args()
+    if options.real:
+        cases = ((i, *case) for i, case in enumerate(olmo_triples()))
+    else:
+        cases = ((seed, f"seed {seed}", *simulate(seed)) for seed in range(options.seeds))
     rows = []
     start = time.perf_counter()
-    for seed in range(options.seeds):
-        runs, held = simulate(seed)
+    for seed, name, runs, held in cases:
         for arm, treatments in ARMS.items():
             model = bs.ScalingModel(bs.laws.Chinchilla(), target="loss", group="data", **treatments)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", bs.SamplerWarning)  # counted by bench_hierarchy_health.py
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", bs.SamplerWarning)
                 fit = model.fit(runs, seed=seed)
             for risk in (True, False):
                 band = fit.predict(held[["N", "D", "data"]], risk=risk).interval(0.9)
                 rows.append(
                     pd.DataFrame(
                         {
+                            "case": name,
                             "arm": arm,
                             "risk": risk,
                             "are": (band["median"] / held["loss"] - 1).abs(),
                             "covered": (band["lower"] <= held["loss"]) & (held["loss"] <= band["upper"]),
                             "log_width": np.log(band["upper"] / band["lower"]),
+                            "warned": any(issubclass(w.category, bs.SamplerWarning) for w in caught),
                         }
                     )
                 )
-        print(f"seed {seed} done at {time.perf_counter() - start:.0f} s", flush=True)
+        print(f"{name} done at {time.perf_counter() - start:.0f} s", flush=True)
     table = pd.concat(rows, ignore_index=True)
-    summary = table.groupby(["arm", "risk"]).agg(
-        mean_are=("are", "mean"),
-        coverage90=("covered", "mean"),
-        median_log_width=("log_width", "median"),
-        n=("are", "size"),
-    )
+    scores = {
+        "mean_are": ("are", "mean"),
+        "coverage90": ("covered", "mean"),
+        "median_log_width": ("log_width", "median"),
+        "n": ("are", "size"),
+        "warned": ("warned", "mean"),  # share of held-out runs whose fit gave a SamplerWarning
+    }
+    if options.csv:
+        table.groupby(["case", "arm", "risk"]).agg(**scores).to_csv(options.csv, float_format="%.6g")
+    summary = table.groupby(["arm", "risk"]).agg(**scores)
     with pd.option_context("display.width", 160, "display.float_format", "{:.4f}".format):
         print(summary)
 
