@@ -99,10 +99,10 @@ class Law:
     parameters: tuple[Parameter, ...] = ()
     #: ``(E, A, alpha)`` where the law is ``E + A x^-alpha``, or ``(E, A, alpha, B, beta, ...)``
     #: for ``E + A x^-alpha + B y^-beta + ...`` (positive parameters, each prefactor followed
-    #: by its exponent): when all are shared, NUTS samples them as the curve's level, slopes
-    #: and splits at the reference scale (same prior and posterior, straighter geometry;
-    #: :func:`bayescale.model.build.shared_level_terms`). ``None``: each parameter has its own
-    #: standardised coordinate.
+    #: by its exponent): when all are shared (or all independent: each group's curve), NUTS
+    #: samples them as the curve's level, slopes and splits at the reference scale (same prior
+    #: and posterior, straighter geometry; :func:`bayescale.model.build.shared_level_terms`).
+    #: ``None``: each parameter has its own standardised coordinate.
     level_terms: ClassVar[tuple[str, ...] | None] = None
     #: ``(steepness, location, sign)`` where the law rises as ``sigmoid(sign * B * log(x / x_mid))``
     #: (``sign`` -1 where it rises as ``x`` falls): when both are shared and nothing is pooled, NUTS

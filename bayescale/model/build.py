@@ -20,9 +20,10 @@ chain visits). Without it, exponents are non-centred and level terms (irreducibl
 prefactors) centred in the groups whose own data measure them (:func:`centring`).
 
 A law that declares :attr:`~bayescale.laws.Law.level_terms` (``E + A x^-alpha + ...``) has
-its shared terms sampled in level coordinates (:func:`shared_level_terms`): the curve's
-level and slopes at the reference scale and the split between the irreducible term and
-each prefactor, the same prior reparameterised with unit Jacobian. ``docs/sampler.md`` says
+its shared terms sampled in level coordinates (:func:`shared_level_terms`; independent ones
+group by group, :func:`independent_level_terms`): the curve's level and slopes at the
+reference scale and the split between the irreducible term and each prefactor, the same
+prior reparameterised with unit Jacobian. ``docs/sampler.md`` says
 why each choice was made and what it measured.
 
 ``loc`` and ``scale`` come in through :class:`~bayescale.model.args.ModelArgs`, not through

@@ -229,8 +229,8 @@ def starting_point(
     With a log-scale per group (``scaled``: the level terms it shifts), its spread starts at
     the sd of the groups' mean offsets of those terms from the population (at least
     :data:`SPREAD_FLOOR` prior units), each group's scale at its conditional mean.
-    Returns ``None`` where the law's shared level coordinates are sampled (nothing to map
-    the fits onto).
+    Returns ``None`` where the law's shared or independent level coordinates are sampled
+    (nothing to map the fits onto).
 
     Returns
     -------
