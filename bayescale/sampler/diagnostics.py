@@ -1,6 +1,7 @@
 """Sampler health: R-hat, ESS, divergences and tree depth, with advice that applies when unhealthy.
 
-All statistics come from ArviZ. The rule of what counts as trouble is written once
+The statistics are ArviZ's (for many fits at once, its definitions computed on every series together:
+:mod:`bayescale.sampler.rhat_ess`). The rule of what counts as trouble is written once
 (:func:`healthy`) and serves one fit (:func:`assess`) and many at once (:func:`health_table`).
 A remedy names an option only where that option can help: a dense mass matrix only where
 the fit did not already have one, a higher target acceptance only below the one used and where
@@ -9,7 +10,6 @@ the trajectories are short (:data:`~bayescale.sampler.options.RERUN_MAX_STEPS`).
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayescale.sampler import rhat_ess
 from bayescale.sampler.options import RERUN_MAX_STEPS, smaller_steps_help
 
 RHAT_MAX = 1.01
@@ -281,25 +282,13 @@ def health_table(
     ``posterior`` maps scalar labels to arrays (data set, chain, draw); ``valid`` optionally
     maps a label to a boolean per data set, False where that data set does not have the
     parameter (a padded group). Also returns R-hat, bulk and tail ESS per data set and label.
-    The statistics are ArviZ's, computed for all data sets at once; the rule is :func:`healthy`.
+    The statistics are ArviZ's definitions, computed for all data sets at once
+    (:mod:`bayescale.sampler.rhat_ess`); the rule is :func:`healthy`.
     """
     chains, draws = next(iter(posterior.values())).shape[1:3]
-    ds = xr.Dataset({k: (("member", "chain", "draw"), v) for k, v in posterior.items()})
-    ds = ds.transpose("chain", "draw", "member")
-    arviz_log = logging.getLogger("arviz")
-    level = arviz_log.level
-    arviz_log.setLevel(logging.ERROR)  # chains stuck at one value give NaN R-hat: reported below, not logged
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        try:
-            stats = {
-                "r_hat": az.rhat(ds),
-                "ess_bulk": az.ess(ds, method="bulk"),
-                "ess_tail": az.ess(ds, method="tail"),
-            }
-        finally:
-            arviz_log.setLevel(level)
-    per_label = {name: pd.DataFrame({k: s[k].values for k in posterior}) for name, s in stats.items()}
+    stats = {k: rhat_ess.all_three(v) for k, v in posterior.items()}
+    names = ("r_hat", "ess_bulk", "ess_tail")
+    per_label = {name: pd.DataFrame({k: s[i] for k, s in stats.items()}) for i, name in enumerate(names)}
     ok = pd.DataFrame({k: np.ones(len(per_label["r_hat"]), bool) for k in posterior})
     for k, v in (valid or {}).items():
         ok[k] = np.asarray(v, dtype=bool)
