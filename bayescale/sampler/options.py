@@ -13,6 +13,9 @@ DENSE_MAX_DIM = 64  # largest model given a dense mass matrix by default
 LAPLACE_MAX_DIM = 64  # largest model whose chains start at a Laplace approximation (exact Hessians)
 MODE_START_ROWS = 1000  # padded rows from which chains start at the mode by default
 PILOT_WARMUP_TREE_DEPTH = 6  # default warmup_max_tree_depth when chains start at the pilot's point
+# ... where many data sets' chains run in lockstep in one vectorised batch (fit_many on GPU/TPU, batch_size=):
+# each iteration lasts as long as the batch's longest tree, and early warmup trees reach the full depth
+LOCKSTEP_WARMUP_TREE_DEPTH = 6
 TARGET_ACCEPT = 0.9  # default target_accept_prob
 FRAMED_TARGET_ACCEPT = 0.95  # ... where pooled groups are sampled in the pilot's frame
 RERUN_TARGET_ACCEPT = 0.99  # target_accept_prob of the second run of a fit whose first run diverged
@@ -42,7 +45,8 @@ class NUTSOptions:
         After warmup (NumPyro's default, 10).
     warmup_max_tree_depth : int, optional
         During warmup; default ``max_tree_depth``, or :data:`PILOT_WARMUP_TREE_DEPTH` from the
-        pilot's start.
+        pilot's start, or :data:`LOCKSTEP_WARMUP_TREE_DEPTH` where many data sets run in one
+        vectorised batch (:meth:`warmup_depth`).
     adapt_step_size, adapt_mass_matrix, regularize_mass_matrix : bool
         As in ``numpyro.infer.NUTS``; ``regularize_mass_matrix`` defaults to off for dense
         matrices below 25 dimensions.
@@ -160,11 +164,29 @@ class NUTSOptions:
             raise ValueError(
                 f'mode_starts={options.mode_starts} applies to init="mode", and this fit has init={options.init!r}'
             )
-        if options.warmup_max_tree_depth is None:
-            pilot = options.init == "pilot"
-            depth = min(PILOT_WARMUP_TREE_DEPTH, options.max_tree_depth) if pilot else options.max_tree_depth
-            options = replace(options, warmup_max_tree_depth=depth)
+        if options.warmup_max_tree_depth is None and options.init == "pilot":
+            options = replace(options, warmup_max_tree_depth=min(PILOT_WARMUP_TREE_DEPTH, options.max_tree_depth))
         return options
+
+    def warmup_depth(self, lockstep: bool) -> int:
+        """The maximum tree depth during warmup: ``warmup_max_tree_depth`` where given (or set by
+        :meth:`resolved`), else :data:`LOCKSTEP_WARMUP_TREE_DEPTH` (at most ``max_tree_depth``) where
+        the chains of many data sets run in ``lockstep``, in one vectorised batch, else
+        ``max_tree_depth``.
+
+        The run decides, not :meth:`resolved`: a batch runs in lockstep or not by where it runs (a
+        GPU worker of a Dask cluster, or a CPU).
+
+        Examples
+        --------
+        >>> NUTSOptions().warmup_depth(lockstep=True), NUTSOptions().warmup_depth(lockstep=False)
+        (6, 10)
+        >>> NUTSOptions(warmup_max_tree_depth=8).warmup_depth(lockstep=True)
+        8
+        """
+        if self.warmup_max_tree_depth is not None:
+            return self.warmup_max_tree_depth
+        return min(LOCKSTEP_WARMUP_TREE_DEPTH, self.max_tree_depth) if lockstep else self.max_tree_depth
 
     def rerun(self, given: NUTSOptions, divergences: int, steps_per_draw: float) -> NUTSOptions | None:
         """The options of a second run where this run (these resolved options) had ``divergences`` and

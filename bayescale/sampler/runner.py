@@ -391,7 +391,7 @@ class Runner:
             self.warmup,
             inverse_mass_matrix=inverse_mass,
             dense_mass=o.dense_mass,
-            max_tree_depth=(o.warmup_max_tree_depth, o.max_tree_depth),
+            max_tree_depth=(o.warmup_depth(lockstep=self.mode == "batch"), o.max_tree_depth),
             adapt_step_size=False,  # self._step adapts it
             adapt_mass_matrix=o.adapt_mass_matrix and not o.diagonal_shrinkage,  # then self._step adapts it
             regularize_mass_matrix=o.regularize_mass_matrix,
