@@ -24,21 +24,17 @@ def all_three(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x = np.asarray(x, dtype=float)
     if x.shape[-1] < MIN_DRAWS:
         return rhat(x), ess_bulk(x), ess_tail(x)
-    z = _z_scale(_split(x))
-    return rhat(x, z=z), _nan_where_nan(x, _ess(z)), ess_tail(x)
+    split = _split(x)
+    z = _z_scale(split)
+    return _rank_rhat(x, split, z), _nan_where_nan(x, _ess(z)), ess_tail(x)
 
 
-def rhat(x: np.ndarray, *, z: np.ndarray | None = None) -> np.ndarray:
+def rhat(x: np.ndarray) -> np.ndarray:
     """Rank-normalised split R-hat of each series of ``x`` (``(..., chain, draw)``): the larger of the
     bulk's and the folded tail's. NaN for fewer than 2 chains or 4 draws, a NaN draw, or constant chains."""
     x = np.asarray(x, dtype=float)
-    chains, draws = x.shape[-2:]
-    if chains < 2 or draws < MIN_DRAWS:
-        return np.full(x.shape[:-2], np.nan)
     split = _split(x)
-    z = _z_scale(split) if z is None else z  # the normal scores of the split chains, where already known
-    folded = np.abs(split - np.median(split, axis=(-2, -1), keepdims=True))
-    return _nan_where_nan(x, np.maximum(_rhat(z), _rhat(_z_scale(folded))))
+    return _rank_rhat(x, split, _z_scale(split))
 
 
 def ess_bulk(x: np.ndarray) -> np.ndarray:
@@ -65,6 +61,15 @@ def _nan_where_nan(x: np.ndarray, value: np.ndarray) -> np.ndarray:
     """``value`` with NaN for every series of ``x`` that has a NaN draw (the middle draw of an odd
     count too, which the split chains drop)."""
     return np.where(np.isnan(x).any(axis=(-2, -1)), np.nan, value)
+
+
+def _rank_rhat(x: np.ndarray, split: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """:func:`rhat` from ``x``, its split chains and their normal scores ``z``."""
+    chains, draws = x.shape[-2:]
+    if chains < 2 or draws < MIN_DRAWS:
+        return np.full(x.shape[:-2], np.nan)
+    folded = np.abs(split - np.median(split, axis=(-2, -1), keepdims=True))
+    return _nan_where_nan(x, np.maximum(_rhat(z), _rhat(_z_scale(folded))))
 
 
 def _split(x: np.ndarray) -> np.ndarray:
