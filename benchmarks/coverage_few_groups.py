@@ -19,10 +19,12 @@ should cover at the nominal rate).
 With ``--real``, the same two arms on real curves instead: the OLMo ladder's six evaluation sets
 (``backtest_families.py``'s ``olmo`` data: the same runs scored on each set) taken three at a time,
 all 20 triples, each fitted on the runs below 1B parameters (190M-760M x 0.5-10 x Chinchilla's tokens)
-and predicting its 1B and 3B runs (0.1-0.6 decades beyond), default fit settings.
+and predicting its 1B and 3B runs (0.1-0.6 decades beyond), default fit settings. ``--cut 4e8`` fits only
+the 190M and 370M runs and predicts the 760M, 1B and 3B ones (0.3-0.9 decades beyond): two model sizes per
+set, as a study with few sizes has.
 
     python benchmarks/coverage_few_groups.py [--seeds 20]
-    BAYESCALE_DATA_DIR=../shared/datasets python benchmarks/coverage_few_groups.py --real
+    BAYESCALE_DATA_DIR=../shared/datasets python benchmarks/coverage_few_groups.py --real [--cut 4e8]
 """
 
 from __future__ import annotations
@@ -76,10 +78,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--real", action="store_true", help="the OLMo ladder's evaluation sets, three at a time")
+    parser.add_argument("--cut", type=float, default=1e9, help="with --real: fit the runs up to this many parameters")
     parser.add_argument("--csv", type=Path, help="write one row per case, arm and risk here")
     options = parser.parse_args()
     if options.real:
-        cases = ((i, *case) for i, case in enumerate(olmo_triples()))
+        cases = ((i, *case) for i, case in enumerate(olmo_triples(options.cut)))
     else:
         cases = ((seed, f"seed {seed}", *simulate(seed)) for seed in range(options.seeds))
     rows = []
