@@ -197,6 +197,27 @@ def test_fit_many_keeps_the_binary_centring():
         assert fits[key].options.target_accept_prob == 0.9
 
 
+def test_groups_that_measure_every_slope_are_framed():
+    # Two model sizes under tokens that vary 20x (an over-training study's smallest runs) measure every term's slope,
+    # not where the curve levels off: framed. Sizes over 1,000x on one data budget leave the data term to the
+    # population: not framed (as before). Each kind measured by design, and framed only where its fit succeeded.
+    rng = np.random.default_rng(3)
+    frames = []
+    for f in range(3):
+        n = np.repeat([1.9e8, 3.7e8], 6)
+        truth = {k: v * np.exp(SPREAD[k] * rng.standard_normal()) for k, v in POP.items()}
+        runs = simulate(LAW, truth, {"N": n, "D": n * np.tile(np.geomspace(10.0, 200.0, 6), 2)}, sigma=0.01, seed=f)
+        frames.append(runs.rename(columns={"y": "loss"}).assign(family=f"two sizes {f}"))
+    n = np.geomspace(1e8, 1e11, 8)
+    runs = simulate(LAW, POP, {"N": n, "D": np.full(8, 3e11)}, sigma=0.01, seed=9)
+    frames.append(runs.rename(columns={"y": "loss"}).assign(family="one budget"))
+    model, args = framed_args(pd.concat(frames, ignore_index=True))
+    assert np.asarray(args.basis.framed).tolist() == [0.0, 1.0, 1.0, 1.0]  # groups in sorted order
+    data = model.validate(pd.concat(frames, ignore_index=True))
+    measured = measured_by_design(LAW, model.treatments, data.inputs, data.groups, 4)
+    assert not np.asarray(measured["alpha"])[1:].any()  # their sizes do not measure alpha: framed for the slopes
+
+
 def test_a_group_whose_fit_failed_is_sampled_as_without_the_frame():
     df = simulate_families(4)
     model, args = framed_args(df)

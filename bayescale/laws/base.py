@@ -131,7 +131,8 @@ class Law:
     drift: ClassVar[Mapping[str, float]] = {}
     #: The factor by which an input must vary within a group for the group's own data to measure the
     #: input's parameters (:func:`bayescale.model.build.measured_by_design`: where a pooled group is
-    #: sampled in the pilot's frame or centred): half a decade for model size, tokens, compute or steps.
+    #: sampled in the pilot's frame or centred): half a decade for model size, tokens, compute or steps. Its
+    #: square root is what measures a term's slope alone (:func:`bayescale.model.build.sloped_by_design`).
     informative_range: ClassVar[float] = 3.0
     #: Whether the law's posterior has poor local modes that strand chains started at random (a bend of
     #: a broken power law where the data need none): its chains then start at the best of several

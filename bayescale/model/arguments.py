@@ -11,7 +11,7 @@ import numpy as np
 
 from bayescale.data import DataError, ScalingData
 from bayescale.model.args import ModelArgs
-from bayescale.model.build import centring, measured_by_design, pooled_names
+from bayescale.model.build import centring, measured_by_design, pooled_names, sloped_by_design
 from bayescale.model.pilot import exponent_centring, fit_groups, pooled_basis, population_of, starting_point
 
 
@@ -94,8 +94,9 @@ def model_args(
             if frame:  # linearised where each group sits given the population its own fits place
                 population = population_of(fits, pooled_names(spec.law, spec.treatments))
                 at = fit_groups(spec.law, spec.likelihood, args, scaling_data.groups, population)
+                sloped = sloped_by_design(spec.law, raw, scaling_data.groups, n_groups)
                 basis = pooled_basis(
-                    spec.law, spec.likelihood, spec.treatments, args, scaling_data.groups, at, measured
+                    spec.law, spec.likelihood, spec.treatments, args, scaling_data.groups, at, measured, sloped
                 )
                 args = args._replace(basis=basis)
             start = starting_point(spec.law, spec.likelihood, spec.treatments, centred, fits, args, spec.scaled_names)

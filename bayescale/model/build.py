@@ -696,6 +696,35 @@ def measured_by_design(
     }
 
 
+def sloped_by_design(law: Law, inputs: Mapping[str, np.ndarray], groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per group, whether its own data measure the slope of every term: more distinct input points than the law has
+    parameters, and every input at two or more values spanning at least the square root of the law's
+    :attr:`~bayescale.laws.Law.informative_range` (a slope needs half the log-range that a slope and its bend do).
+
+    Such a group leaves only where its curve levels off (the split between ``E`` and the terms) to the population,
+    and is sampled in the pilot's frame (:func:`bayescale.model.pilot.pooled_basis`); one whose input stays put
+    (every size trained on one data budget) leaves a whole term to it, confounded with ``E``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import bayescale as bs
+    >>> law = bs.laws.Chinchilla()  # two sizes 1.95x apart, tokens over 20x: slopes measured; tokens fixed: not
+    >>> n = np.repeat([1.9e8, 3.7e8], 6)
+    >>> d = np.concatenate([n[:6] * np.geomspace(10, 200, 6), n[6:] * np.geomspace(10, 200, 6)])
+    >>> sloped_by_design(law, {"N": np.tile(n, 2), "D": np.concatenate([d, np.full(12, 3e11)])},
+    ...                  np.repeat([0, 1], 12), 2)
+    array([ True, False])
+    """
+    points = np.column_stack([inputs[x] for x in law.inputs])
+    ok = np.array([len(np.unique(points[groups == g], axis=0)) > len(law.parameters) for g in range(n_groups)])
+    for x in law.inputs:
+        for g in range(n_groups):
+            v = inputs[x][groups == g]
+            ok[g] &= v.size > 0 and v.max() >= np.sqrt(law.informative_range) * v.min() and np.unique(v).size >= 2
+    return ok
+
+
 def _standard(name: str):
     """A ``Normal(0, 1)`` variable, sampled as ``Z_SCALE`` times itself."""
     return numpyro.sample(name, dist.Normal(0.0, Z_SCALE)) / Z_SCALE

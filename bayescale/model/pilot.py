@@ -376,6 +376,7 @@ def pooled_basis(
     groups: np.ndarray,
     fits: GroupFits,
     measured: Mapping[str, np.ndarray],
+    sloped: np.ndarray | None = None,
 ) -> PooledBasis | None:
     """Every group's pooled parameters as its fit given the population measured them (:mod:`bayescale.model.pooled`).
 
@@ -384,10 +385,11 @@ def pooled_basis(
     log likelihood there (the prior taken out, every other site at the mode), the Hessian's
     negative eigenvalues (a direction the data do not measure) set to 0. Only groups whose
     design measures every pooled parameter (``measured``: parameter -> bool per group,
-    :func:`bayescale.model.build.measured_by_design`) and whose fit succeeded are sampled in
-    the frame; the others as without it, except that a group whose design measures none of its
-    level terms has its level sampled given the rest (``levelled``,
-    :func:`bayescale.model.pooled.level_frame`). ``None`` where nothing is pooled.
+    :func:`bayescale.model.build.measured_by_design`) or at least the slope of every term
+    (``sloped``, :func:`bayescale.model.build.sloped_by_design`: two model sizes, say, under tokens
+    that vary), and whose fit succeeded, are sampled in the frame; the others as without it, except
+    that a group whose design measures none of its level terms has its level sampled given the rest
+    (``levelled``, :func:`bayescale.model.pooled.level_frame`). ``None`` where nothing is pooled.
 
     Why not all groups: in level coordinates, a group that measures little has its values'
     map linearised where its prior and a run or two place it, and its coordinates curve
@@ -417,7 +419,8 @@ def pooled_basis(
     fitted = np.all(_fitted(w, np.stack([fits.variances[z_site(k)] for k in names], axis=-1)), axis=-1)
     for mode in fits.modes.values():
         fitted &= np.isfinite(mode).reshape(len(fitted), -1).all(axis=-1)
-    framed = fitted & np.logical_and.reduce([np.asarray(measured[k], bool) for k in names])
+    framed = np.logical_and.reduce([np.asarray(measured[k], bool) for k in names])
+    framed = fitted & (framed if sloped is None else framed | np.asarray(sloped, bool))
     # every site at the group's mode. Where the group's fit failed (a run or two fitted exactly: the noise scale
     # runs to zero), its pooled values at their mode where finite and every other site at the fitted groups'
     # median (the prior's, where none was fitted): its data still measure its scale there
