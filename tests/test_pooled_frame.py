@@ -200,7 +200,7 @@ def test_fit_many_keeps_the_binary_centring():
 def test_groups_that_measure_every_slope_are_framed():
     # Two model sizes under tokens that vary 20x (an over-training study's smallest runs) measure every term's slope,
     # not where the curve levels off: framed. Sizes over 1,000x on one data budget leave the data term to the
-    # population: not framed (as before). Each kind measured by design, and framed only where its fit succeeded.
+    # population: not framed (as before). Neither design measures every pooled parameter, the frame's first condition.
     rng = np.random.default_rng(3)
     frames = []
     for f in range(3):
