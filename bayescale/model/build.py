@@ -677,17 +677,10 @@ def measured_by_design(
     An input's parameters are measured where the input is; a parameter of no single
     input (the irreducible term) where any input is.
     """
-    points = np.column_stack([inputs[x] for x in law.inputs])
-    enough = np.array([len(np.unique(points[groups == g], axis=0)) > len(law.parameters) for g in range(n_groups)])
-    informed = {}
-    for x in law.inputs:
-        values = inputs[x]
-        ok = np.zeros(n_groups, dtype=bool)
-        for g in range(n_groups):
-            v = values[groups == g]
-            spans = v.size > 0 and v.max() >= law.informative_range * v.min()
-            ok[g] = spans and np.unique(v).size >= INFORMATIVE_VALUES
-        informed[x] = ok & enough
+    informed = {
+        x: varies_by_design(law, inputs, groups, n_groups, x, law.informative_range, INFORMATIVE_VALUES)
+        for x in law.inputs
+    }
     anything = np.logical_or.reduce(list(informed.values()))
     return {
         par.name: informed[law.input_of(par.name)] if law.input_of(par.name) is not None else anything
@@ -716,12 +709,22 @@ def sloped_by_design(law: Law, inputs: Mapping[str, np.ndarray], groups: np.ndar
     ...                  np.repeat([0, 1], 12), 2)
     array([ True, False])
     """
-    points = np.column_stack([inputs[x] for x in law.inputs])
-    ok = np.array([len(np.unique(points[groups == g], axis=0)) > len(law.parameters) for g in range(n_groups)])
-    for x in law.inputs:
-        for g in range(n_groups):
-            v = inputs[x][groups == g]
-            ok[g] &= v.size > 0 and v.max() >= np.sqrt(law.informative_range) * v.min() and np.unique(v).size >= 2
+    span = np.sqrt(law.informative_range)
+    return np.logical_and.reduce([varies_by_design(law, inputs, groups, n_groups, x, span, 2) for x in law.inputs])
+
+
+def varies_by_design(
+    law: Law, inputs: Mapping[str, np.ndarray], groups: np.ndarray, n_groups: int, x: str, span: float, values: int
+) -> np.ndarray:
+    """Per group, whether input ``x`` takes ``values`` or more distinct values spanning a factor ``span`` or more,
+    among more distinct input points than the law has parameters (:func:`measured_by_design`,
+    :func:`sloped_by_design`)."""
+    points = np.column_stack([inputs[k] for k in law.inputs])
+    ok = np.zeros(n_groups, dtype=bool)
+    for g in range(n_groups):
+        v = inputs[x][groups == g]
+        enough = len(np.unique(points[groups == g], axis=0)) > len(law.parameters)
+        ok[g] = enough and v.size > 0 and v.max() >= span * v.min() and np.unique(v).size >= values
     return ok
 
 
