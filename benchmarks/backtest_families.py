@@ -103,7 +103,9 @@ def model_for(kind: str) -> bs.ScalingModel:
         return bs.ScalingModel(bs.laws.Chinchilla(), group="family", pooled=["sigma"], **common)
     if kind == "group scale":  # each family's level terms shifted by its own scale
         return bs.ScalingModel(bs.laws.Chinchilla(), group="family", shared=["sigma"], group_scale=True, **common)
-    return bs.ScalingModel(bs.laws.Chinchilla(), group="family", shared=["sigma"], **common)
+    if kind == "hierarchical":
+        return bs.ScalingModel(bs.laws.Chinchilla(), group="family", shared=["sigma"], **common)
+    raise ValueError(f"unknown model {kind!r}: expected one of {[*MODELS, 'group scale']}")
 
 
 def holdouts(df: pd.DataFrame, family: str):
@@ -257,7 +259,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     fit_arguments(parser)
     parser.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated, of {list(DATASETS)}")
-    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {list(MODELS)}")
+    parser.add_argument(
+        "--models", nargs="+", choices=MODELS, default=list(MODELS), metavar="MODEL", help=f"of {list(MODELS)}"
+    )
     parser.add_argument("--csv", default="backtest_families.csv", help="file name of the rows in --out")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -269,7 +273,7 @@ def main() -> None:
         load, targets = DATASETS[name]
         keys = ["dataset", "family", "kept", "model"]
         done = set() if results.empty else set(results[keys].itertuples(index=False, name=None))
-        new = run(load(), args.draws, args.seed, targets, name, done, args.models.split(","))
+        new = run(load(), args.draws, args.seed, targets, name, done, args.models)
         results = pd.concat([results, new], ignore_index=True)
         results.to_csv(path, index=False)
     print(summarise(results).round(3).to_string())
