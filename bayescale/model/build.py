@@ -677,10 +677,7 @@ def measured_by_design(
     An input's parameters are measured where the input is; a parameter of no single
     input (the irreducible term) where any input is.
     """
-    informed = {
-        x: varies_by_design(law, inputs, groups, n_groups, x, law.informative_range, INFORMATIVE_VALUES)
-        for x in law.inputs
-    }
+    informed = varies_by_design(law, inputs, groups, n_groups, law.informative_range, INFORMATIVE_VALUES)
     anything = np.logical_or.reduce(list(informed.values()))
     return {
         par.name: informed[law.input_of(par.name)] if law.input_of(par.name) is not None else anything
@@ -709,23 +706,27 @@ def sloped_by_design(law: Law, inputs: Mapping[str, np.ndarray], groups: np.ndar
     ...                  np.repeat([0, 1], 12), 2)
     array([ True, False])
     """
-    span = np.sqrt(law.informative_range)
-    return np.logical_and.reduce([varies_by_design(law, inputs, groups, n_groups, x, span, 2) for x in law.inputs])
+    varies = varies_by_design(law, inputs, groups, n_groups, np.sqrt(law.informative_range), 2)
+    return np.logical_and.reduce(list(varies.values()))
 
 
 def varies_by_design(
-    law: Law, inputs: Mapping[str, np.ndarray], groups: np.ndarray, n_groups: int, x: str, span: float, values: int
-) -> np.ndarray:
-    """Per group, whether input ``x`` takes ``values`` or more distinct values spanning a factor ``span`` or more,
-    among more distinct input points than the law has parameters (:func:`measured_by_design`,
+    law: Law, inputs: Mapping[str, np.ndarray], groups: np.ndarray, n_groups: int, span: float, values: int
+) -> dict[str, np.ndarray]:
+    """Input -> per group, whether the input takes ``values`` or more distinct values spanning a factor ``span`` or
+    more, among more distinct input points than the law has parameters (:func:`measured_by_design`,
     :func:`sloped_by_design`)."""
-    points = np.column_stack([inputs[k] for k in law.inputs])
-    ok = np.zeros(n_groups, dtype=bool)
-    for g in range(n_groups):
-        v = inputs[x][groups == g]
-        enough = len(np.unique(points[groups == g], axis=0)) > len(law.parameters)
-        ok[g] = enough and v.size > 0 and v.max() >= span * v.min() and np.unique(v).size >= values
-    return ok
+    points = np.column_stack([inputs[x] for x in law.inputs])
+    members = [groups == g for g in range(n_groups)]
+    enough = np.array([len(np.unique(points[m], axis=0)) > len(law.parameters) for m in members], dtype=bool)
+    out = {}
+    for x in law.inputs:
+        spans = [
+            v.size > 0 and v.max() >= span * v.min() and np.unique(v).size >= values
+            for v in (inputs[x][m] for m in members)
+        ]
+        out[x] = enough & np.array(spans, dtype=bool)
+    return out
 
 
 def _standard(name: str):
