@@ -136,7 +136,7 @@ def fit_many(
     n_groups = max(len(p.data.group_labels) for p in parts)
     stacked = _stack([_padded(spec, p, rows, n_groups) for p in parts])
     sites = latent_sites(spec.law, spec.likelihood, spec.treatments, n_groups, scaled=bool(spec.scaled_names))
-    options = options.resolved(dimension(sites), rows, local_modes=spec.law.local_modes)
+    options = options.resolved(dimension(sites), rows, local_modes=spec.law.local_modes, many=True)
     samples = sample_batches(
         model_of(spec),
         stacked,

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from numpyro.infer.hmc import hmc
-from numpyro.infer.hmc_util import welford_covariance
+from numpyro.infer.hmc_util import dual_averaging, welford_covariance
 
 import bayescale as bs
 from bayescale.sampler import adaptation
 from bayescale.sampler.adaptation import END_BUFFER, FIRST_WINDOW, START_BUFFER, shrunk_covariance, windows
-from bayescale.sampler.options import LOCKSTEP_WARMUP_TREE_DEPTH, NUTSOptions, dimension
-from bayescale.sampler.runner import Runner
+from bayescale.sampler.options import DENSE_MAX_DIM, LOCKSTEP_WARMUP_TREE_DEPTH, NUTSOptions, dimension
+from bayescale.sampler.progress import Progress
+from bayescale.sampler.runner import Runner, chunks, sample_batches
 from tests.conftest import sites_of
 from tests.test_hierarchy import LAW, simulate_families
 from tests.test_laplace_start import runner, saturating
@@ -224,3 +226,94 @@ def test_the_step_size_adapts_as_numpyro_s_warmup_does(target, dense):
     np.testing.assert_allclose(ours, numpyro, rtol=1e-9)
     np.testing.assert_allclose(matrix, numpyro_matrix, rtol=1e-9)
     assert len(set(ours[warmup:])) == 1  # fixed after warmup
+
+
+def test_a_pooled_window_end_estimates_one_matrix_from_every_chain_s_draws():
+    # Welford's counts of the chains merged: the covariance of all the window's draws, the spread between
+    # the chains' means included, shrunk with the pooled count; each chain's step size restarts from its own
+    rng = np.random.default_rng(3)
+    chains, n, d = 4, 25, 30
+    draws = [rng.standard_normal((n, d)) * np.linspace(0.1, 3.0, d) + 2.0 * c for c in range(chains)]
+    steps = jnp.array([0.1, 0.2, 0.3, 0.4])
+    init, _, _ = welford_covariance(diagonal=False)
+    in_force = jnp.stack([jnp.eye(d) * (c + 1.0) for c in range(chains)])
+    stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *[welford(x) for x in draws])
+
+    class Adapt(NamedTuple):
+        step_size: jnp.ndarray
+        inverse_mass_matrix: jnp.ndarray
+        mass_matrix_sqrt: jnp.ndarray
+        mass_matrix_sqrt_inv: jnp.ndarray
+        ss_state: tuple
+        mm_state: tuple
+
+    adapt = Adapt(steps, in_force, in_force, in_force, jax.vmap(lambda s: s)(steps), stacked)
+    for toward_previous, target in ((False, None), (True, jnp.eye(d) * 2.5)):
+        out = adaptation.pooled_window_end(adapt, toward_previous=toward_previous)
+        expected = shrunk_covariance(welford(np.concatenate(draws)), target)
+        for c in range(chains):
+            for got, want in zip(
+                (out.inverse_mass_matrix, out.mass_matrix_sqrt, out.mass_matrix_sqrt_inv), expected, strict=True
+            ):
+                np.testing.assert_allclose(np.asarray(got[c]), np.asarray(want), rtol=1e-9, atol=1e-12)
+        for c in range(chains):
+            restarted = dual_averaging()[0](jnp.log(10 * steps[c]))  # as adaptation.adapting's window end
+            for got, want in zip(jax.tree_util.tree_leaves(out.ss_state), restarted, strict=True):
+                np.testing.assert_allclose(np.asarray(got[c]), np.asarray(want), rtol=1e-12)
+            for got, fresh in zip(
+                jax.tree_util.tree_leaves(out.mm_state), jax.tree_util.tree_leaves(init(d)), strict=True
+            ):
+                np.testing.assert_array_equal(np.asarray(got[c]), np.asarray(fresh))
+
+
+@pytest.mark.parametrize(("warmup", "draws"), [(1000, 1000), (200, 50), (300, 7), (90, 90)])
+def test_a_pooled_warmup_s_chunks_end_where_windows_do(warmup, draws):
+    breaks = {end + 1 for end in adaptation.window_ends(warmup)}
+    for bar in (False, True):
+        warm, sampled = chunks(warmup, draws, bar, breaks)
+        assert sum(warm) == warmup and sum(sampled) == draws
+        assert breaks <= set(np.cumsum(warm).tolist())
+
+
+def test_one_fit_s_chains_share_the_matrix_their_pooled_warmup_estimated():
+    # the chains run in threads; between the warmup's segments their windows are pooled, so they leave the
+    # warmup with one matrix (each with its own step size); with pooled_warmup=False each has its own
+    df, _ = simulate_families()
+    model = bs.ScalingModel(LAW, group="family")
+    matrices = {}
+    for pooled in (True, False):
+        run, args = runner(model, df, warmup=200, pooled_warmup=pooled)
+        assert run.pooled is pooled and run.options.diagonal_shrinkage
+        tasks = [(k, args, args.start) for k in jax.random.split(jax.random.key(0), 3)]
+        out = run.run_threads(tasks, 50, Progress(False, 0, ""), target=run.options.target_accept_prob)
+        matrices[pooled] = [np.asarray(state.adapt_state.inverse_mass_matrix) for _, _, state in out]
+        assert all(stats["diverging"].shape == (50,) for _, stats, _ in out)
+    for m in matrices[True][1:]:
+        np.testing.assert_array_equal(m, matrices[True][0])
+    assert not np.allclose(matrices[False][1], matrices[False][0])
+    # vectorised chains (GPU and TPU's default) pool between the calls of one program for all chains
+    run, args = runner(model, df, warmup=200, pooled_warmup=True)
+    chains = Runner(run.model, run.sites, 200, run.options, "chains", report=run.report)
+    keys = jax.random.split(jax.random.key(0), 3)
+    _, stats, state = chains.run_chains(keys, args, args.start, 50, Progress(False, 0, ""), target=0.95)
+    vectorised = np.asarray(state.adapt_state.inverse_mass_matrix)
+    assert stats["diverging"].shape == (3, 50)
+    for m in vectorised[1:]:
+        np.testing.assert_array_equal(m, vectorised[0])
+
+
+def test_many_fits_keep_each_chain_s_own_warmup():
+    with pytest.raises(ValueError, match="pooled_warmup pools one fit's chains"):
+        sample_batches(None, {}, 1, {}, seeds=np.zeros(1, int), chains=2, warmup=10, draws=10,
+                       options=NUTSOptions(pooled_warmup=True), report=())  # fmt: skip
+
+
+def test_the_warmup_is_pooled_where_asked_for_one_fit():
+    # off by default (measured mixed, docs/sampler.md); a choice for one fit's chains, not for many fits'
+    assert not NUTSOptions(dense_mass=True).resolved(DENSE_MAX_DIM + 1, 64).pooled_warmup
+    assert NUTSOptions(pooled_warmup=True).resolved(DENSE_MAX_DIM, 64).pooled_warmup
+    assert not NUTSOptions().resolved(DENSE_MAX_DIM, 64, many=True).pooled_warmup
+    with pytest.raises(ValueError, match="fit_many keeps each chain's own warmup"):
+        NUTSOptions(pooled_warmup=True).resolved(DENSE_MAX_DIM, 64, many=True)
+    with pytest.raises(ValueError, match="needs bayescale's warmup of a dense matrix"):
+        NUTSOptions(pooled_warmup=True, dense_mass=False).resolved(DENSE_MAX_DIM, 64)

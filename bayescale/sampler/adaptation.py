@@ -139,6 +139,7 @@ def adapting(
     step_size: bool = True,
     shrunk: bool = False,
     toward_previous: bool = False,
+    pooled: bool = False,
 ) -> Callable:
     """Wrap NumPyro's ``sample_kernel`` (run with ``adapt_step_size=False``, and with
     ``adapt_mass_matrix=False`` where ``shrunk``) so that it adapts what NumPyro's does not.
@@ -157,7 +158,7 @@ def adapting(
     welford_init, welford_update, _ = welford_covariance(diagonal=False)
     step_size_init, _ = dual_averaging()
     first, last = (spans[0][0], spans[-1][1]) if spans else (0, -1)
-    ends = jnp.array([end for _, end in spans])
+    ends = jnp.array([] if pooled else [end for _, end in spans], dtype=int)
 
     def window_end(adapt):
         inverse_mass, sqrt, sqrt_inv = shrunk_covariance(
@@ -182,7 +183,46 @@ def adapting(
             adapt = adapt._replace(
                 mm_state=jax.lax.cond(inside, lambda: welford_update(state.z, adapt.mm_state), lambda: adapt.mm_state)
             )
-            adapt = jax.lax.cond(jnp.any(t == ends), window_end, lambda a: a, adapt)
+            if not pooled:
+                adapt = jax.lax.cond(jnp.any(t == ends), window_end, lambda a: a, adapt)
         return state._replace(adapt_state=adapt)
 
     return step
+
+
+def window_ends(warmup: int) -> list[int]:
+    """The warmup iterations (0-based) after which a pooled warmup ends a window: :func:`windows`' last ones."""
+    return [end for _, end in windows(warmup)]
+
+
+def pooled_window_end(adapt, toward_previous: bool = False):
+    """End a window of every chain at once: ``adapt`` holds the chains' adaptation states stacked
+    on a leading axis; each gets the matrix estimated from all chains' draws of the window.
+
+    Welford's counts of the chains are merged (Chan et al.'s pairwise update): the covariance of
+    all the window's draws, the spread between the chains' means included. Chains that sit in
+    different parts of a ridge then share a matrix that spans it, and ``chains`` times the draws
+    estimate it (a 60-dimensional matrix from 25 draws of one chain is mostly its diagonal). The
+    step size's dual averaging restarts for each chain from ten times its own step, as in
+    :func:`adapting`; the estimate is shrunk towards the chains' mean matrix in force with
+    ``toward_previous``, else towards its own diagonal. Only the warmup pools: the draws that
+    follow are each chain's own, with the matrix fixed.
+    """
+    mean, m2, n = adapt.mm_state
+    total = jnp.sum(n)
+    pooled_mean = jnp.sum(n[:, None] * mean, axis=0) / total
+    offset = mean - pooled_mean
+    pooled_m2 = jnp.sum(m2, axis=0) + jnp.einsum("c,ci,cj->ij", n.astype(offset.dtype), offset, offset)
+    target = jnp.mean(adapt.inverse_mass_matrix, axis=0) if toward_previous else None
+    inverse_mass, sqrt, sqrt_inv = shrunk_covariance((pooled_mean, pooled_m2, total), target)
+    chains = n.shape[0]
+    welford_init, _, _ = welford_covariance(diagonal=False)
+    step_size_init, _ = dual_averaging()
+    fresh = welford_init(pooled_mean.shape[0])
+    return adapt._replace(
+        inverse_mass_matrix=jnp.broadcast_to(inverse_mass, (chains, *inverse_mass.shape)),
+        mass_matrix_sqrt=jnp.broadcast_to(sqrt, (chains, *sqrt.shape)),
+        mass_matrix_sqrt_inv=jnp.broadcast_to(sqrt_inv, (chains, *sqrt_inv.shape)),
+        mm_state=jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (chains, *jnp.shape(a))), fresh),
+        ss_state=jax.vmap(step_size_init)(jnp.log(10.0 * adapt.step_size)),
+    )

@@ -66,6 +66,12 @@ class NUTSOptions:
         and starts at the mode of the largest Laplace mass among them (the density at the mode
         times the volume of its normal approximation). Default :data:`LOCAL_MODE_STARTS` for a
         law with poor local modes, else 1 (the mode nearest one random start).
+    pooled_warmup : bool, optional
+        With bayescale's warmup of a dense matrix (``diagonal_shrinkage``): each window's matrix
+        estimated from all chains' draws of the window at once
+        (:func:`~bayescale.sampler.adaptation.pooled_window_end`), not from each chain's own.
+        Default off: measured, it helps some hierarchies and costs others (``docs/sampler.md``).
+        Many fits (``fit_many``, the calibration studies) keep each chain's own windows.
     extend : int
         Times one fit's chains run on for as many draws again where they fall short of the
         health rule only for want of draws: no divergences, but R-hat above 1.01 (and at most
@@ -93,6 +99,7 @@ class NUTSOptions:
     diagonal_shrinkage: bool | None = None
     init: str | None = None
     mode_starts: int | None = None
+    pooled_warmup: bool | None = None
     extend: int = EXTEND
 
     @classmethod
@@ -122,13 +129,21 @@ class NUTSOptions:
             raise ValueError(f"extend must be a whole number >= 0, got {self.extend!r}")
 
     def resolved(
-        self, dimension: int, rows: int, *, has_start: bool = False, framed: bool = False, local_modes: bool = False
+        self,
+        dimension: int,
+        rows: int,
+        *,
+        has_start: bool = False,
+        framed: bool = False,
+        local_modes: bool = False,
+        many: bool = False,
     ) -> NUTSOptions:
         """Every ``None`` filled in for a model of ``dimension`` unconstrained dimensions and ``rows``
         (padded) rows; ``has_start``: the model supplies a pilot's start; ``framed``: pooled groups
         are sampled in the pilot's frame; ``local_modes``: the law has poor local modes that strand
         chains started at random (:attr:`bayescale.laws.Law.local_modes`), so chains start at the
-        best of several modes at any number of rows."""
+        best of several modes at any number of rows; ``many``: for many fits in one run, whose chains
+        keep their own warmup."""
         options = self
         if options.target_accept_prob is None:
             options = replace(options, target_accept_prob=FRAMED_TARGET_ACCEPT if framed else TARGET_ACCEPT)
@@ -141,6 +156,12 @@ class NUTSOptions:
             options = replace(options, diagonal_shrinkage=own)
         elif options.diagonal_shrinkage and not (options.dense_mass and options.adapt_mass_matrix):
             raise ValueError("diagonal_shrinkage=True needs dense_mass=True and adapt_mass_matrix=True")
+        if options.pooled_warmup is None:
+            options = replace(options, pooled_warmup=False)
+        elif options.pooled_warmup and many:
+            raise ValueError("pooled_warmup=True pools one fit's chains; fit_many keeps each chain's own warmup")
+        elif options.pooled_warmup and not options.diagonal_shrinkage:
+            raise ValueError("pooled_warmup=True needs bayescale's warmup of a dense matrix (diagonal_shrinkage=True)")
         if options.init is None:
             if has_start:
                 init = "pilot"

@@ -203,6 +203,8 @@ def sample_batches(
     work is at least :data:`MANY_ITERATIONS` chain iterations.
     """
     check_counts(chains, warmup, draws)
+    if options.pooled_warmup:
+        raise ValueError("pooled_warmup pools one fit's chains; many fits keep each chain's own warmup")
     if many is None:
         many = n * chains * (warmup + draws) >= MANY_ITERATIONS
     take = lambda idx: jax.tree_util.tree_map(lambda a: a[idx], args)  # noqa: E731
@@ -311,19 +313,26 @@ def _stacked(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.stack([p[k] for p in parts]) for k in parts[0]}
 
 
+def _member(stacked, c: int, like):
+    """Member ``c`` of pytree ``stacked`` (leading axis), each leaf with the dtype of ``like``'s."""
+    return jax.tree_util.tree_map(lambda a, b: jnp.asarray(a[c], dtype=jnp.result_type(b)), stacked, like)
+
+
 def _flat(z: dict[str, np.ndarray], lead: int) -> dict[str, np.ndarray]:
     """Merge the (chain, draw) axes that follow ``lead`` leading axes into one."""
     return {k: v.reshape(v.shape[:lead] + (-1,) + v.shape[lead + 2 :]) for k, v in z.items()}
 
 
-def _chunks(warmup: int, draws: int, progress_bar: bool) -> tuple[list[int], list[int]]:
-    """Split warmup and draws into equal scan lengths so that one compiled loop serves both."""
-    step = math.gcd(warmup, draws) if warmup else draws
+def chunks(warmup: int, draws: int, progress_bar: bool, breaks=()) -> tuple[list[int], list[int]]:
+    """Split warmup and draws into equal scan lengths so that one compiled loop serves both; the warmup's
+    chunks end at each of ``breaks`` (iteration counts, where a pooled warmup ends a window)."""
+    step = math.gcd(warmup, draws, *breaks) if warmup else draws
     if progress_bar:
         target = max((warmup + draws) // 20, 1)
         step = max(d for d in range(1, step + 1) if step % d == 0 and d <= target)
-    if step < 20 and not progress_bar:  # awkward counts: two loops rather than hundreds of calls
-        return ([warmup] if warmup else []), [draws]
+    if step < 20 and not progress_bar:  # awkward counts: a few loops rather than hundreds of calls
+        edges = [0, *sorted(b for b in breaks if 0 < b < warmup), warmup] if warmup else [0]
+        return np.diff(edges).tolist(), [draws]
     return [step] * (warmup // step), [step] * (draws // step)
 
 
@@ -348,6 +357,9 @@ class Runner:
         self.mode = mode
         self.n_devices = n_devices
         self.report = tuple(report)
+        # window ends at which the chains' warmup draws are pooled (by the drivers, between calls)
+        self.pooled = bool(options.pooled_warmup and options.diagonal_shrinkage and warmup)
+        self._pool_after = {end + 1 for end in adaptation.window_ends(warmup)} if self.pooled else set()
         # NUTS runs on one flat vector, not on the dict of sites: every leapfrog step then updates one
         # array instead of one per site
         self._unravel = ravel_pytree({k: jnp.zeros(shape, dtype=float) for k, (shape, _) in sites.items()})[1]
@@ -365,6 +377,7 @@ class Runner:
             shrunk=options.diagonal_shrinkage,
             # from the pilot's start the matrix in force is informed: shrink each window's estimate towards it
             toward_previous=options.init == "pilot",
+            pooled=self.pooled,
         )
         self._init = self._vectorised(self._init_one, runs="once", n_args=2)
         self._advance: dict[int, Callable] = {}
@@ -561,12 +574,16 @@ class Runner:
         and the chains' final state; the step size adapted towards the acceptance ``target``. With
         ``state`` (the final state of an earlier call) the chains run on from there, without warmup
         (``keys`` then only shapes the output)."""
-        warm_chunks, draw_chunks = _chunks(self.warmup, draws, bar.enabled)
+        warm_chunks, draw_chunks = chunks(self.warmup, draws, bar.enabled, self._pool_after)
         target = jnp.asarray(target, dtype=float)
         if state is None:
             state = self._init(keys, args, start)
+            done = 0
             for length in warm_chunks:
                 state, _ = self.advance(length)(state, args, target)
+                done += length
+                if done in self._pool_after:
+                    state = state._replace(adapt_state=self._pooled_end(state.adapt_state))
                 bar(length, "warmup")
         traces = []
         for length in draw_chunks:
@@ -577,6 +594,42 @@ class Runner:
         z = {k: np.concatenate([t[0][k] for t in traces], axis=axis) for k in self.sites}
         stats = {k: np.concatenate([t[1][k] for t in traces], axis=axis) for k in traces[0][1]}
         return z, stats, state
+
+    def _pooled_end(self, adapt):
+        """:func:`~bayescale.sampler.adaptation.pooled_window_end` of the chains on the leading axis."""
+        return adaptation.pooled_window_end(adapt, toward_previous=self.options.init == "pilot")
+
+    def _pooled_warmup(self, tasks, init, warm, warm_chunks, bar, target, threads) -> list:
+        """Every task's chain through the warmup, one thread per core, pooling the chains' windows
+        between the segments that end where a window does; the chains' states after the warmup."""
+        target = jnp.asarray(target, dtype=float)
+        states = map_in_threads(lambda task: init(*task), tasks, threads=threads)
+        segments, current, done = [], [], 0
+        for length in warm_chunks:
+            current.append(length)
+            done += length
+            if done in self._pool_after or done == self.warmup:
+                segments.append((current, done in self._pool_after))
+                current = []
+
+        def run(pair, lengths):
+            state, (_, args, _) = pair
+            for length in lengths:
+                state, _ = warm[length](state, args, target)
+                if bar is not None:
+                    bar(length, "warmup")
+            return state
+
+        for lengths, pool in segments:
+            states = map_in_threads(
+                partial(run, lengths=lengths), list(zip(states, tasks, strict=True)), threads=threads
+            )
+            if pool:
+                adapt = self._pooled_end(
+                    jax.tree_util.tree_map(lambda *a: jnp.stack(a), *[s.adapt_state for s in states])
+                )
+                states = [s._replace(adapt_state=_member(adapt, c, s.adapt_state)) for c, s in enumerate(states)]
+        return states
 
     def run_threads(
         self,
@@ -598,10 +651,18 @@ class Runner:
         ``per_chain``: the bar counts finished chains instead of iterations. ``states``: each task's
         chain runs on from this final state of an earlier call, without warmup.
         """
-        warm_chunks, draw_chunks = _chunks(self.warmup, draws, bar.enabled and not per_chain)
+        warm_chunks, draw_chunks = chunks(self.warmup, draws, bar.enabled and not per_chain, self._pool_after)
         key, args, start = tasks[0]
         init = self._executable("init", self._init, key, args, start)
         state = init.out_info
+        if self.pooled and states is None:  # the warmup in segments, the chains' windows pooled between them
+            warm = {
+                n: self._executable(n, self.advance(n), state, args, jnp.asarray(target, dtype=float))
+                for n in set(warm_chunks)
+            }
+            states = self._pooled_warmup(
+                tasks, init, warm, warm_chunks, bar if not per_chain else None, target, threads
+            )
         if states is not None:
             warm_chunks = []
             tasks = [(s, a, start) for s, (_, a, start) in zip(states, tasks, strict=True)]

@@ -194,7 +194,7 @@ def _simulate_and_fit(
         chains=chains,
         warmup=warmup,
         draws=draws,
-        options=options.resolved(dimension(sites), setup.data.n_rows, local_modes=model.law.local_modes),
+        options=options.resolved(dimension(sites), setup.data.n_rows, local_modes=model.law.local_modes, many=True),
         report=model.posterior_names,
         batch_size=batch_size,
         cache_key=model.structure_key,
