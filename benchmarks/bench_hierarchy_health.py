@@ -29,13 +29,16 @@ design is judged over many seeds, each a new simulated data set and chain seed:
   ``cut`` split; needs the public datasets), Chinchilla's law, every parameter pooled;
 - ``colpret``: the README's multi-family example (ColPret's final checkpoints of single-epoch
   runs, 10 families, default priors; needs the public datasets), the chain seed varied;
-  ``colpret_literature``: the same with ``priors="literature"``.
+  ``colpret_literature``: the same with ``priors="literature"``; ``colpret_sigma``: with a noise scale per
+  family (``pooled=[..., "sigma"]``, 73 dimensions); ``colpret_scale``: with ``group_scale=True`` (72).
 
 Prints one line per fit (divergences, max R-hat, min bulk ESS, leapfrog steps per draw,
-SamplerWarnings, wall time) and per design the totals: divergences, fits without any
-SamplerWarning, the largest count in one fit.
+SamplerWarnings, wall time, and whether the fit was sampled twice or its chains ran on) and per
+design the totals: divergences, fits without any SamplerWarning, the largest count in one fit.
+``--pooled-warmup`` pools the chains' warmup windows (``pooled_warmup=True``; each chain's own by
+default); ``--dense`` gives every design a dense mass matrix (``dense_mass=True``).
 
-    python benchmarks/bench_hierarchy_health.py [--designs contract six saturating ...] [--seeds 20]
+    python benchmarks/bench_hierarchy_health.py [--designs contract six ...] [--seeds 20] [--pooled-warmup] [--dense]
 """
 
 from __future__ import annotations
@@ -163,13 +166,11 @@ def nested_chinchilla(seed: int, within: str | None = "family") -> tuple[bs.Scal
     return model, pd.concat(frames, ignore_index=True)
 
 
-def colpret(seed: int, priors=None) -> tuple[bs.ScalingModel, pd.DataFrame]:
+def colpret(seed: int, priors=None, pooled=("alpha", "beta", "E"), **model) -> tuple[bs.ScalingModel, pd.DataFrame]:
     runs = bs.datasets.load("colpret_final")
     runs = runs[runs["epochs"].fillna(1) <= 1].dropna(subset=["loss_nats"])
-    model = bs.ScalingModel(
-        bs.laws.Chinchilla(), target="loss_nats", group="family", pooled=["alpha", "beta", "E"], priors=priors
-    )
-    return model, runs
+    law = bs.laws.Chinchilla()
+    return bs.ScalingModel(law, target="loss_nats", group="family", pooled=list(pooled), priors=priors, **model), runs
 
 
 def olmo(seed: int) -> tuple[bs.ScalingModel, pd.DataFrame]:
@@ -192,6 +193,8 @@ DESIGNS = {
     "olmo": olmo,
     "colpret": colpret,
     "colpret_literature": lambda seed: colpret(seed, priors="literature"),
+    "colpret_sigma": lambda seed: colpret(seed, pooled=("alpha", "beta", "E", "sigma")),
+    "colpret_scale": lambda seed: colpret(seed, group_scale=True),
 }
 
 
@@ -205,8 +208,16 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--target-accept", type=float, default=None, help="target_accept_prob (default: the package's)")
+    parser.add_argument("--dense", action="store_true", help="dense_mass=True (above 64 dimensions too)")
+    parser.add_argument(
+        "--pooled-warmup", action="store_true", help="warmup windows pooled across the chains (pooled_warmup=True)"
+    )
     options = parser.parse_args()
     nuts = {} if options.target_accept is None else {"target_accept_prob": options.target_accept}
+    if options.pooled_warmup:
+        nuts["pooled_warmup"] = True
+    if options.dense:
+        nuts["dense_mass"] = True
     for name in options.designs:
         divergences, healthy = [], 0
         for seed in range(options.seeds):
@@ -221,10 +232,13 @@ def main() -> None:
             count = int(stats["diverging"].sum())
             divergences.append(count)
             healthy += not caught
+            how = f"{stats.sizes['draw']} draws per chain" + (
+                ", sampled twice" if "sampled twice" in fit.health.note else ""
+            )
             print(
                 f"{name} seed {seed}: {count} divergences, R-hat {table['r_hat'].max():.3f}, "
                 f"min ESS {table['ess_bulk'].min():.0f}, {float(stats['n_steps'].mean()):.1f} steps/draw, "
-                f"{len(caught)} warnings, {wall:.1f} s",
+                f"{len(caught)} warnings, {wall:.1f} s ({how})",
                 flush=True,
             )
         print(
