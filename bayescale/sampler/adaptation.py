@@ -158,7 +158,7 @@ def adapting(
     welford_init, welford_update, _ = welford_covariance(diagonal=False)
     step_size_init, _ = dual_averaging()
     first, last = (spans[0][0], spans[-1][1]) if spans else (0, -1)
-    ends = jnp.array([] if pooled else [end for _, end in spans], dtype=int)
+    ends = jnp.array([end for _, end in spans])
 
     def window_end(adapt):
         inverse_mass, sqrt, sqrt_inv = shrunk_covariance(
